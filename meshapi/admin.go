@@ -1,0 +1,87 @@
+package meshapi
+
+import "time"
+
+// KeyCreateRequest is the body of POST /admin/v1/keys.
+type KeyCreateRequest struct {
+	Ephemeral bool     `json:"ephemeral"`
+	Reusable  bool     `json:"reusable"`
+	Tags      []string `json:"tags,omitempty"`
+	// Expiry is how long the key stays usable from now; zero means never.
+	Expiry Duration `json:"expiry,omitzero"`
+	// EphemeralTimeout overrides the server's inactivity timeout for the
+	// ephemeral nodes this key registers; zero means the server default.
+	EphemeralTimeout Duration `json:"ephemeral_timeout,omitzero"`
+	Description      string   `json:"description,omitempty"`
+}
+
+// KeyState is a key's usability at the time it was listed.
+type KeyState string
+
+const (
+	KeyValid   KeyState = "valid"
+	KeyExpired KeyState = "expired"
+	KeyRevoked KeyState = "revoked"
+	KeyUsed    KeyState = "used" // a one-off key that has registered its node
+)
+
+// AuthKey describes an auth key. It never holds the secret part.
+type AuthKey struct {
+	ID               string    `json:"id"`
+	Description      string    `json:"description"`
+	Ephemeral        bool      `json:"ephemeral"`
+	Reusable         bool      `json:"reusable"`
+	Tags             []string  `json:"tags"`
+	Created          time.Time `json:"created"`
+	Expires          time.Time `json:"expires,omitzero"`
+	EphemeralTimeout Duration  `json:"ephemeral_timeout,omitzero"`
+	Uses             int       `json:"uses"`
+	Revoked          time.Time `json:"revoked,omitzero"`
+	State            KeyState  `json:"state"`
+}
+
+// KeyCreateResponse is the answer to POST /admin/v1/keys. Key is the only
+// time the full key is ever shown.
+type KeyCreateResponse struct {
+	AuthKey
+	Key string `json:"key"`
+}
+
+// RenameRequest is the body of POST /admin/v1/nodes/{id|name}/rename.
+type RenameRequest struct {
+	Name string `json:"name"`
+}
+
+// EventType names a lifecycle change.
+type EventType string
+
+const (
+	EventRegistered EventType = "registered"
+	EventOnline     EventType = "online"
+	EventOffline    EventType = "offline"
+	EventLoggedOut  EventType = "logged_out" // non-ephemeral logout or admin expire
+	EventRenamed    EventType = "renamed"
+	EventDeleted    EventType = "deleted"
+)
+
+// DeleteReason says why a node was deleted.
+type DeleteReason string
+
+const (
+	ReasonLogout   DeleteReason = "logout"
+	ReasonGC       DeleteReason = "gc"
+	ReasonAdmin    DeleteReason = "admin"
+	ReasonReplaced DeleteReason = "replaced"
+)
+
+// Event is one line of GET /admin/v1/events.
+type Event struct {
+	Seq    uint64       `json:"seq"`
+	Time   time.Time    `json:"time"`
+	Type   EventType    `json:"type"`
+	NodeID NodeID       `json:"node_id"`
+	Name   string       `json:"name"`
+	Reason DeleteReason `json:"reason,omitempty"` // deleted only
+	// Detail is free text for humans (the new name of a rename, say).
+	Detail string `json:"detail,omitempty"`
+}

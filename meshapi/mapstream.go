@@ -1,0 +1,60 @@
+package meshapi
+
+import (
+	"net/netip"
+	"time"
+)
+
+// MessageType tells a client how to apply a MapMessage.
+type MessageType string
+
+const (
+	// MsgFull replaces the client's whole map: Self, Domain and every peer.
+	// It is always the first message of a stream, and the answer to a resume
+	// whose since is too old (or from before a coordinator restart).
+	MsgFull MessageType = "full"
+	// MsgUpsert adds peers, or replaces peers with the same ID.
+	MsgUpsert MessageType = "upsert"
+	// MsgRemove deletes the peers whose IDs are in Removed.
+	MsgRemove MessageType = "remove"
+	// MsgPresence patches the online state and last_seen of existing peers.
+	MsgPresence MessageType = "presence"
+	// MsgSelf replaces Self (the node was renamed, or its state changed).
+	MsgSelf MessageType = "self"
+	// MsgKeepalive carries no change; it proves the stream is alive. Its
+	// Version is the current version.
+	MsgKeepalive MessageType = "keepalive"
+)
+
+// MapMessage is one line of the map stream (GET /v1/map?since=V).
+//
+// Versions grow by one or more with every change and never go back within
+// one coordinator epoch. A client applies a delta only if it holds the map at
+// some version before it; after applying it holds the map at Version. To
+// resume after a disconnect it asks for since=<last Version it applied>; the
+// coordinator answers with the deltas it missed, or with a full map.
+type MapMessage struct {
+	Type    MessageType `json:"type"`
+	Version uint64      `json:"version"`
+	// Epoch changes when the coordinator restarts; a client that sees a new
+	// epoch must treat the message as a full map (it always is one).
+	Epoch string `json:"epoch,omitempty"`
+
+	Domain   string         `json:"domain,omitempty"`   // full
+	Prefixes []netip.Prefix `json:"prefixes,omitempty"` // full
+	Self     *Node          `json:"self,omitempty"`     // full, self
+	Peers    []Peer         `json:"peers,omitempty"`    // full, upsert
+	Removed  []NodeID       `json:"removed,omitempty"`  // remove
+	Presence []Presence     `json:"presence,omitempty"` // presence
+
+	// KeepaliveInterval, in a full message, tells the client how often to
+	// expect a line; a stream silent for three intervals is dead.
+	KeepaliveInterval Duration `json:"keepalive_interval,omitzero"`
+}
+
+// Presence is an online/offline patch for one peer.
+type Presence struct {
+	ID       NodeID    `json:"id"`
+	Online   bool      `json:"online"`
+	LastSeen time.Time `json:"last_seen"`
+}
