@@ -15,10 +15,17 @@ func ParseKey(s string) (Key, error) {
 	if len(s) != base64.StdEncoding.EncodedLen(len(k)) {
 		return k, fmt.Errorf("key %q: want %d base64 characters, got %d", short(s), base64.StdEncoding.EncodedLen(len(k)), len(s))
 	}
-	n, err := base64.StdEncoding.Strict().Decode(k[:], []byte(s))
-	if err != nil || n != len(k) {
-		return Key{}, fmt.Errorf("key %q: not base64: %v", short(s), err)
+	// Decode into a buffer big enough for any 44 characters: 44 unpadded
+	// characters would be 33 bytes, one more than a key.
+	var buf [33]byte
+	n, err := base64.StdEncoding.Strict().Decode(buf[:], []byte(s))
+	if err != nil {
+		return Key{}, fmt.Errorf("key %q: not standard base64: %v", short(s), err)
 	}
+	if n != len(k) {
+		return Key{}, fmt.Errorf("key %q: decodes to %d bytes, want %d", short(s), n, len(k))
+	}
+	copy(k[:], buf[:n])
 	return k, nil
 }
 
