@@ -52,6 +52,14 @@ type RenameRequest struct {
 	Name string `json:"name"`
 }
 
+// NodeActionResponse is the answer to DELETE /admin/v1/nodes/{ref} and
+// POST /admin/v1/nodes/{ref}/expire and /rename: the node as it was left.
+// Deleted says it is gone (delete; expire of an ephemeral node).
+type NodeActionResponse struct {
+	Node    Node `json:"node"`
+	Deleted bool `json:"deleted"`
+}
+
 // EventType names a lifecycle change.
 type EventType string
 

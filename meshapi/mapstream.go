@@ -10,8 +10,10 @@ type MessageType string
 
 const (
 	// MsgFull replaces the client's whole map: Self, Domain and every peer.
-	// It is always the first message of a stream, and the answer to a resume
-	// whose since is too old (or from before a coordinator restart).
+	// It is the first message of every stream that does not resume, and the
+	// answer to a resume whose since is too old (or from before a
+	// coordinator restart). A stream that resumes starts with a keepalive
+	// carrying the client's since, then the deltas it missed.
 	MsgFull MessageType = "full"
 	// MsgUpsert adds peers, or replaces peers with the same ID.
 	MsgUpsert MessageType = "upsert"
@@ -22,7 +24,8 @@ const (
 	// MsgSelf replaces Self (the node was renamed, or its state changed).
 	MsgSelf MessageType = "self"
 	// MsgKeepalive carries no change; it proves the stream is alive. Its
-	// Version is the current version.
+	// Version is the last version the stream has delivered (the client's
+	// version once it applied everything before), and it carries Epoch.
 	MsgKeepalive MessageType = "keepalive"
 )
 

@@ -9,6 +9,14 @@ const (
 	PathLogout    = "/v1/logout"
 )
 
+// Query parameters of GET /v1/map. A reconnecting client sends both: since
+// is the Version of the last message it applied, epoch the Epoch of the
+// stream it came from. A since from another epoch gets a full map.
+const (
+	QuerySince = "since"
+	QueryEpoch = "epoch"
+)
+
 // Admin endpoints, served on the admin socket, and over HTTP(S) only with
 // "Authorization: Bearer <admin token>".
 const (

@@ -40,6 +40,13 @@ type EndpointsRequest struct {
 	Endpoints []netip.AddrPort `json:"endpoints"`
 }
 
+// LogoutRequest is the optional body of POST /v1/logout. The secret alone
+// says which node logs out; a client may also name its node, and the
+// coordinator refuses (403 forbidden) if that is not the secret's node.
+type LogoutRequest struct {
+	NodeID NodeID `json:"node_id,omitempty"`
+}
+
 // LogoutResponse is the answer to POST /v1/logout.
 type LogoutResponse struct {
 	// Deleted is true when the node was removed at once (ephemeral nodes);

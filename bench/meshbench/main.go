@@ -1,0 +1,108 @@
+// Command meshbench measures the mesh node inside meshinit, each part
+// against a baseline measured in the same run, median of several runs:
+//
+//   - lifecycle (lifecycle.go): exec → app running with the mesh up (join),
+//     and stop signal / app exit → node deleted at the coordinator;
+//
+//   - the data plane's throughput and memory, in the data plane's own file.
+//
+//     go run ./bench/meshbench [-runs 15] [-only lifecycle]
+//
+// It builds meshinit, meshcoord and meshdemo itself (static, into a temp
+// dir), uses loopback only, and never fails on speed: a part that cannot
+// run says why and the others still run.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// binaries are the programs the parts run.
+type binaries struct {
+	meshinit, meshcoord, meshdemo string
+}
+
+// part is one section of the benchmark. Files of this package add theirs
+// with addPart from an init function, so each owns its section.
+type part struct {
+	name  string
+	order int // lower runs first
+	run   func(b binaries, runs int) error
+}
+
+var parts []part
+
+func addPart(p part) { parts = append(parts, p) }
+
+func init() {
+	addPart(part{name: "lifecycle", order: 10, run: runLifecycle})
+}
+
+func main() {
+	runs := flag.Int("runs", 15, "measured runs per measure (medians are reported)")
+	only := flag.String("only", "", "run only the parts with these names (comma-separated)")
+	flag.Parse()
+
+	b, cleanup, err := build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "meshbench:", err)
+		os.Exit(1)
+	}
+	defer cleanup()
+	sortParts()
+	failed := 0
+	for _, p := range parts {
+		if *only != "" && !contains(strings.Split(*only, ","), p.name) {
+			continue
+		}
+		if err := p.run(b, *runs); err != nil {
+			fmt.Printf("\n%s: could not run: %v\n", p.name, err)
+			failed++
+		}
+	}
+	if failed == len(parts) {
+		os.Exit(1)
+	}
+}
+
+func sortParts() {
+	for i := 1; i < len(parts); i++ {
+		for j := i; j > 0 && parts[j].order < parts[j-1].order; j-- {
+			parts[j], parts[j-1] = parts[j-1], parts[j]
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.TrimSpace(x) == s {
+			return true
+		}
+	}
+	return false
+}
+
+// build compiles the programs the parts need, static, as they ship.
+func build() (binaries, func(), error) {
+	dir, err := os.MkdirTemp("", "meshbench-bin-")
+	if err != nil {
+		return binaries{}, nil, err
+	}
+	cleanup := func() { os.RemoveAll(dir) }
+	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "./cmd/meshinit", "./cmd/meshcoord", "./cmd/meshdemo")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		cleanup()
+		return binaries{}, nil, fmt.Errorf("building: %v\n%s", err, out)
+	}
+	return binaries{
+		meshinit:  filepath.Join(dir, "meshinit"),
+		meshcoord: filepath.Join(dir, "meshcoord"),
+		meshdemo:  filepath.Join(dir, "meshdemo"),
+	}, cleanup, nil
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator"
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/urfave/cli/v2"
+)
+
+// DefaultListen is loopback: exposing the coordinator is a decision.
+const DefaultListen = "127.0.0.1:8480"
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the coordinator",
+		Description: `Serves the node API on --listen (plain HTTP/1.1 and h2c, or HTTPS with --tls-cert
+and --tls-key) and the admin API on --admin-socket. State lives in one SQLite file (--db),
+created on first start. When the server listens it logs "msg=listening url=..." and, with
+--addr-file, writes its URL to that file (handy with --listen 127.0.0.1:0).`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", EnvVars: []string{"MESHCOORD_LISTEN"}, Value: DefaultListen,
+				Usage: "TCP address of the node API (port 0: any free port)"},
+			&cli.StringFlag{Name: "db", EnvVars: []string{"MESHCOORD_DB"}, Value: "meshcoord.db",
+				Usage: "SQLite database file (created on first start)"},
+			socketFlag(),
+			tokenFlag("allow the admin API over TCP for requests with this bearer token"),
+			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"MESHCOORD_TLS_CERT"}, Usage: "PEM certificate: serve HTTPS"},
+			&cli.StringFlag{Name: "tls-key", EnvVars: []string{"MESHCOORD_TLS_KEY"}, Usage: "PEM private key of --tls-cert"},
+			&cli.StringFlag{Name: "ephemeral-timeout", EnvVars: []string{"MESHCOORD_EPHEMERAL_TIMEOUT"}, Value: "10m",
+				Usage: "how long an ephemeral node may stay offline before it is deleted (a duration, or seconds)"},
+			&cli.StringFlag{Name: "reconnect-grace", EnvVars: []string{"MESHCOORD_RECONNECT_GRACE"}, Value: "5s",
+				Usage: "how long a node whose stream dropped still counts as online"},
+			&cli.StringFlag{Name: "keepalive", EnvVars: []string{"MESHCOORD_KEEPALIVE"}, Value: "15s",
+				Usage: "keepalive interval of idle map streams"},
+			&cli.StringFlag{Name: "base-domain", EnvVars: []string{"MESHCOORD_BASE_DOMAIN"}, Value: coordinator.DefaultBaseDomain,
+				Usage: "DNS domain of node names (name.base-domain)"},
+			&cli.StringFlag{Name: "addr-file", EnvVars: []string{"MESHCOORD_ADDR_FILE"},
+				Usage: "write the server's URL to this file once it listens"},
+			&cli.StringFlag{Name: "log-format", EnvVars: []string{"MESHCOORD_LOG_FORMAT"}, Value: "text", Usage: "text or json"},
+			&cli.StringFlag{Name: "log-level", EnvVars: []string{"MESHCOORD_LOG_LEVEL"}, Value: "info", Usage: "debug, info, warn or error"},
+		},
+		Action: serve,
+	}
+}
+
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))}
+}
+
+func serve(c *cli.Context) error {
+	if c.Args().Len() > 0 {
+		return usageError{fmt.Errorf("serve takes no arguments, got %q", c.Args().Slice())}
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	cfg := coordinator.Config{BaseDomain: c.String("base-domain"), AdminToken: c.String("admin-token"), Logger: log}
+	for name, d := range map[string]*time.Duration{
+		"ephemeral-timeout": &cfg.EphemeralTimeout, "reconnect-grace": &cfg.ReconnectGrace, "keepalive": &cfg.KeepaliveInterval,
+	} {
+		if *d, err = durationFlag(c, name); err != nil {
+			return err
+		}
+		if *d == 0 {
+			return usageError{fmt.Errorf("--%s must be more than zero", name)}
+		}
+	}
+	certFile, keyFile := c.String("tls-cert"), c.String("tls-key")
+	if (certFile == "") != (keyFile == "") {
+		return usageError{errors.New("--tls-cert and --tls-key go together")}
+	}
+	var tlsConfig *tls.Config
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	// Listen before loading: a port or socket conflict is reported before
+	// anything else happens.
+	ln, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.String("listen"), err)
+	}
+	defer ln.Close()
+	adminLn, err := listenAdminSocket(c.String("admin-socket"))
+	if err != nil {
+		return err
+	}
+	defer adminLn.Close()
+
+	st, err := store.OpenSQLite(ctx, c.String("db"))
+	if err != nil {
+		return err
+	}
+	coord, err := coordinator.New(ctx, cfg, st)
+	if err != nil {
+		st.Close()
+		return err
+	}
+
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // TLS handshake noise and the like
+	newServer := func(h http.Handler, tc *tls.Config) *http.Server {
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			MaxHeaderBytes: 16 << 10, ErrorLog: errLog, TLSConfig: tc}
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		if tc != nil {
+			srv.Protocols.SetHTTP2(true)
+		} else {
+			srv.Protocols.SetUnencryptedHTTP2(true)
+		}
+		return srv
+	}
+	apiSrv := newServer(coord.Handler(), tlsConfig)
+	adminSrv := newServer(coord.AdminHandler(), nil)
+
+	scheme := "http"
+	serveErr := make(chan error, 2)
+	if tlsConfig != nil {
+		scheme = "https"
+		go func() { serveErr <- apiSrv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { serveErr <- apiSrv.Serve(ln) }()
+	}
+	go func() { serveErr <- adminSrv.Serve(adminLn) }()
+
+	url := scheme + "://" + ln.Addr().String()
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && tlsConfig == nil {
+		log.Warn("serving plain HTTP on a non-loopback address: node secrets travel in clear; use --tls-cert/--tls-key", "addr", ln.Addr().String())
+	}
+	if f := c.String("addr-file"); f != "" {
+		if err := writeFileAtomic(f, url+"\n"); err != nil {
+			log.Error("writing --addr-file", "file", f, "err", err)
+		}
+	}
+	log.Info("listening", "url", url, "admin_socket", c.String("admin-socket"), "db", c.String("db"),
+		"ephemeral_timeout", cfg.EphemeralTimeout, "reconnect_grace", cfg.ReconnectGrace, "admin_over_tcp", cfg.AdminToken != "")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case runErr = <-serveErr:
+		log.Error("server stopped", "err", runErr)
+	}
+	// Stop accepting, close streams and store the last changes; streams
+	// never end by themselves, so Shutdown gets a short bound.
+	shutCtx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		apiSrv.Shutdown(shutCtx)
+		adminSrv.Shutdown(shutCtx)
+		close(done)
+	}()
+	if err := coord.Close(); err != nil {
+		log.Error("closing the store", "err", err)
+	}
+	<-done
+	apiSrv.Close()
+	adminSrv.Close()
+	os.Remove(c.String("admin-socket"))
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) {
+		return runErr
+	}
+	return nil
+}
+
+// listenAdminSocket creates the admin socket with mode 0600. A stale socket
+// file from a dead server is replaced; a live one is an error.
+func listenAdminSocket(path string) (net.Listener, error) {
+	if path == "" {
+		return nil, usageError{errors.New("--admin-socket is empty")}
+	}
+	if len(path) > 107 {
+		return nil, usageError{fmt.Errorf("--admin-socket %q: a unix socket path must be under 108 bytes", path)}
+	}
+	if _, err := os.Stat(path); err == nil {
+		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("admin socket %s is in use by another meshcoord: stop it or pass another --admin-socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("removing stale admin socket %s: %w", path, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("admin socket directory: %w", err)
+	}
+	// The socket must never exist with wider permissions, not even between
+	// bind and chmod: bind under a umask that leaves only the owner.
+	old := syscall.Umask(0o177)
+	ln, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+func writeFileAtomic(path, content string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/meshinit/meshinit/node"
+	"github.com/meshinit/meshinit/node/ctlsock"
+	"github.com/meshinit/meshinit/node/dataplane"
+	"github.com/meshinit/meshinit/shim"
+)
+
+// maxAuthKeyFile bounds MESH_AUTHKEY_FILE: a key is a short line.
+const maxAuthKeyFile = 4 << 10
+
+// mesh is the node inside meshinit with its control socket and health
+// listener, driven by the shim's hooks.
+type mesh struct {
+	o      *options
+	node   *node.Node
+	ctl    *ctlsock.Server
+	health *ctlsock.Server
+}
+
+// newMeshHooks builds the hooks that bring the mesh node up before the
+// command starts (Prepare) and log it out before meshinit exits
+// (BeforeExit). It runs only when o.meshEnabled(). Configuration errors
+// (unreadable key file, bad MESH_FORWARD, ...) are reported here, before
+// anything touches the network.
+func newMeshHooks(o *options) (shim.Hooks, error) {
+	key, err := authKey(o)
+	if err != nil {
+		return shim.Hooks{}, err
+	}
+	hostname := o.hostname
+	if hostname == "" {
+		if hostname, err = os.Hostname(); err != nil {
+			return shim.Hooks{}, fmt.Errorf("MESH_HOSTNAME is not set and the hostname cannot be read: %w", err)
+		}
+	}
+	if o.coordinator == "" {
+		return shim.Hooks{}, fmt.Errorf("MESH_COORDINATOR (--%s) is not set: give the coordinator's URL, e.g. http://meshcoord:8080", flagCoordinator)
+	}
+	mode, err := dataplane.ParseMode(o.netMode)
+	if err != nil {
+		return shim.Hooks{}, fmt.Errorf("MESH_NET (--%s): %w", flagNet, err)
+	}
+	fwd, err := node.ParseForward(o.forward)
+	if err != nil {
+		return shim.Hooks{}, fmt.Errorf("MESH_FORWARD (--%s): %w", flagForward, err)
+	}
+	proxyAddr := strings.TrimSpace(o.proxy)
+	if strings.EqualFold(proxyAddr, "off") {
+		proxyAddr = ""
+	}
+	n, err := node.New(node.Config{
+		Coordinator: o.coordinator,
+		AuthKey:     key,
+		Hostname:    hostname,
+		Mode:        mode,
+		ProxyAddr:   proxyAddr,
+		Forward:     fwd,
+		Log:         o.log,
+	})
+	if err != nil {
+		return shim.Hooks{}, err
+	}
+	m := &mesh{o: o, node: n}
+	return shim.Hooks{Prepare: m.prepare, BeforeExit: m.beforeExit}, nil
+}
+
+// authKey reads the key from MESH_AUTHKEY or MESH_AUTHKEY_FILE (a Docker
+// secret), never both.
+func authKey(o *options) (string, error) {
+	if o.authKey != "" && o.authKeyFile != "" {
+		return "", errors.New("both MESH_AUTHKEY and MESH_AUTHKEY_FILE are set: set only one")
+	}
+	if o.authKey != "" {
+		return strings.TrimSpace(o.authKey), nil
+	}
+	f, err := os.Open(o.authKeyFile)
+	if err != nil {
+		return "", fmt.Errorf("MESH_AUTHKEY_FILE: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, maxAuthKeyFile+1)
+	nr, _ := f.Read(buf)
+	if nr > maxAuthKeyFile {
+		return "", fmt.Errorf("MESH_AUTHKEY_FILE %s: larger than %d bytes; it should hold just the key", o.authKeyFile, maxAuthKeyFile)
+	}
+	key := strings.TrimSpace(string(buf[:nr]))
+	clear(buf)
+	if key == "" {
+		return "", fmt.Errorf("MESH_AUTHKEY_FILE %s is empty: it should hold the key printed by \"meshcoord keys create\"", o.authKeyFile)
+	}
+	return key, nil
+}
+
+// prepare brings the node up before the command starts and returns the
+// command's mesh environment.
+func (m *mesh) prepare(ctx context.Context) ([]string, error) {
+	if limit, fromEnv := node.SetDefaultMemoryLimit(); !fromEnv {
+		m.o.log.Debug("memory limit set", "GOMEMLIMIT", limit)
+	}
+	// The socket comes first so that "meshinit status" can watch the start.
+	if m.o.controlSocket != "" {
+		ctl, err := ctlsock.Listen(m.o.controlSocket, m.node, m.o.log)
+		if err != nil {
+			m.o.log.Warn("control socket unavailable: meshinit status and logout will not work", "err", err)
+		} else {
+			m.ctl = ctl
+		}
+	}
+	if m.o.healthAddr != "" {
+		h, err := ctlsock.ListenHealth(m.o.healthAddr, m.node)
+		if err != nil {
+			return nil, fmt.Errorf("MESH_HEALTH_ADDR: %w", err)
+		}
+		m.health = h
+	}
+	if err := m.node.Start(ctx); err != nil {
+		return nil, fmt.Errorf("mesh: %w", err)
+	}
+	return m.node.ChildEnv(), nil
+}
+
+// beforeExit logs the node out within ctx (the stop budget's reserve) and
+// releases everything. A failed logout is returned, and so logged; it never
+// delays the exit beyond ctx.
+func (m *mesh) beforeExit(ctx context.Context) error {
+	// Give up on the coordinator a little before the deadline, so that the
+	// result is still logged and the cleanup below still runs in time.
+	if dl, ok := ctx.Deadline(); ok {
+		margin := min(200*time.Millisecond, time.Until(dl)/5)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-margin))
+		defer cancel()
+	}
+	_, err := m.node.Logout(ctx)
+	m.node.Close()
+	if m.ctl != nil {
+		m.ctl.Close()
+	}
+	if m.health != nil {
+		m.health.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("logout failed: %w", err)
+	}
+	return nil
+}

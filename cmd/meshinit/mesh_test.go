@@ -1,0 +1,75 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func testOptions() *options {
+	return &options{
+		coordinator: "http://127.0.0.1:1", hostname: "h", netMode: "userspace", proxy: "127.0.0.1:0",
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+func TestAuthKeyFromFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o600)
+		return p
+	}
+	o := testOptions()
+	o.authKeyFile = write("key", "  mkey-abc\n")
+	if k, err := authKey(o); err != nil || k != "mkey-abc" {
+		t.Fatalf("authKey from a file = %q, %v", k, err)
+	}
+	o.authKey = "mkey-env"
+	if _, err := authKey(o); err == nil || !strings.Contains(err.Error(), "only one") {
+		t.Fatalf("both set: %v", err)
+	}
+	o.authKey = ""
+	o.authKeyFile = write("empty", "\n")
+	if _, err := authKey(o); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Fatalf("empty file: %v", err)
+	}
+	o.authKeyFile = write("big", strings.Repeat("k", maxAuthKeyFile+1))
+	if _, err := authKey(o); err == nil || !strings.Contains(err.Error(), "larger") {
+		t.Fatalf("huge file: %v", err)
+	}
+	o.authKeyFile = filepath.Join(dir, "missing")
+	if _, err := authKey(o); err == nil || !strings.Contains(err.Error(), "MESH_AUTHKEY_FILE") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestNewMeshHooksRejectsBadSettingsBeforeTheNetwork(t *testing.T) {
+	cases := map[string]func(*options){
+		"MESH_COORDINATOR": func(o *options) { o.coordinator = "" },
+		"MESH_FORWARD":     func(o *options) { o.forward = "http" },
+		"MESH_NET":         func(o *options) { o.netMode = "wifi" },
+	}
+	for want, mutate := range cases {
+		o := testOptions()
+		o.authKey = "mkey-secret-value"
+		mutate(o)
+		_, err := newMeshHooks(o)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err=%v", want, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "mkey-secret-value") {
+			t.Errorf("%s: the error quotes the key", want)
+		}
+	}
+	o := testOptions()
+	o.authKey = "k"
+	o.hostname = ""
+	h, err := newMeshHooks(o)
+	if err != nil || h.Prepare == nil || h.BeforeExit == nil {
+		t.Fatalf("good settings, hostname from the system: %v", err)
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshinit/meshinit/shim"
+	"github.com/urfave/cli/v2"
+)
+
+// options are meshinit's settings, each from a flag or its MESH_* variable
+// (flags.go lists them). The mesh node (mesh.go, control.go) reads them too.
+type options struct {
+	authKey, authKeyFile, coordinator, hostname, netMode, proxy, forward string
+	waitTimeout, stopTimeout, logoutTimeout                              time.Duration
+	stopSignal                                                           syscall.Signal
+	killGroup, subreaper                                                 bool
+	controlSocket, healthAddr                                            string
+	log                                                                  *slog.Logger
+}
+
+// meshEnabled says whether meshinit joins the mesh: only with an auth key.
+// Without one it is a plain init and no mesh code runs.
+func (o *options) meshEnabled() bool { return o.authKey != "" || o.authKeyFile != "" }
+
+// optionsFrom reads and checks every setting. Errors name the variable, the
+// bad value (never an auth key) and what is accepted.
+func optionsFrom(c *cli.Context) (*options, error) {
+	o := &options{
+		authKey:       c.String(flagAuthKey),
+		authKeyFile:   c.String(flagAuthKeyFile),
+		coordinator:   c.String(flagCoordinator),
+		hostname:      c.String(flagHostname),
+		netMode:       c.String(flagNet),
+		proxy:         c.String(flagProxy),
+		forward:       c.String(flagForward),
+		killGroup:     c.Bool(flagKillGroup),
+		subreaper:     c.Bool(flagSubreaper),
+		controlSocket: c.String(flagControlSocket),
+		healthAddr:    c.String(flagHealthAddr),
+	}
+	var err error
+	if o.waitTimeout, err = positiveDuration(c, flagWaitTimeout); err != nil {
+		return nil, err
+	}
+	if o.stopTimeout, err = positiveDuration(c, flagStopTimeout); err != nil {
+		return nil, err
+	}
+	if o.logoutTimeout, err = positiveDuration(c, flagLogoutTimeout); err != nil {
+		return nil, err
+	}
+	if o.stopSignal, err = shim.ParseSignal(c.String(flagStopSignal)); err != nil {
+		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %w", flagStopSignal, err)
+	}
+	if !shim.Catchable(o.stopSignal) {
+		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %s cannot be caught, so it cannot start a stop budget: use SIGTERM or another catchable signal", flagStopSignal, shim.SignalName(o.stopSignal))
+	}
+	switch o.netMode {
+	case "userspace", "tun":
+	default:
+		return nil, fmt.Errorf("MESH_NET (--%s) is %q: use userspace (the default, no privileges) or tun (needs NET_ADMIN and /dev/net/tun)", flagNet, o.netMode)
+	}
+	if o.log, err = newLogger(c.String(flagLogLevel), c.String(flagLogFormat)); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// positiveDuration reads a duration flag. Like docker's --stop-timeout, a
+// bare number means seconds; otherwise Go syntax ("1m30s", "500ms").
+func positiveDuration(c *cli.Context, name string) (time.Duration, error) {
+	raw := strings.TrimSpace(c.String(name))
+	d, err := parseDuration(raw)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s (--%s) is %q: give a positive duration such as 10s, 1m30s or 10 (seconds)", envName(name), name, raw)
+	}
+	return d, nil
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if s != "" && strings.Trim(s, "0123456789") == "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n > int64(time.Duration(1<<63-1)/time.Second) {
+			return 0, fmt.Errorf("%q seconds is out of range", s)
+		}
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(s)
+}

@@ -1,0 +1,107 @@
+package coordinator
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// The node-facing API (docs/protocol.md has the letter of it).
+
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	var req meshapi.RegisterRequest
+	if err := meshapi.Decode(r.Body, meshapi.MaxBodyBytes, &req); err != nil {
+		s.metrics.registration("invalid_request")
+		writeError(w, decodeError(err))
+		return
+	}
+	resp, b, e := s.register(&req)
+	if e != nil {
+		s.metrics.registration(string(e.code))
+		writeError(w, e)
+		return
+	}
+	// Answer only once the node is stored: a secret handed out must still
+	// work after a coordinator crash.
+	if err := b.wait(r.Context(), s.cfg.CommitTimeout); err != nil {
+		s.metrics.registration("store")
+		writeError(w, unavailable(err))
+		return
+	}
+	s.metrics.registration("ok")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
+	n, e := s.authNode(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	s.serveMap(w, r, n)
+}
+
+func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
+	n, e := s.authNode(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	var req meshapi.EndpointsRequest
+	if err := meshapi.Decode(r.Body, meshapi.MaxBodyBytes, &req); err != nil {
+		writeError(w, decodeError(err))
+		return
+	}
+	if e := validateEndpoints(req.Endpoints); e != nil {
+		writeError(w, e)
+		return
+	}
+	s.mu.Lock()
+	if s.nodes[n.ID] != n || n.LoggedOut {
+		s.mu.Unlock()
+		writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut, "node %d is no longer registered", n.ID))
+		return
+	}
+	n.Endpoints = nonNil(req.Endpoints)
+	n.changed()
+	s.w.enqueue(store.PutNode(n.record()))
+	s.publishUpsertLocked(n, true)
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	n, e := s.authNode(r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	// The body is optional; when it names a node, it must be the caller.
+	var req meshapi.LogoutRequest
+	if e := decodeOptional(r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	if req.NodeID != 0 && req.NodeID != n.ID {
+		writeError(w, errorf(http.StatusForbidden, meshapi.ErrForbidden,
+			"this secret belongs to node %d, not node %d: a node can only log itself out", n.ID, req.NodeID))
+		return
+	}
+	s.mu.Lock()
+	if s.nodes[n.ID] != n || n.LoggedOut {
+		s.mu.Unlock()
+		writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut, "node %d is already logged out or deleted", n.ID))
+		return
+	}
+	deleted := s.logoutLocked(n, meshapi.ReasonLogout, "logout", time.Now())
+	b := s.w.barrier()
+	s.mu.Unlock()
+	if err := b.wait(context.WithoutCancel(r.Context()), s.cfg.CommitTimeout); err != nil {
+		writeError(w, unavailable(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, meshapi.LogoutResponse{Deleted: deleted})
+}

@@ -1,0 +1,65 @@
+package coordinator
+
+import (
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// deleteLocked removes n for good: its stream is closed, its name and
+// addresses are free at once, peers get the removal, and the event carries
+// the reason.
+func (s *Server) deleteLocked(n *node, reason meshapi.DeleteReason, now time.Time) {
+	n.graceGen++
+	n.gcGen++
+	stopTimer(&n.graceTimer)
+	stopTimer(&n.gcTimer)
+	if n.stream != nil {
+		n.stream.close()
+		n.stream = nil
+	}
+	delete(s.nodes, n.ID)
+	delete(s.byName, n.Name)
+	delete(s.bySecret, n.secretHash)
+	delete(s.byPubKey, n.PublicKey)
+	if err := s.pool.Release(n.IPv4, n.IPv6); err != nil {
+		s.log.Error("releasing addresses of a deleted node", "node", uint64(n.ID), "err", err)
+	}
+	s.w.enqueue(store.DeleteNode(uint64(n.ID)))
+	s.emitLocked(meshapi.EventDeleted, n, reason, "", now)
+	if !n.LoggedOut { // a logged-out node was already removed from maps
+		s.publishRemoveLocked(n)
+	}
+	s.metrics.deleted(reason)
+}
+
+// logoutLocked ends n's session: an ephemeral node is deleted at once with
+// reason; any other node is marked logged out (it stays listed, keeps its
+// name and addresses, and may no longer use the mesh). Either way its stream
+// closes and peers get the removal. It reports whether n was deleted.
+func (s *Server) logoutLocked(n *node, reason meshapi.DeleteReason, detail string, now time.Time) bool {
+	if n.Ephemeral {
+		s.deleteLocked(n, reason, now)
+		return true
+	}
+	n.graceGen++
+	n.gcGen++
+	stopTimer(&n.graceTimer)
+	stopTimer(&n.gcTimer)
+	if n.stream != nil {
+		n.stream.close()
+		n.stream = nil
+	}
+	if n.Online {
+		n.LastSeen = now
+	}
+	n.Online = false
+	n.LoggedOut = true
+	n.GCDeadline = time.Time{}
+	n.changed()
+	s.w.enqueue(store.PutNode(n.record()))
+	s.emitLocked(meshapi.EventLoggedOut, n, "", detail, now)
+	s.publishRemoveLocked(n)
+	return false
+}

@@ -1,0 +1,82 @@
+package coordinator
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// apiError is an answer the client must see: an HTTP status, a code from
+// meshapi, and a message that says what went wrong and what to do.
+type apiError struct {
+	status  int
+	code    meshapi.ErrorCode
+	message string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%s (%s)", e.message, e.code) }
+
+func errorf(status int, code meshapi.ErrorCode, format string, args ...any) *apiError {
+	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *apiError {
+	return errorf(http.StatusBadRequest, meshapi.ErrInvalidRequest, format, args...)
+}
+
+func notFound(format string, args ...any) *apiError {
+	return errorf(http.StatusNotFound, meshapi.ErrNotFound, format, args...)
+}
+
+func unavailable(err error) *apiError {
+	return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator could not store the change: %v; retry later", err)
+}
+
+// decodeError maps a meshapi.Decode failure to its answer.
+func decodeError(err error) *apiError {
+	if errors.Is(err, meshapi.ErrBodyTooLarge) {
+		return errorf(http.StatusRequestEntityTooLarge, meshapi.ErrTooLarge, "request body too large: the limit is %d bytes", meshapi.MaxBodyBytes)
+	}
+	return badRequest("%v", err)
+}
+
+// decodeOptional decodes a body that may be absent (empty or blank): v is
+// left as is then. A body that is present is decoded strictly.
+func decodeOptional(r *http.Request, v any) *apiError {
+	data, err := io.ReadAll(io.LimitReader(r.Body, meshapi.MaxBodyBytes+1))
+	if err != nil {
+		return badRequest("reading body: %v", err)
+	}
+	if len(data) > meshapi.MaxBodyBytes {
+		return decodeError(meshapi.ErrBodyTooLarge)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := meshapi.DecodeBytes(data, v); err != nil {
+		return badRequest("%v", err)
+	}
+	return nil
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, meshapi.ErrorBody{Error: meshapi.Error{Code: e.code, Message: e.message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own types get here; they always marshal.
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"encoding the answer failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}

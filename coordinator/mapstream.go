@@ -1,0 +1,203 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/deltalog"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// stream is one live GET /v1/map. The server closes it when the node is
+// deleted or logged out, or a newer stream replaces it.
+type stream struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func newStream() *stream { return &stream{done: make(chan struct{})} }
+
+func (st *stream) close() { st.once.Do(func() { close(st.done) }) }
+
+// fullMap is a consistent snapshot for one node: the version it is at,
+// the node itself and its peers' encodings (immutable, shared with the
+// cache), taken under the lock and written after it is released.
+type fullMap struct {
+	version uint64
+	self    meshapi.Node
+	peers   [][]byte
+}
+
+// snapshotLocked takes n's full map at the current version.
+func (s *Server) snapshotLocked(n *node) fullMap {
+	fm := fullMap{version: s.deltas.Last(), self: n.view(), peers: make([][]byte, 0, len(s.nodes))}
+	for _, p := range s.nodes {
+		if p == n || p.LoggedOut {
+			continue
+		}
+		fm.peers = append(fm.peers, p.encodedPeer())
+	}
+	return fm
+}
+
+// writeFull writes a full map as one line: the header fields are encoded
+// normally and the cached peer encodings are spliced in as "peers", so a
+// 10 000-peer map costs copies, not 10 000 encodings.
+func (s *Server) writeFull(w *streamWriter, fm *fullMap) error {
+	head, err := json.Marshal(meshapi.MapMessage{
+		Type: meshapi.MsgFull, Version: fm.version, Epoch: s.epoch, Domain: s.cfg.BaseDomain,
+		Prefixes: s.pool.Prefixes(), Self: &fm.self, KeepaliveInterval: meshapi.Duration(s.cfg.KeepaliveInterval),
+	})
+	if err != nil {
+		return err
+	}
+	if len(fm.peers) == 0 {
+		return w.add(append(head, '\n'))
+	}
+	w.add(head[:len(head)-1]) // all but the closing brace
+	w.add([]byte(`,"peers":[`))
+	for i, p := range fm.peers {
+		if i > 0 {
+			w.add([]byte{','})
+		}
+		if err := w.add(p); err != nil {
+			return err
+		}
+	}
+	return w.add([]byte("]}\n"))
+}
+
+func (s *Server) writeKeepalive(w *streamWriter, version uint64) error {
+	return w.add(encodeLine(&meshapi.MapMessage{Type: meshapi.MsgKeepalive, Version: version, Epoch: s.epoch}))
+}
+
+// serveMap streams n's map: a full map (or, on a resume the log can still
+// serve, just the missed deltas), then every delta as it happens, and a
+// keepalive when the stream has been idle for a keepalive interval.
+func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
+	q := r.URL.Query()
+	var since uint64
+	resume := false
+	if v := q.Get("since"); v != "" {
+		var err error
+		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
+			writeError(w, badRequest("since=%q: want the version (a non-negative integer) of the last map message applied", v))
+			return
+		}
+		// A version from another epoch means nothing here: start over.
+		resume = q.Get("epoch") == "" || q.Get("epoch") == s.epoch
+	}
+
+	st := newStream()
+	s.mu.Lock()
+	if s.closed || s.nodes[n.ID] != n || n.LoggedOut {
+		s.mu.Unlock()
+		writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut, "node %d is no longer registered", n.ID))
+		return
+	}
+	s.attachLocked(n, st, time.Now())
+	var fm *fullMap
+	if resume {
+		if _, _, ok := s.deltas.Read(since, make([]deltalog.Entry, 0, 1), 0); !ok {
+			resume = false
+		}
+	}
+	if !resume {
+		snap := s.snapshotLocked(n)
+		fm = &snap
+		since = snap.version
+	}
+	s.mu.Unlock()
+	s.metrics.streamOpened(fm != nil)
+	defer func() {
+		s.mu.Lock()
+		s.detachLocked(n, st, time.Now())
+		s.mu.Unlock()
+		s.metrics.streamClosed()
+	}()
+
+	sw, err := startStream(w, r, meshapi.ContentTypeStream, s.cfg.WriteTimeout)
+	if err != nil {
+		return
+	}
+	defer sw.close()
+	flush := sw.send
+	if fm != nil {
+		if s.writeFull(sw, fm) != nil {
+			return
+		}
+		fm = nil
+	} else if s.writeKeepalive(sw, since) != nil {
+		// A resumed stream starts with a keepalive carrying the client's
+		// version and the epoch, so the client knows the resume worked.
+		return
+	}
+	if flush() != nil {
+		return
+	}
+
+	self := uint64(n.ID)
+	shard := int(self % uint64(s.deltas.Shards()))
+	cursor := since
+	buf := make([]deltalog.Entry, 0, 32)
+	ticker := time.NewTicker(s.cfg.KeepaliveInterval)
+	defer ticker.Stop()
+	wrote := true
+	for {
+		entries, wait, ok := s.deltas.Read(cursor, buf[:0], shard)
+		if !ok {
+			// Fell out of the log (or cannot have been in it): resynchronise.
+			s.mu.Lock()
+			if s.nodes[n.ID] != n || n.stream != st {
+				s.mu.Unlock()
+				return
+			}
+			snap := s.snapshotLocked(n)
+			s.mu.Unlock()
+			s.metrics.fullResync.Inc()
+			if s.writeFull(sw, &snap) != nil || flush() != nil {
+				return
+			}
+			cursor, wrote = snap.version, true
+			continue
+		}
+		if len(entries) > 0 {
+			for i := range entries {
+				e := &entries[i]
+				if e.Subject == self {
+					if e.Self != nil {
+						sw.add(e.Self)
+					}
+				} else {
+					sw.add(e.Data)
+				}
+				cursor = e.Version
+			}
+			clear(entries) // do not pin old lines in buf's backing array
+			if flush() != nil {
+				return
+			}
+			wrote = true
+			continue // drain everything before waiting
+		}
+		select {
+		case <-wait:
+		case <-ticker.C:
+			if !wrote {
+				if s.writeKeepalive(sw, cursor) != nil || flush() != nil {
+					return
+				}
+			}
+			wrote = false
+		case <-st.done:
+			return
+		case <-sw.clientGone():
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package coordinator
+
+import (
+	"encoding/json"
+	"slices"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/authkey"
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// node is a registered node in memory. Every field is guarded by Server.mu.
+type node struct {
+	meshapi.Node
+
+	secretHash authkey.Hash
+	// gcTimeout is the node's own inactivity timeout (from its key); zero
+	// means the server default.
+	gcTimeout time.Duration
+	// clockFrom is when the node's inactivity clock started: registration,
+	// the moment its stream dropped, or the coordinator's start for a node
+	// that was online when the coordinator went down.
+	clockFrom time.Time
+
+	// stream is the node's live map stream; nil when none is held.
+	stream *stream
+	// connected is true once the node has held a stream.
+	connected bool
+	// graceGen and gcGen invalidate timers that fired after their cause went
+	// away (a reconnect, a deletion).
+	graceGen, gcGen uint64
+	graceTimer      *time.Timer
+	gcTimer         *time.Timer
+
+	// peerJSON caches the encoded meshapi.Peer for full maps; nil when the
+	// node changed since it was encoded.
+	peerJSON []byte
+}
+
+// key is an auth key in memory.
+type key struct {
+	store.KeyRecord
+}
+
+func (k *key) state(now time.Time) meshapi.KeyState {
+	switch {
+	case !k.Revoked.IsZero():
+		return meshapi.KeyRevoked
+	case !k.Expires.IsZero() && !now.Before(k.Expires):
+		return meshapi.KeyExpired
+	case !k.Reusable && k.Uses > 0:
+		return meshapi.KeyUsed
+	}
+	return meshapi.KeyValid
+}
+
+func (k *key) api(now time.Time) meshapi.AuthKey {
+	return meshapi.AuthKey{
+		ID: k.ID, Description: k.Description, Ephemeral: k.Ephemeral, Reusable: k.Reusable,
+		Tags: nonNil(k.Tags), Created: k.Created, Expires: k.Expires,
+		EphemeralTimeout: meshapi.Duration(k.EphemeralTimeout), Uses: k.Uses, Revoked: k.Revoked,
+		State: k.state(now),
+	}
+}
+
+// timeout is the node's effective inactivity timeout.
+func (s *Server) timeout(n *node) time.Duration {
+	if n.gcTimeout > 0 {
+		return n.gcTimeout
+	}
+	return s.cfg.EphemeralTimeout
+}
+
+// view returns a copy of n as the admin API and the node's own map show it.
+func (n *node) view() meshapi.Node {
+	v := n.Node
+	v.Endpoints = slices.Clone(nonNil(n.Endpoints))
+	v.Tags = slices.Clone(nonNil(n.Tags))
+	return v
+}
+
+// encodedPeer returns n as a peer, encoded, from the cache when it is fresh.
+func (n *node) encodedPeer() []byte {
+	if n.peerJSON == nil {
+		b, err := json.Marshal(n.peer())
+		if err != nil {
+			panic("coordinator: encoding a peer: " + err.Error()) // our own type: cannot fail
+		}
+		n.peerJSON = b
+	}
+	return n.peerJSON
+}
+
+func (n *node) peer() meshapi.Peer {
+	p := n.Node.Peer()
+	p.Endpoints = nonNil(p.Endpoints)
+	p.Tags = nonNil(p.Tags)
+	return p
+}
+
+// changed drops cached encodings after a field visible to peers changed.
+func (n *node) changed() { n.peerJSON = nil }
+
+func (n *node) record() store.NodeRecord {
+	return store.NodeRecord{
+		ID: uint64(n.ID), Name: n.Name, Hostname: n.Hostname, IPv4: n.IPv4, IPv6: n.IPv6,
+		PublicKey: n.PublicKey, Endpoints: n.Endpoints, Ephemeral: n.Ephemeral, Tags: n.Tags,
+		Created: n.Created, LastSeen: n.LastSeen, KeyID: n.KeyID, SecretHash: n.secretHash,
+		LoggedOut: n.LoggedOut, Online: n.Online, GCTimeout: n.gcTimeout, GCDeadline: n.GCDeadline,
+	}
+}
+
+// nonNil makes empty lists travel as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,151 @@
+package coordinator
+
+import (
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/meshinit/meshinit/coordinator/authkey"
+	"github.com/meshinit/meshinit/coordinator/ipam"
+	"github.com/meshinit/meshinit/coordinator/names"
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// Limits on what a node may send.
+const (
+	maxHostnameBytes = 255
+	maxEndpoints     = 16
+)
+
+func validateEndpoints(eps []netip.AddrPort) *apiError {
+	if len(eps) > maxEndpoints {
+		return badRequest("endpoints: %d given, at most %d allowed", len(eps), maxEndpoints)
+	}
+	for i, ep := range eps {
+		if !ep.IsValid() || ep.Port() == 0 || ep.Addr().IsUnspecified() || ep.Addr().Zone() != "" {
+			return badRequest("endpoints[%d] %q: want a UDP address ip:port with a non-zero port", i, ep)
+		}
+	}
+	return nil
+}
+
+// register checks the request and the key, then creates the node in one
+// critical section. Nothing is changed unless every check passes, so a
+// refused registration consumes no key use, name or address.
+func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterResponse, *batch, *apiError) {
+	if len(req.Hostname) > maxHostnameBytes || !utf8.ValidString(req.Hostname) {
+		return nil, nil, badRequest("hostname: want valid UTF-8 of at most %d bytes", maxHostnameBytes)
+	}
+	if req.PublicKey.IsZero() {
+		return nil, nil, badRequest("public_key: missing; send the node's WireGuard public key (base64)")
+	}
+	if e := validateEndpoints(req.Endpoints); e != nil {
+		return nil, nil, e
+	}
+	k, err := authkey.Parse(req.AuthKey)
+	if err != nil {
+		return nil, nil, errorf(http.StatusUnauthorized, meshapi.ErrKeyInvalid, "%v", err)
+	}
+	secret, secretHash, err := authkey.NewNodeSecret()
+	if err != nil {
+		return nil, nil, errorf(http.StatusInternalServerError, meshapi.ErrInternal, "%v", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, nil, errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
+	}
+	now := time.Now()
+	ak, e := s.checkKeyLocked(k, now)
+	if e != nil {
+		return nil, nil, e
+	}
+	if other := s.byPubKey[req.PublicKey]; other != nil {
+		return nil, nil, errorf(http.StatusConflict, meshapi.ErrConflict,
+			"public key already registered to node %d (%s): every node needs its own WireGuard key", other.ID, other.Name)
+	}
+
+	base := names.Sanitize(req.Hostname)
+	if holder := s.byName[base]; holder != nil && s.reclaimableLocked(holder, ak, now) {
+		s.log.Info("name reclaimed from a stale node of the same key", "name", base, "stale_node", uint64(holder.ID))
+		s.deleteLocked(holder, meshapi.ReasonReplaced, now)
+	}
+	v4, v6, err := s.pool.Allocate()
+	if err == ipam.ErrExhausted {
+		return nil, nil, errorf(http.StatusServiceUnavailable, meshapi.ErrPoolExhausted,
+			"no free mesh address: delete unused nodes (meshcoord nodes list)")
+	}
+	name := names.Unique(base, func(l string) bool { return s.byName[l] != nil })
+
+	s.lastNodeID++
+	n := &node{secretHash: secretHash, clockFrom: now}
+	if ak.Ephemeral {
+		n.gcTimeout = ak.EphemeralTimeout
+	}
+	n.Node = meshapi.Node{
+		ID: meshapi.NodeID(s.lastNodeID), Name: name, FQDN: s.fqdn(name), Hostname: req.Hostname,
+		IPv4: v4, IPv6: v6, PublicKey: req.PublicKey, Endpoints: nonNil(req.Endpoints),
+		Ephemeral: ak.Ephemeral, Tags: nonNil(ak.Tags), Created: now, KeyID: ak.ID,
+	}
+	if n.Ephemeral {
+		// The clock starts at registration: a node that never connects is
+		// collected too.
+		n.GCDeadline = now.Add(s.timeout(n))
+	}
+	s.nodes[n.ID] = n
+	s.byName[n.Name] = n
+	s.bySecret[secretHash] = n
+	s.byPubKey[n.PublicKey] = n
+	ak.Uses++
+
+	b := s.w.enqueue(
+		store.PutKey(ak.KeyRecord),
+		store.SetMeta(metaLastNodeID, strconv.FormatUint(s.lastNodeID, 10)),
+		store.PutNode(n.record()),
+	)
+	s.emitLocked(meshapi.EventRegistered, n, "", "key "+ak.ID, now)
+	s.publishUpsertLocked(n, false)
+	s.scheduleGC(n)
+	return &meshapi.RegisterResponse{
+		Node: n.view(), Secret: secret, Domain: s.cfg.BaseDomain, Prefixes: s.pool.Prefixes(),
+	}, b, nil
+}
+
+// checkKeyLocked finds the key and says exactly why it cannot be used.
+func (s *Server) checkKeyLocked(k authkey.Key, now time.Time) (*key, *apiError) {
+	ak := s.keys[k.ID]
+	if ak == nil || !k.Matches(ak.Hash) {
+		return nil, errorf(http.StatusUnauthorized, meshapi.ErrKeyInvalid,
+			"auth key %s is not known to this coordinator: create one with \"meshcoord keys create\"", k.ID)
+	}
+	switch ak.state(now) {
+	case meshapi.KeyRevoked:
+		return nil, errorf(http.StatusUnauthorized, meshapi.ErrKeyRevoked,
+			"auth key %s was revoked at %s: create a new key", ak.ID, ak.Revoked.UTC().Format(time.RFC3339))
+	case meshapi.KeyExpired:
+		return nil, errorf(http.StatusUnauthorized, meshapi.ErrKeyExpired,
+			"auth key %s expired at %s: create a new key (or one with a longer --expiry)", ak.ID, ak.Expires.UTC().Format(time.RFC3339))
+	case meshapi.KeyUsed:
+		return nil, errorf(http.StatusUnauthorized, meshapi.ErrKeyUsed,
+			"auth key %s is a one-off key and was already used: create a new key, or a --reusable one", ak.ID)
+	}
+	return ak, nil
+}
+
+// reclaimableLocked reports whether holder's name may go to a newcomer that
+// registers with key ak: holder is ephemeral, of the same key, holds no map
+// stream, and is stale. It is stale once it has held a stream and lost it
+// (offline, or in its reconnect grace: a crash-looping container comes back
+// within the grace), or when it registered longer than one grace ago and
+// never connected. A node registered just now and not yet connected is not
+// stale: replicas that start together with one key must not evict each other.
+func (s *Server) reclaimableLocked(holder *node, ak *key, now time.Time) bool {
+	if !holder.Ephemeral || holder.KeyID != ak.ID || holder.stream != nil || holder.LoggedOut {
+		return false
+	}
+	return holder.connected || now.Sub(holder.Created) >= s.cfg.ReconnectGrace
+}

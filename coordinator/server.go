@@ -1,0 +1,168 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/authkey"
+	"github.com/meshinit/meshinit/coordinator/deltalog"
+	"github.com/meshinit/meshinit/coordinator/ipam"
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// Server is the coordinator. Create it with New, serve Handler (the node API,
+// health and metrics, plus the admin API when an admin token is set) and
+// AdminHandler (the admin API for the local socket), and Close it at the end.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	st      store.Store
+	w       *writer
+	metrics *metrics
+
+	// epoch names this run of the coordinator; map versions are only
+	// comparable within one epoch.
+	epoch   string
+	started time.Time
+	deltas  *deltalog.Log // map changes, one encoded line each
+	events  *deltalog.Log // lifecycle events, one encoded line each
+
+	mu         sync.Mutex
+	closed     bool
+	nodes      map[meshapi.NodeID]*node
+	byName     map[string]*node
+	bySecret   map[authkey.Hash]*node
+	byPubKey   map[meshapi.Key]*node
+	keys       map[string]*key
+	pool       *ipam.Pool
+	lastNodeID uint64
+	eventSeq   uint64
+
+	done          chan struct{} // closed by Close: ends event streams
+	stopHeartbeat chan struct{}
+	heartbeatDone chan struct{}
+}
+
+// Meta names in the store.
+const (
+	metaULA        = "ula_prefix"
+	metaLastNodeID = "last_node_id"
+	metaHeartbeat  = "heartbeat" // last time this coordinator was known alive
+)
+
+// streamShards is how many wake groups map streams are split into (see
+// deltalog): at most 1/streamShards of the streams are runnable at once.
+const streamShards = 16
+
+// heartbeatInterval is how often the coordinator stores that it is alive. It
+// bounds how stale last_seen is for nodes that were online at a crash.
+const heartbeatInterval = 5 * time.Second
+
+// New loads the state from st and starts the writer. st is owned by the
+// Server from now on (Close closes it).
+func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var eb [8]byte
+	if _, err := rand.Read(eb[:]); err != nil {
+		return nil, fmt.Errorf("making an epoch: %w", err)
+	}
+	now := time.Now()
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, st: st,
+		epoch:   hex.EncodeToString(eb[:]),
+		started: now,
+		// Versions start from the clock (in microseconds), so a client that
+		// resumes with a version from an earlier run (without its epoch) is
+		// all but certain to hold a version this log never had, and gets a
+		// full map. The epoch parameter makes it certain.
+		deltas:        deltalog.New(cfg.DeltaLogSize, uint64(now.UnixMicro()), streamShards),
+		nodes:         map[meshapi.NodeID]*node{},
+		byName:        map[string]*node{},
+		bySecret:      map[authkey.Hash]*node{},
+		byPubKey:      map[meshapi.Key]*node{},
+		keys:          map[string]*key{},
+		done:          make(chan struct{}),
+		stopHeartbeat: make(chan struct{}),
+		heartbeatDone: make(chan struct{}),
+	}
+	s.metrics = newMetrics(s)
+	s.metrics.onStreams = s.adaptBatching
+	s.w = newWriter(st, s.log)
+	s.w.healthy = s.metrics.setStoreHealthy
+	s.w.observed = s.metrics.observeCommit
+	if err := s.restore(ctx, now); err != nil {
+		return nil, err
+	}
+	go s.w.run()
+	go s.heartbeat()
+	return s, nil
+}
+
+// adaptBatching sets the map log's wake round for open streams so that all
+// streams together stay within cfg.StreamWriteBudget writes per second.
+func (s *Server) adaptBatching(open int64) {
+	d := time.Duration(open) * time.Second / time.Duration(s.cfg.StreamWriteBudget)
+	s.deltas.SetWakeInterval(min(d, maxWakeInterval))
+}
+
+// Epoch returns the identifier of this run (see meshapi.MapMessage.Epoch).
+func (s *Server) Epoch() string { return s.epoch }
+
+// Close stops timers and streams and waits until every queued change is
+// stored, then closes the store. Nodes that are online stay stored as
+// online: the next start counts their GC clock from then.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	for _, n := range s.nodes {
+		stopTimer(&n.graceTimer)
+		stopTimer(&n.gcTimer)
+		if n.stream != nil {
+			n.stream.close()
+		}
+	}
+	s.mu.Unlock()
+	close(s.done)
+	close(s.stopHeartbeat)
+	<-s.heartbeatDone
+	s.w.close()
+	return s.st.Close()
+}
+
+func (s *Server) heartbeat() {
+	defer close(s.heartbeatDone)
+	t := time.NewTicker(heartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			s.w.enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(now.UnixNano(), 10)))
+		case <-s.stopHeartbeat:
+			return
+		}
+	}
+}
+
+func stopTimer(t **time.Timer) {
+	if *t != nil {
+		(*t).Stop()
+		*t = nil
+	}
+}
+
+// fqdn returns name.BaseDomain.
+func (s *Server) fqdn(name string) string { return name + "." + s.cfg.BaseDomain }

@@ -1,0 +1,54 @@
+package store
+
+// migrations are applied in order; the database remembers how many it has
+// applied in PRAGMA user_version. Append new ones; never edit a released one.
+//
+// Times are Unix nanoseconds (0: unset), booleans 0/1, lists JSON arrays.
+var migrations = []string{
+	// 1: the first schema.
+	`CREATE TABLE meta (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);
+	CREATE TABLE auth_keys (
+		id                TEXT PRIMARY KEY,
+		hash              BLOB NOT NULL,
+		description       TEXT NOT NULL,
+		ephemeral         INTEGER NOT NULL,
+		reusable          INTEGER NOT NULL,
+		tags              TEXT NOT NULL,
+		created           INTEGER NOT NULL,
+		expires           INTEGER NOT NULL,
+		revoked           INTEGER NOT NULL,
+		ephemeral_timeout INTEGER NOT NULL,
+		uses              INTEGER NOT NULL
+	);
+	CREATE TABLE nodes (
+		id          INTEGER PRIMARY KEY,
+		name        TEXT NOT NULL UNIQUE,
+		hostname    TEXT NOT NULL,
+		ipv4        TEXT NOT NULL UNIQUE,
+		ipv6        TEXT NOT NULL UNIQUE,
+		public_key  BLOB NOT NULL,
+		endpoints   TEXT NOT NULL,
+		ephemeral   INTEGER NOT NULL,
+		tags        TEXT NOT NULL,
+		created     INTEGER NOT NULL,
+		last_seen   INTEGER NOT NULL,
+		key_id      TEXT NOT NULL,
+		secret_hash BLOB NOT NULL UNIQUE,
+		logged_out  INTEGER NOT NULL,
+		online      INTEGER NOT NULL,
+		gc_timeout  INTEGER NOT NULL,
+		gc_deadline INTEGER NOT NULL
+	);
+	CREATE TABLE events (
+		seq     INTEGER PRIMARY KEY,
+		time    INTEGER NOT NULL,
+		type    TEXT NOT NULL,
+		node_id INTEGER NOT NULL,
+		name    TEXT NOT NULL,
+		reason  TEXT NOT NULL,
+		detail  TEXT NOT NULL
+	);`,
+}

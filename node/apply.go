@@ -1,0 +1,131 @@
+package node
+
+import (
+	"net/netip"
+
+	"github.com/meshinit/meshinit/meshapi"
+	"github.com/meshinit/meshinit/node/controlclient"
+	"github.com/meshinit/meshinit/node/ctlsock"
+	"github.com/meshinit/meshinit/node/dataplane"
+	"github.com/meshinit/meshinit/node/nametable"
+)
+
+// follow runs the map stream until the node leaves, and reports how it
+// ended on followEnd.
+func (n *Node) follow() {
+	var m controlclient.NetMap
+	err := n.client.Follow(n.runCtx, &m, n.onMap, controlclient.FollowOptions{})
+	if controlclient.IsLoggedOut(err) {
+		n.removedByCoordinator(err)
+	}
+	n.followEnd <- err
+}
+
+// onMap applies one change of the map to the name table and, once it is
+// up, to the device: peer by peer, never a full reload.
+func (n *Node) onMap(c controlclient.Change, m *controlclient.NetMap) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.logout != nil || n.closed {
+		return
+	}
+	// The proxy resolves names without n.mu: a name must never point at a
+	// peer the device does not have yet (its first SYN would be dropped and
+	// retried only a second later), so the device is updated first on the
+	// way in and last on the way out.
+	for _, p := range c.Upserted {
+		old, known := n.peers[p.ID]
+		n.peers[p.ID] = p
+		if n.dp != nil {
+			if known && old.PublicKey != p.PublicKey {
+				// a re-keyed peer is a different WireGuard peer
+				n.dpRemove(old)
+			}
+			if err := n.dp.UpsertPeer(dataplanePeer(p)); err != nil {
+				n.log.Warn("updating peer failed", "peer", p.Name, "err", err)
+			} else if !known {
+				n.log.Info("peer joined", "peer", p.Name, "ipv4", p.IPv4)
+			}
+		}
+		n.names.Upsert(entryOf(p))
+	}
+	for _, id := range c.Removed {
+		old, known := n.peers[id]
+		if !known {
+			continue
+		}
+		delete(n.peers, id)
+		n.names.Remove(id)
+		if n.dp != nil {
+			n.dpRemove(old)
+			n.log.Info("peer left", "peer", old.Name)
+		}
+	}
+	if c.SelfChanged {
+		n.self, n.domain, n.prefixes = m.Self, m.Domain, m.Prefixes
+		if c.Full {
+			// Domain or ranges may have changed: rebuild the table whole (it
+			// is a map in memory; the device is still updated per peer).
+			entries := []nametable.Entry{entryOf(m.Self.Peer())}
+			for _, p := range m.Peers {
+				entries = append(entries, entryOf(p))
+			}
+			n.names.Reset(m.Domain, m.Prefixes, entries)
+		} else {
+			n.names.Upsert(entryOf(m.Self.Peer()))
+		}
+	}
+	for _, pr := range c.Presence {
+		if p, ok := n.peers[pr.ID]; ok {
+			p.Online, p.LastSeen = pr.Online, pr.LastSeen
+			n.peers[pr.ID] = p
+		}
+	}
+	if c.Full && !n.gotMap {
+		n.gotMap = true
+		close(n.firstMap)
+	}
+}
+
+func (n *Node) dpRemove(p meshapi.Peer) {
+	if err := n.dp.RemovePeer(p.PublicKey); err != nil {
+		n.log.Warn("removing peer failed", "peer", p.Name, "err", err)
+	}
+}
+
+// removedByCoordinator handles a map stream refused for good: the node was
+// deleted or expired by an admin, collected, or replaced. It leaves the
+// mesh locally; the child keeps running.
+func (n *Node) removedByCoordinator(err error) {
+	n.mu.Lock()
+	if n.logout != nil || n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.logout = &ctlsock.LogoutResult{Deleted: true}
+	n.state = ctlsock.StateLoggedOut
+	dp := n.dp
+	n.dp = nil
+	n.names.Reset("", nil, nil)
+	n.mu.Unlock()
+	n.log.Warn("the coordinator removed this node from the mesh; the app keeps running without it", "err", err)
+	if dp != nil {
+		dp.Close()
+	}
+}
+
+func entryOf(p meshapi.Peer) nametable.Entry {
+	return nametable.Entry{ID: p.ID, Name: p.Name, IPv4: p.IPv4, IPv6: p.IPv6}
+}
+
+// dataplanePeer is what the device needs of a peer: its key, its mesh
+// addresses as /32 and /128, and its candidate endpoints.
+func dataplanePeer(p meshapi.Peer) dataplane.Peer {
+	var allowed []netip.Prefix
+	for _, a := range []netip.Addr{p.IPv4, p.IPv6} {
+		if a.IsValid() {
+			allowed = append(allowed, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return dataplane.Peer{PublicKey: p.PublicKey, AllowedIPs: allowed, Endpoints: p.Endpoints}
+}

@@ -1,0 +1,233 @@
+package controlclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// maxAnswerBytes bounds a non-stream answer (register, logout, errors).
+// Answers are small; the bound only protects against a broken server.
+const maxAnswerBytes = 1 << 20
+
+// Options tune a Client. The zero value is usable.
+type Options struct {
+	// HTTPClient carries every request. Nil means a client with sane dial
+	// and header timeouts and no overall timeout (the map stream is long).
+	HTTPClient *http.Client
+	// Logger receives one line per event; nil discards.
+	Logger *slog.Logger
+	// UserAgent is sent with every request.
+	UserAgent string
+}
+
+// Client talks to one coordinator on behalf of one node. After Register it
+// holds the node secret (in memory only) and authenticates every call with
+// it. Its methods are safe for concurrent use.
+type Client struct {
+	base *url.URL
+	hc   *http.Client
+	log  *slog.Logger
+	ua   string
+
+	mu     sync.Mutex
+	secret string
+
+	status streamStatus
+}
+
+// New returns a client for the coordinator at base ("http://host:port" or
+// "https://…"; a bare "host:port" means http).
+func New(base string, opts Options) (*Client, error) {
+	u, err := ParseCoordinatorURL(base)
+	if err != nil {
+		return nil, err
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = defaultHTTPClient()
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ua := opts.UserAgent
+	if ua == "" {
+		ua = "meshinit"
+	}
+	return &Client{base: u, hc: hc, log: log, ua: ua}, nil
+}
+
+// ParseCoordinatorURL checks and normalises a coordinator address.
+func ParseCoordinatorURL(s string) (*url.URL, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, errors.New("coordinator address is empty: set MESH_COORDINATOR to the meshcoord URL, e.g. http://127.0.0.1:8080")
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator address %q: %v (want a URL such as http://127.0.0.1:8080)", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("coordinator address %q: scheme %q not supported (want http or https)", s, u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("coordinator address %q: no host (want a URL such as http://127.0.0.1:8080)", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("coordinator address %q: want only scheme, host, port and an optional path prefix", u.Redacted())
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+// URL returns the coordinator's base URL.
+func (c *Client) URL() string { return c.base.String() }
+
+func defaultHTTPClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 15 * time.Second,
+	}
+	return &http.Client{Transport: tr}
+}
+
+// HasSecret reports whether the client is registered (holds a node secret).
+func (c *Client) HasSecret() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.secret != ""
+}
+
+func (c *Client) setSecret(s string) {
+	c.mu.Lock()
+	c.secret = s
+	c.mu.Unlock()
+}
+
+func (c *Client) bearer() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.secret == "" {
+		return "", errors.New("not registered: no node secret")
+	}
+	return "Bearer " + c.secret, nil
+}
+
+// newRequest builds a request to path; auth adds the node secret.
+func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body any, auth bool) (*http.Request, error) {
+	u := *c.base
+	u.Path += path
+	if query != nil {
+		u.RawQuery = query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", c.ua)
+	if auth {
+		h, err := c.bearer()
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", h)
+	}
+	return req, nil
+}
+
+// do sends req and decodes a 2xx JSON answer into out (nil: discard it).
+// Transport failures come back as *UnreachableError, non-2xx answers as
+// *meshapi.Error.
+func (c *Client) do(req *http.Request, out any) error {
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return &UnreachableError{URL: c.base.Redacted(), Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return readError(resp)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
+		return nil
+	}
+	return decodeLenient(resp.Body, maxAnswerBytes, out)
+}
+
+// decodeLenient reads one JSON value of at most limit bytes into v,
+// ignoring unknown fields: a newer coordinator may add fields.
+func decodeLenient(r io.Reader, limit int64, v any) error {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return fmt.Errorf("reading answer: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return fmt.Errorf("answer larger than %d bytes", limit)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decoding answer: %w", err)
+	}
+	return nil
+}
+
+// readError turns a non-2xx answer into a *meshapi.Error, keeping the
+// server's code and message when the body is an ErrorBody.
+func readError(resp *http.Response) error {
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	var eb meshapi.ErrorBody
+	if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
+		e := eb.Error
+		e.Status = resp.StatusCode
+		return &e
+	}
+	msg := strings.TrimSpace(string(data))
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	code := meshapi.ErrInternal
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		code = meshapi.ErrUnauthorized
+	case resp.StatusCode == http.StatusNotFound:
+		code = meshapi.ErrNotFound
+	case resp.StatusCode < 500:
+		code = meshapi.ErrInvalidRequest
+	}
+	return &meshapi.Error{Code: code, Message: msg, Status: resp.StatusCode}
+}

@@ -1,0 +1,70 @@
+package ctlsock
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteText prints s for humans, as "meshinit status" shows it. now is the
+// time handshake ages are measured from.
+func WriteText(w io.Writer, s Status, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "state:\t%s\n", s.State)
+	if s.Name != "" {
+		fmt.Fprintf(tw, "name:\t%s\n", s.FQDN)
+	}
+	var addrs []string
+	for _, a := range []fmt.Stringer{s.IPv4, s.IPv6} {
+		if str := a.String(); str != "invalid IP" {
+			addrs = append(addrs, str)
+		}
+	}
+	if len(addrs) > 0 {
+		fmt.Fprintf(tw, "addresses:\t%s\n", strings.Join(addrs, ", "))
+	}
+	mode := s.Net
+	if s.Proxy != "" {
+		mode += ", proxy " + s.Proxy
+	}
+	if mode != "" {
+		fmt.Fprintf(tw, "net:\t%s\n", mode)
+	}
+	c := s.Coordinator
+	line := c.URL + " " + c.State
+	if !c.Since.IsZero() {
+		line += " since " + c.Since.Local().Format(time.TimeOnly)
+	}
+	line += fmt.Sprintf(" (map version %d, %d reconnects)", c.MapVersion, c.Reconnects)
+	if c.LastError != "" {
+		line += "; last error: " + c.LastError
+	}
+	fmt.Fprintf(tw, "coordinator:\t%s\n", line)
+	fmt.Fprintf(tw, "peers:\t%d\n", len(s.Peers))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(s.Peers) == 0 {
+		return nil
+	}
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  NAME\tIPV4\tONLINE\tLAST HANDSHAKE\tENDPOINT\tRX\tTX")
+	for _, p := range s.Peers {
+		hs := "never"
+		if !p.LastHandshake.IsZero() {
+			hs = now.Sub(p.LastHandshake).Round(time.Second).String() + " ago"
+		}
+		online := "no"
+		if p.Online {
+			online = "yes"
+		}
+		ep := p.Endpoint
+		if ep == "" {
+			ep = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.Name, p.IPv4, online, hs, ep, p.RxBytes, p.TxBytes)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,80 @@
+package ctlsock
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Node states, as Status.State reports them.
+const (
+	StateStarting  = "starting"   // registering, waiting for the map or the device
+	StateUp        = "up"         // in the mesh: the child has been (or is being) started
+	StateLoggedOut = "logged_out" // logged out (meshinit logout, the stop path) or removed by the coordinator
+	StateStopped   = "stopped"    // shut down
+)
+
+// Status is what "meshinit status --json" prints.
+type Status struct {
+	State     string     `json:"state"`
+	ID        uint64     `json:"id,omitempty"`
+	Name      string     `json:"name"`
+	FQDN      string     `json:"fqdn"`
+	IPv4      netip.Addr `json:"ipv4,omitzero"`
+	IPv6      netip.Addr `json:"ipv6,omitzero"`
+	Ephemeral bool       `json:"ephemeral"`
+	// Net is the data-plane mode, "userspace" or "tun".
+	Net string `json:"net"`
+	// Proxy is the local SOCKS5/HTTP proxy address ("" when off).
+	Proxy string `json:"proxy,omitempty"`
+	// Endpoints are the UDP addresses reported to the coordinator.
+	Endpoints   []netip.AddrPort  `json:"endpoints"`
+	Coordinator CoordinatorStatus `json:"coordinator"`
+	Peers       []PeerStatus      `json:"peers"`
+}
+
+// CoordinatorStatus is the health of the node's link to the coordinator.
+type CoordinatorStatus struct {
+	URL string `json:"url"`
+	// State is "connecting", "connected", "reconnecting" or "stopped".
+	State      string    `json:"state"`
+	Since      time.Time `json:"since,omitzero"`
+	LastError  string    `json:"last_error,omitempty"`
+	Reconnects int       `json:"reconnects"`
+	MapVersion uint64    `json:"map_version"`
+}
+
+// PeerStatus is one peer: what the map says and what the tunnel saw.
+type PeerStatus struct {
+	ID     uint64     `json:"id"`
+	Name   string     `json:"name"`
+	FQDN   string     `json:"fqdn"`
+	IPv4   netip.Addr `json:"ipv4,omitzero"`
+	IPv6   netip.Addr `json:"ipv6,omitzero"`
+	Online bool       `json:"online"`
+	// Endpoint is the UDP address the tunnel uses now ("" before the
+	// first handshake, when only candidates are known).
+	Endpoint      string    `json:"endpoint,omitempty"`
+	LastHandshake time.Time `json:"last_handshake,omitzero"`
+	RxBytes       uint64    `json:"rx_bytes"`
+	TxBytes       uint64    `json:"tx_bytes"`
+}
+
+// LogoutResult is the answer to POST /v1/logout.
+type LogoutResult struct {
+	// Deleted is true when the coordinator deleted the node at once
+	// (ephemeral); false when it only marked it logged out.
+	Deleted bool `json:"deleted"`
+	// Already is set when the node had logged out before this call.
+	Already bool `json:"already,omitempty"`
+}
+
+// Backend is what the control socket and the health listener serve: the
+// running node.
+type Backend interface {
+	Status() Status
+	// Logout leaves the mesh now; the child keeps running.
+	Logout(ctx context.Context) (LogoutResult, error)
+	// Ready reports whether the node is up, and why not.
+	Ready() (ok bool, why string)
+}

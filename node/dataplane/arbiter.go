@@ -1,0 +1,307 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// handshakeArbiter makes the node with the larger public key the only one
+// that starts handshakes between two mesh nodes.
+//
+// WHY: both nodes learn of each other at the same moment (the coordinator
+// sends both deltas at once) and, with persistent keepalive or an app
+// dialing at once, both send a handshake initiation at once. When two
+// initiations cross, wireguard-go answers the other's, which discards its
+// own pending one, so both answers are rejected as invalid; worse, its
+// parallel handshake workers may process the peer's initiation and
+// response at the same time and derive a session the two sides disagree
+// on. Nothing flows until the 5-15 s retry. Filtering by timing cannot fix
+// this: an initiation may sit in the device's queue and be processed only
+// after the peer was added.
+//
+// The rule: between two nodes the larger key initiates; the smaller one
+// never sends an initiation to it. When the smaller side's device wants a
+// handshake, its initiation is replaced on the way out by a handshake
+// request (a small non-WireGuard datagram carrying its public key). The
+// larger side answers a request from a peer it knows with an initiation:
+// its outstanding one sent again to the same place, if no answer to it has
+// come (this covers the peer having dropped it because it did not know us
+// yet), or else a fresh one. So one side only ever consumes initiations and
+// the other only responses. A request from an unknown key is ignored:
+// adding the peer later starts a handshake anyway.
+type handshakeArbiter struct {
+	self meshapi.Key
+	seen recentHandshakes
+
+	mu     sync.Mutex
+	peers  map[meshapi.Key]*arbiterPeer
+	peerAt map[netip.AddrPort]meshapi.Key // candidate endpoints, to find a peer without trying every mac1
+	byIdx  map[uint32]*sentInitiation     // our pending initiations by sender index
+
+	now   func() time.Time
+	after func(time.Duration, func())
+	// initiate makes the device start a fresh handshake with a peer that
+	// asked from address from. It is called on its own goroutine.
+	initiate func(k meshapi.Key, from netip.AddrPort)
+	// resend sends an initiation again through the bind.
+	resend func(msg []byte, ep conn.Endpoint)
+}
+
+// arbiterPeer is what the arbiter keeps per peer.
+type arbiterPeer struct {
+	// mac1 of an initiation is keyed with the receiver's public key, so it
+	// tells which peer an outgoing initiation is for.
+	mac1 device.CookieChecker
+	// weInitiate: the peer's key is smaller than ours.
+	weInitiate bool
+	// starting: the device knows the peer but has not started it yet.
+	// Starting resets wireguard-go's handshake rate limit and sends an
+	// initiation, so a fresh one asked for now would be followed at once by
+	// another with the same coarse timestamp, which the peer would reject
+	// as a replay. Meanwhile requests only get the start's initiation sent
+	// again, once it has gone out.
+	starting bool
+	pending  *sentInitiation // our latest initiation to the peer
+	asked    time.Time       // when a request last made us start a fresh one
+}
+
+// sentInitiation is an initiation of ours, kept to be sent again.
+type sentInitiation struct {
+	at       time.Time
+	msg      []byte
+	to       conn.Endpoint
+	index    uint32 // our sender index in it; the response names it
+	answered bool
+	resends  int
+}
+
+// maxResends bounds how often one initiation is sent again on request.
+const maxResends = 3
+
+// resendDelay is how long a request waits before our unanswered initiation
+// is sent again: an answer already on its way (the peer may have sent its
+// request just before processing our initiation) gets this long to arrive,
+// so the peer is not handed a second copy of what it is processing.
+const resendDelay = 30 * time.Millisecond
+
+// Handshake request datagram: magic, then the requester's public key. The
+// magic cannot be mistaken for a WireGuard message, whose first four bytes
+// are a little-endian type 1 to 4.
+var requestMagic = [4]byte{'M', 'S', 'H', 'Q'}
+
+const requestSize = len(requestMagic) + len(meshapi.Key{})
+
+func newHandshakeArbiter(self meshapi.Key) *handshakeArbiter {
+	return &handshakeArbiter{
+		self:     self,
+		peers:    make(map[meshapi.Key]*arbiterPeer),
+		peerAt:   make(map[netip.AddrPort]meshapi.Key),
+		byIdx:    make(map[uint32]*sentInitiation),
+		now:      time.Now,
+		after:    func(d time.Duration, f func()) { time.AfterFunc(d, f) },
+		initiate: func(meshapi.Key, netip.AddrPort) {},
+		resend:   func([]byte, conn.Endpoint) {},
+	}
+}
+
+// setPeer records a peer and its candidate endpoints (replacing earlier
+// ones). A new peer counts as starting until started is called.
+func (a *handshakeArbiter) setPeer(k meshapi.Key, endpoints []netip.AddrPort, isNew bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.peers[k]
+	if p == nil {
+		p = &arbiterPeer{weInitiate: bytes.Compare(a.self[:], k[:]) > 0}
+		p.mac1.Init(device.NoisePublicKey(k))
+		a.peers[k] = p
+	}
+	if isNew {
+		p.starting = true
+		a.setPendingLocked(p, nil)
+	}
+	a.forgetEndpointsLocked(k)
+	for _, ep := range endpoints {
+		a.peerAt[ep] = k
+	}
+}
+
+// started marks a new peer as started by the device.
+func (a *handshakeArbiter) started(k meshapi.Key) {
+	a.mu.Lock()
+	if p := a.peers[k]; p != nil {
+		p.starting = false
+	}
+	a.mu.Unlock()
+	// An initiation from this peer that came before the device knew it was
+	// rejected for that; a copy of it must now get through.
+	a.seen.forget()
+}
+
+func (a *handshakeArbiter) removePeer(k meshapi.Key) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p := a.peers[k]; p != nil {
+		a.setPendingLocked(p, nil)
+	}
+	delete(a.peers, k)
+	a.forgetEndpointsLocked(k)
+}
+
+func (a *handshakeArbiter) forgetEndpointsLocked(k meshapi.Key) {
+	for ep, pk := range a.peerAt {
+		if pk == k {
+			delete(a.peerAt, ep)
+		}
+	}
+}
+
+// receiverLocked finds the peer an initiation is for: by its endpoints
+// first (one mac1 check), else by trying every peer's mac1 (an endpoint
+// the peer roamed to).
+func (a *handshakeArbiter) receiverLocked(msg []byte, dests []netip.AddrPort) *arbiterPeer {
+	for _, d := range dests {
+		if k, ok := a.peerAt[d]; ok {
+			if p := a.peers[k]; p != nil && p.mac1.CheckMAC1(msg) {
+				return p
+			}
+		}
+	}
+	for _, p := range a.peers {
+		if p.mac1.CheckMAC1(msg) {
+			return p
+		}
+	}
+	return nil
+}
+
+// outgoingInitiation looks at an initiation the device sends to ep (whose
+// addresses are dests). It returns the request to send instead when the
+// receiver is a larger-keyed peer, or nil to send the initiation as is.
+func (a *handshakeArbiter) outgoingInitiation(msg []byte, ep conn.Endpoint, dests []netip.AddrPort) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.receiverLocked(msg, dests)
+	switch {
+	case p == nil:
+		return nil // not a mesh peer we know: leave it alone
+	case !p.weInitiate:
+		req := make([]byte, 0, requestSize)
+		req = append(req, requestMagic[:]...)
+		return append(req, a.self[:]...)
+	default:
+		a.setPendingLocked(p, &sentInitiation{
+			at:    a.now(),
+			msg:   append([]byte(nil), msg...),
+			to:    ep,
+			index: binary.LittleEndian.Uint32(msg[4:8]),
+		})
+		return nil
+	}
+}
+
+func (a *handshakeArbiter) setPendingLocked(p *arbiterPeer, s *sentInitiation) {
+	if old := p.pending; old != nil {
+		delete(a.byIdx, old.index)
+	}
+	p.pending = s
+	if s != nil {
+		a.byIdx[s.index] = s
+	}
+}
+
+// incomingResponse notes that a response to one of our initiations came.
+func (a *handshakeArbiter) incomingResponse(msg []byte) {
+	receiver := binary.LittleEndian.Uint32(msg[8:12])
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.byIdx[receiver]; s != nil {
+		s.answered = true
+	}
+}
+
+// incomingRequest handles a handshake request; it is never passed to the
+// device.
+func (a *handshakeArbiter) incomingRequest(req []byte, from netip.AddrPort) {
+	var k meshapi.Key
+	copy(k[:], req[len(requestMagic):])
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.peers[k]
+	if p == nil || !p.weInitiate || (p.starting && p.pending == nil) {
+		return // a stranger, a peer that should not ask, or the device is about to initiate anyway
+	}
+	now := a.now()
+	if s := p.pending; s != nil && now.Sub(s.at) <= device.RekeyTimeout {
+		// Ours is still current (the device would not make a new one
+		// within 5 s of it anyway): send it again unless it is answered.
+		if !s.answered && s.resends < maxResends {
+			s.resends++
+			a.after(resendDelay, func() { a.resendIfUnanswered(s) })
+		}
+		return
+	}
+	if p.starting || now.Sub(p.asked) < time.Second {
+		return // the device allows one fresh initiation per 5 s anyway
+	}
+	p.asked = now
+	go a.initiate(k, from)
+}
+
+func (a *handshakeArbiter) resendIfUnanswered(s *sentInitiation) {
+	a.mu.Lock()
+	answered := s.answered
+	a.mu.Unlock()
+	if !answered {
+		a.resend(s.msg, s.to)
+	}
+}
+
+// filterReceive wraps a receive function: handshake requests are handled
+// here, and they and repeated handshake messages are blanked (size 0,
+// which the device skips); everything else passes. Data packets pay one
+// length comparison each.
+func (a *handshakeArbiter) filterReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		n, err := fn(packets, sizes, eps)
+		for i := 0; i < n; i++ {
+			p := packets[i][:sizes[i]]
+			switch {
+			case len(p) == requestSize && [4]byte(p[:4]) == requestMagic:
+				a.incomingRequest(p, endpointAddr(eps[i]))
+				sizes[i] = 0
+			case isHandshake(p):
+				if a.seen.repeated(p) {
+					sizes[i] = 0
+				} else if len(p) == device.MessageResponseSize {
+					a.incomingResponse(p)
+				}
+			}
+		}
+		return n, err
+	}
+}
+
+// isHandshake reports whether p is a handshake initiation or response.
+func isHandshake(p []byte) bool {
+	switch len(p) {
+	case device.MessageInitiationSize:
+		return binary.LittleEndian.Uint32(p) == device.MessageInitiationType
+	case device.MessageResponseSize:
+		return binary.LittleEndian.Uint32(p) == device.MessageResponseType
+	}
+	return false
+}
+
+// isInitiation reports whether a send batch is one handshake initiation.
+func isInitiation(bufs [][]byte) bool {
+	return len(bufs) == 1 && len(bufs[0]) == device.MessageInitiationSize &&
+		binary.LittleEndian.Uint32(bufs[0]) == device.MessageInitiationType
+}

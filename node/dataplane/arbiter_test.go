@@ -1,0 +1,187 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// initiationFor is a handshake initiation addressed (by its mac1) to pk.
+func initiationFor(pk meshapi.Key, fill byte) []byte {
+	msg := bytes.Repeat([]byte{fill}, device.MessageInitiationSize)
+	binary.LittleEndian.PutUint32(msg, device.MessageInitiationType)
+	var cg device.CookieGenerator
+	cg.Init(device.NoisePublicKey(pk))
+	cg.AddMacs(msg)
+	return msg
+}
+
+type arbiterRig struct {
+	a         *handshakeArbiter
+	clock     time.Time
+	mu        sync.Mutex
+	resent    [][]byte
+	initiated chan meshapi.Key
+	delayed   []func()
+}
+
+// request delivers a handshake request from k and runs the delayed work it
+// caused.
+func (r *arbiterRig) request(k meshapi.Key) {
+	r.a.incomingRequest(append(append([]byte(nil), requestMagic[:]...), k[:]...), epA)
+	for _, f := range r.delayed {
+		f()
+	}
+	r.delayed = nil
+}
+
+func newArbiterRig(self meshapi.Key) *arbiterRig {
+	r := &arbiterRig{a: newHandshakeArbiter(self), clock: time.Unix(1000, 0), initiated: make(chan meshapi.Key, 10)}
+	r.a.now = func() time.Time { return r.clock }
+	r.a.resend = func(msg []byte, _ conn.Endpoint) {
+		r.mu.Lock()
+		r.resent = append(r.resent, msg)
+		r.mu.Unlock()
+	}
+	r.a.initiate = func(k meshapi.Key, _ netip.AddrPort) { r.initiated <- k }
+	// Delayed work is queued and run by request(), after the arbiter's
+	// call returned (it holds its lock while scheduling).
+	r.a.after = func(_ time.Duration, f func()) { r.delayed = append(r.delayed, f) }
+	return r
+}
+
+func key(b byte) meshapi.Key { var k meshapi.Key; k[0] = b; return k }
+
+var epA = netip.MustParseAddrPort("127.0.0.1:1001")
+
+func TestArbiterSmallerSideSendsRequestsInstead(t *testing.T) {
+	self, larger := key(0x10), key(0x20)
+	r := newArbiterRig(self)
+	r.a.setPeer(larger, []netip.AddrPort{epA}, true)
+	r.a.started(larger)
+	req := r.a.outgoingInitiation(initiationFor(larger, 1), nil, []netip.AddrPort{epA})
+	if len(req) != requestSize || !bytes.Equal(req[:4], requestMagic[:]) || !bytes.Equal(req[4:], self[:]) {
+		t.Fatalf("initiation to a larger key: got %x, want a request carrying our key", req)
+	}
+	// Found by mac1 even when sent to an address the map did not give.
+	other := netip.MustParseAddrPort("127.0.0.1:9")
+	if req := r.a.outgoingInitiation(initiationFor(larger, 2), nil, []netip.AddrPort{other}); req == nil {
+		t.Error("initiation to a roamed address of a larger key went out unchanged")
+	}
+	// A stranger's initiation is left alone.
+	if req := r.a.outgoingInitiation(initiationFor(key(0x30), 3), nil, []netip.AddrPort{other}); req != nil {
+		t.Error("initiation to an unknown key was replaced")
+	}
+}
+
+func TestArbiterLargerSideAnswersRequests(t *testing.T) {
+	self, smaller := key(0x20), key(0x10)
+	r := newArbiterRig(self)
+	r.a.setPeer(smaller, []netip.AddrPort{epA}, true)
+
+	// While the device has not started the peer, requests are ignored.
+	r.request(smaller)
+	if len(r.resent) != 0 || len(r.initiated) != 0 {
+		t.Fatal("a request for a starting peer was answered")
+	}
+	r.a.started(smaller)
+
+	// Our own initiation passes and is kept; a request resends it, a
+	// bounded number of times.
+	ini := initiationFor(smaller, 7)
+	if req := r.a.outgoingInitiation(ini, nil, []netip.AddrPort{epA}); req != nil {
+		t.Fatal("initiation to a smaller key was replaced")
+	}
+	for range maxResends + 2 {
+		r.request(smaller)
+	}
+	if len(r.resent) != maxResends {
+		t.Fatalf("resent %d times, want %d", len(r.resent), maxResends)
+	}
+	if !bytes.Equal(r.resent[0], ini) {
+		t.Error("resent something other than our pending initiation")
+	}
+	if len(r.initiated) != 0 {
+		t.Error("asked for a fresh initiation while ours was still current")
+	}
+
+	// An answered initiation is not sent again.
+	r.a.setPeer(smaller, []netip.AddrPort{epA}, true)
+	r.a.started(smaller)
+	r.resent = nil
+	ini2 := initiationFor(smaller, 8)
+	r.a.outgoingInitiation(ini2, nil, []netip.AddrPort{epA})
+	response := make([]byte, device.MessageResponseSize)
+	binary.LittleEndian.PutUint32(response, device.MessageResponseType)
+	copy(response[8:12], ini2[4:8]) // receiver index = our sender index
+	r.a.incomingResponse(response)
+	r.request(smaller)
+	if len(r.resent) != 0 {
+		t.Error("an answered initiation was sent again")
+	}
+
+	// Once it is older than wireguard-go's retry interval, a request asks
+	// the device for a fresh one, at most once a second.
+	r.clock = r.clock.Add(device.RekeyTimeout + time.Second)
+	r.request(smaller)
+	r.request(smaller)
+	select {
+	case k := <-r.initiated:
+		if k != smaller {
+			t.Errorf("initiated to %v", k)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no fresh initiation after a request")
+	}
+	select {
+	case <-r.initiated:
+		t.Error("two fresh initiations within a second")
+	default:
+	}
+}
+
+func TestArbiterIgnoresRequestsItShouldNotGet(t *testing.T) {
+	self := key(0x20)
+	r := newArbiterRig(self)
+	larger := key(0x30)
+	r.a.setPeer(larger, nil, false)
+	for _, k := range []meshapi.Key{larger, key(0x05)} { // a larger key must not ask; an unknown key cannot
+		r.request(k)
+	}
+	if len(r.resent) != 0 || len(r.initiated) != 0 {
+		t.Error("answered a request from a larger or unknown key")
+	}
+}
+
+func TestArbiterFilterBlanksRequestsOnly(t *testing.T) {
+	r := newArbiterRig(key(0x20))
+	smaller := key(0x10)
+	req := append(append([]byte(nil), requestMagic[:]...), smaller[:]...)
+	data := make([]byte, requestSize) // same size, WireGuard transport type
+	binary.LittleEndian.PutUint32(data, device.MessageTransportType)
+	packets := [][]byte{append([]byte(nil), req...), data}
+	inner := func(p [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		sizes[0], sizes[1] = len(req), len(data)
+		eps[0], eps[1] = &conn.StdNetEndpoint{AddrPort: epA}, &conn.StdNetEndpoint{AddrPort: epA}
+		return 2, nil
+	}
+	sizes := make([]int, 2)
+	n, err := r.a.filterReceive(inner)(packets, sizes, make([]conn.Endpoint, 2))
+	if n != 2 || err != nil {
+		t.Fatalf("n=%d err=%v", n, err)
+	}
+	if sizes[0] != 0 {
+		t.Error("a handshake request reached the device")
+	}
+	if sizes[1] != len(data) {
+		t.Error("a data packet was dropped")
+	}
+}

@@ -1,0 +1,75 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+)
+
+// LocalEndpoints lists the device's UDP port on each usable host address,
+// IPv4 first: the candidates the node reports to the coordinator. Loopback
+// addresses are left out when any other address exists, and included when
+// they are all there is (a test on one host, a container without network).
+// Link-local IPv6 addresses are left out: they need a zone to be reached.
+// The mesh addresses of a TUN device are never candidates.
+func (d *Device) LocalEndpoints() ([]netip.AddrPort, error) {
+	port := d.ListenPort()
+	if port == 0 {
+		return nil, errors.New("local endpoints: the UDP port is not open")
+	}
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("local endpoints: listing interfaces: %w", err)
+	}
+	var addrs, loopback []netip.Addr
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || (d.ktun != nil && ifc.Name == d.ktun.name) {
+			continue
+		}
+		ias, err := ifc.Addrs()
+		if err != nil {
+			continue // the interface went away meanwhile
+		}
+		for _, ia := range ias {
+			pfx, err := netip.ParsePrefix(ia.String())
+			if err != nil {
+				continue
+			}
+			a := pfx.Addr().Unmap()
+			switch {
+			case a.IsLoopback():
+				loopback = append(loopback, a)
+			case a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || d.isMeshAddress(a):
+			default:
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		addrs = loopback
+	}
+	slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
+		switch {
+		case a.Is4() && !b.Is4():
+			return -1
+		case !a.Is4() && b.Is4():
+			return 1
+		}
+		return 0
+	})
+	addrs = slices.Compact(addrs)
+	out := make([]netip.AddrPort, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, netip.AddrPortFrom(a, port))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("local endpoints: the host has no usable address, not even loopback")
+	}
+	return out, nil
+}
+
+func (d *Device) isMeshAddress(a netip.Addr) bool {
+	return slices.Contains(d.addrs, a)
+}

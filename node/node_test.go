@@ -1,0 +1,357 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator"
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/meshapi"
+	"github.com/meshinit/meshinit/node/ctlsock"
+)
+
+// These tests run whole nodes (real WireGuard devices on netstack, real
+// proxy) against the real coordinator in process, on loopback.
+
+type coord struct {
+	t     *testing.T
+	api   *httptest.Server
+	admin *httptest.Server
+}
+
+func startCoord(t *testing.T) *coord {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "coord.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := coordinator.New(ctx, coordinator.Config{Logger: slog.New(slog.DiscardHandler)}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &coord{t: t, api: httptest.NewServer(srv.Handler()), admin: httptest.NewServer(srv.AdminHandler())}
+	t.Cleanup(func() {
+		c.api.CloseClientConnections()
+		c.api.Close()
+		c.admin.Close()
+		srv.Close()
+	})
+	return c
+}
+
+func (c *coord) key(req meshapi.KeyCreateRequest) string {
+	c.t.Helper()
+	b, _ := json.Marshal(req)
+	resp, err := http.Post(c.admin.URL+meshapi.PathAdminKeys, "application/json", bytes.NewReader(b))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var k meshapi.KeyCreateResponse
+	if err := json.NewDecoder(resp.Body).Decode(&k); err != nil || k.Key == "" {
+		c.t.Fatalf("creating a key: %v", err)
+	}
+	return k.Key
+}
+
+func (c *coord) events() []meshapi.Event {
+	c.t.Helper()
+	resp, err := http.Get(c.admin.URL + meshapi.PathAdminEvents)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var evs []meshapi.Event
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var e meshapi.Event
+		if dec.Decode(&e) != nil {
+			return evs
+		}
+		evs = append(evs, e)
+	}
+}
+
+// loopbackOnly makes n announce only 127.0.0.1: the tests' WireGuard
+// traffic stays on loopback whatever addresses the host has.
+func loopbackOnly(n *Node) *Node {
+	n.endpointsFor = func(port int) []netip.AddrPort {
+		if port == 0 {
+			return nil
+		}
+		return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))}
+	}
+	return n
+}
+
+func startNode(t *testing.T, c *coord, key, host string) *Node {
+	t.Helper()
+	n, err := New(Config{
+		Coordinator: c.api.URL, AuthKey: key, Hostname: host,
+		ProxyAddr: "127.0.0.1:0", Forward: Forward{All: true},
+		Log: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loopbackOnly(n)
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatalf("starting %s: %v", host, err)
+	}
+	return n
+}
+
+// echoServer answers each connection with one line naming who.
+func echoServer(t *testing.T, who string) (port string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "hello from %s\n", who)
+			c.Close()
+		}
+	}()
+	_, port, _ = net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// dialLine dials address through n and reads one line.
+func dialLine(n *Node, address string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := n.Dial(ctx, "tcp", address)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	return strings.TrimSpace(string(b)), err
+}
+
+// eventually polls f for up to 10s.
+func eventually(t *testing.T, what string, f func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, why := f()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after 10s: %s", what, why)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with a deadline
+	}
+}
+
+func TestNodesReachEachOtherByNameAndLateJoiner(t *testing.T) {
+	co := startCoord(t)
+	key := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	a := startNode(t, co, key, "alpha")
+	b := startNode(t, co, key, "beta")
+	portB := echoServer(t, "beta")
+	if st := a.Status(); st.State != ctlsock.StateUp || st.Name != "alpha" || st.Coordinator.State != "connected" {
+		t.Fatalf("alpha status: %+v", st)
+	}
+	// beta's server listens on 127.0.0.1; alpha reaches it by name over the
+	// mesh and beta's forwarding.
+	for _, host := range []string{"beta", "beta.mesh.internal", "beta.mesh.internal.", b.Self().IPv4.String()} {
+		var got string
+		eventually(t, "alpha reaches "+host, func() (bool, string) {
+			var err error
+			got, err = dialLine(a, net.JoinHostPort(host, portB))
+			return got == "hello from beta", fmt.Sprintf("%q, %v", got, err)
+		})
+	}
+	eventually(t, "alpha sees a handshake with beta", func() (bool, string) {
+		st := a.Status()
+		return len(st.Peers) == 1 && !st.Peers[0].LastHandshake.IsZero() && st.Peers[0].Name == "beta" &&
+			strings.HasPrefix(st.Peers[0].Endpoint, "127.0.0.1:"), fmt.Sprintf("%+v", st.Peers)
+	})
+
+	// A third node joins later: reachable both ways, nobody restarted.
+	c := startNode(t, co, key, "gamma")
+	portA := echoServer(t, "alpha")
+	eventually(t, "gamma reaches alpha", func() (bool, string) {
+		got, err := dialLine(c, net.JoinHostPort("alpha", portA))
+		return got == "hello from alpha", fmt.Sprintf("%q, %v", got, err)
+	})
+	portC := echoServer(t, "gamma")
+	eventually(t, "alpha reaches gamma", func() (bool, string) {
+		got, err := dialLine(a, net.JoinHostPort("gamma.mesh.internal", portC))
+		return got == "hello from gamma", fmt.Sprintf("%q, %v", got, err)
+	})
+
+	// Unknown mesh names fail; other names go to the normal network.
+	if _, err := dialLine(a, "nobody.mesh.internal:80"); err == nil || !strings.Contains(err.Error(), "no such node") {
+		t.Errorf("dial to an unknown mesh name: %v", err)
+	}
+	if got, err := dialLine(a, "127.0.0.1:"+portA); got != "hello from alpha" {
+		t.Errorf("direct dial through the node: %q, %v", got, err)
+	}
+}
+
+func TestLogoutDeletesAtOnceAndChildKeepsNonMeshAccess(t *testing.T) {
+	co := startCoord(t)
+	key := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	a := startNode(t, co, key, "alpha")
+	b := startNode(t, co, key, "beta")
+	portB := echoServer(t, "beta")
+	eventually(t, "alpha reaches beta", func() (bool, string) {
+		got, err := dialLine(a, "beta:"+portB)
+		return got == "hello from beta", fmt.Sprintf("%q, %v", got, err)
+	})
+	res, err := a.Logout(context.Background())
+	if err != nil || !res.Deleted || res.Already {
+		t.Fatalf("logout: %+v, %v", res, err)
+	}
+	var reason meshapi.DeleteReason
+	for _, e := range co.events() {
+		if e.Type == meshapi.EventDeleted && e.Name == "alpha" {
+			reason = e.Reason
+		}
+	}
+	if reason != meshapi.ReasonLogout {
+		t.Fatalf("alpha's deletion reason %q, want logout (deleted at once)", reason)
+	}
+	if again, err := a.Logout(context.Background()); err != nil || !again.Already {
+		t.Fatalf("second logout: %+v, %v", again, err)
+	}
+	if st := a.Status(); st.State != ctlsock.StateLoggedOut {
+		t.Fatalf("state after logout %q", st.State)
+	}
+	if ok, _ := a.Ready(); ok {
+		t.Error("ready after logout")
+	}
+	if _, err := dialLine(a, "beta:"+portB); err == nil {
+		t.Error("mesh dial works after logout")
+	}
+	if got, _ := dialLine(a, "127.0.0.1:"+portB); got != "hello from beta" {
+		t.Errorf("non-mesh dial after logout: %q", got)
+	}
+	eventually(t, "beta sees alpha leave", func() (bool, string) {
+		st := b.Status()
+		return len(st.Peers) == 0, fmt.Sprintf("%+v", st.Peers)
+	})
+}
+
+func TestStartErrorsSayWhich(t *testing.T) {
+	co := startCoord(t)
+	oneOff := co.key(meshapi.KeyCreateRequest{Ephemeral: true})
+	start := func(url, key string, timeout time.Duration) error {
+		n, err := New(Config{Coordinator: url, AuthKey: key, Hostname: "x", ProxyAddr: "", Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loopbackOnly(n)
+		defer n.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		err = n.Start(ctx)
+		n.Logout(context.Background())
+		return err
+	}
+	if err := start(co.api.URL, oneOff, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var se *StartError
+	err := start(co.api.URL, oneOff, 5*time.Second)
+	if !errors.As(err, &se) || se.Kind != KindKeyRefused || se.KeyReason != "used" || !strings.Contains(err.Error(), "used") {
+		t.Errorf("used key: %v", err)
+	}
+	err = start(co.api.URL, strings.Repeat("q", len(oneOff)), 5*time.Second)
+	if !errors.As(err, &se) || se.KeyReason != "invalid" {
+		t.Errorf("unknown key: %v", err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	err = start(dead, oneOff, 300*time.Millisecond)
+	if !errors.As(err, &se) || se.Kind != KindUnreachable || !strings.Contains(err.Error(), "unreachable") {
+		t.Errorf("unreachable coordinator: %v", err)
+	}
+	if strings.Contains(fmt.Sprint(err), oneOff) {
+		t.Error("the error quotes the auth key")
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{AuthKey: "k", Hostname: "h"},
+		{Coordinator: "http://127.0.0.1:1", Hostname: "h"},
+		{Coordinator: "http://127.0.0.1:1", AuthKey: "k"},
+		{Coordinator: "ftp://x", AuthKey: "k", Hostname: "h"},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+// A stop signal during start-up: Logout runs while Start is still going.
+// Whatever the interleaving, both return, nothing leaks, and the node does
+// not stay registered.
+func TestLogoutDuringStart(t *testing.T) {
+	co := startCoord(t)
+	key := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	// The delays only spread the logout over the phases of Start (before,
+	// during and after registration); no assertion depends on them.
+	for i, delay := range []time.Duration{0, 500 * time.Microsecond, 2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
+		n, err := New(Config{Coordinator: co.api.URL, AuthKey: key, Hostname: fmt.Sprintf("racer%d", i),
+			ProxyAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loopbackOnly(n)
+		started := make(chan error, 1)
+		go func() { started <- n.Start(context.Background()) }()
+		time.Sleep(delay)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if _, err := n.Logout(ctx); err != nil {
+			t.Errorf("logout %d: %v", i, err)
+		}
+		cancel()
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Start %d did not return after a concurrent Logout", i)
+		}
+		n.Close()
+	}
+	resp, err := http.Get(co.admin.URL + meshapi.PathAdminNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var nodes []meshapi.Node
+	json.NewDecoder(resp.Body).Decode(&nodes)
+	if len(nodes) != 0 {
+		t.Fatalf("nodes left registered after logout during start: %+v", nodes)
+	}
+}

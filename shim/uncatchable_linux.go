@@ -1,0 +1,26 @@
+//go:build linux && (amd64 || arm64 || riscv64 || loong64)
+
+package shim
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// kernelSigaction is the kernel's struct sigaction on these architectures.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// setDisposition sets SIG_DFL or SIG_IGN with rt_sigaction directly: the Go
+// runtime's signal.Ignore refuses signals it reserves. Errors are ignored:
+// the worst case is the behaviour without this.
+func setDisposition(sigs []syscall.Signal, handler uintptr) {
+	for _, sig := range sigs {
+		act := kernelSigaction{handler: handler}
+		_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+	}
+}
