@@ -7,6 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # urfave_cli_no_docs drops urfave/cli's man-page generator (blackfriday): its
 # package init costs every meshinit start ~0.5 ms and 200 KiB (bench/initbench).
 TAGS := urfave_cli_no_docs
+export TAGS
 BIN := bin
 
 .PHONY: all build test unit bench demo image lint clean

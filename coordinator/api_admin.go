@@ -56,7 +56,7 @@ func validateKeyRequest(req *meshapi.KeyCreateRequest) *apiError {
 
 func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 	var req meshapi.KeyCreateRequest
-	if err := meshapi.Decode(r.Body, meshapi.MaxBodyBytes, &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, decodeError(err))
 		return
 	}
@@ -233,7 +233,7 @@ func (s *Server) handleNodeExpire(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleNodeRename(w http.ResponseWriter, r *http.Request) {
 	var req meshapi.RenameRequest
-	if err := meshapi.Decode(r.Body, meshapi.MaxBodyBytes, &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, decodeError(err))
 		return
 	}

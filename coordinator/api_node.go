@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/store"
@@ -13,7 +14,7 @@ import (
 
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	var req meshapi.RegisterRequest
-	if err := meshapi.Decode(r.Body, meshapi.MaxBodyBytes, &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		s.metrics.registration("invalid_request")
 		writeError(w, decodeError(err))
 		return
@@ -51,7 +52,7 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req meshapi.EndpointsRequest
-	if err := meshapi.Decode(r.Body, meshapi.MaxBodyBytes, &req); err != nil {
+	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, decodeError(err))
 		return
 	}
@@ -63,6 +64,11 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 	if s.nodes[n.ID] != n || n.LoggedOut {
 		s.mu.Unlock()
 		writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut, "node %d is no longer registered", n.ID))
+		return
+	}
+	if slices.Equal(n.Endpoints, req.Endpoints) {
+		s.mu.Unlock() // nothing changed: no message to every peer
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	n.Endpoints = nonNil(req.Endpoints)
@@ -81,7 +87,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	// The body is optional; when it names a node, it must be the caller.
 	var req meshapi.LogoutRequest
-	if e := decodeOptional(r, &req); e != nil {
+	if e := decodeOptional(w, r, &req); e != nil {
 		writeError(w, e)
 		return
 	}

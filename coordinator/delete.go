@@ -19,10 +19,7 @@ func (s *Server) deleteLocked(n *node, reason meshapi.DeleteReason, now time.Tim
 		n.stream.close()
 		n.stream = nil
 	}
-	delete(s.nodes, n.ID)
-	delete(s.byName, n.Name)
-	delete(s.bySecret, n.secretHash)
-	delete(s.byPubKey, n.PublicKey)
+	s.unindexLocked(n)
 	if err := s.pool.Release(n.IPv4, n.IPv6); err != nil {
 		s.log.Error("releasing addresses of a deleted node", "node", uint64(n.ID), "err", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -45,9 +46,21 @@ func decodeError(err error) *apiError {
 	return badRequest("%v", err)
 }
 
+// bodyReadTimeout bounds reading a request body: bodies are small, and a
+// client that trickles one must not hold a goroutine forever.
+const bodyReadTimeout = 10 * time.Second
+
+// decodeBody decodes a required JSON body strictly, within the size limit
+// and the read timeout.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	return meshapi.Decode(r.Body, meshapi.MaxBodyBytes, v)
+}
+
 // decodeOptional decodes a body that may be absent (empty or blank): v is
 // left as is then. A body that is present is decoded strictly.
-func decodeOptional(r *http.Request, v any) *apiError {
+func decodeOptional(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	data, err := io.ReadAll(io.LimitReader(r.Body, meshapi.MaxBodyBytes+1))
 	if err != nil {
 		return badRequest("reading body: %v", err)

@@ -33,8 +33,8 @@ type fullMap struct {
 
 // snapshotLocked takes n's full map at the current version.
 func (s *Server) snapshotLocked(n *node) fullMap {
-	fm := fullMap{version: s.deltas.Last(), self: n.view(), peers: make([][]byte, 0, len(s.nodes))}
-	for _, p := range s.nodes {
+	fm := fullMap{version: s.deltas.Last(), self: n.view(), peers: make([][]byte, 0, len(s.live))}
+	for _, p := range s.live {
 		if p == n || p.LoggedOut {
 			continue
 		}
@@ -57,17 +57,14 @@ func (s *Server) writeFull(w *streamWriter, fm *fullMap) error {
 	if len(fm.peers) == 0 {
 		return w.add(append(head, '\n'))
 	}
-	w.add(head[:len(head)-1]) // all but the closing brace
-	w.add([]byte(`,"peers":[`))
-	for i, p := range fm.peers {
-		if i > 0 {
-			w.add([]byte{','})
-		}
-		if err := w.add(p); err != nil {
-			return err
-		}
-	}
-	return w.add([]byte("]}\n"))
+	// head without its closing brace, then the peers; each cached peer ends
+	// with a comma, which the last one must not have.
+	parts := make([][]byte, 0, len(fm.peers)+3)
+	parts = append(parts, head[:len(head)-1], []byte(`,"peers":[`))
+	last := len(fm.peers) - 1
+	parts = append(parts, fm.peers[:last]...)
+	parts = append(parts, fm.peers[last][:len(fm.peers[last])-1], []byte("]}\n"))
+	return w.addParts(parts)
 }
 
 func (s *Server) writeKeepalive(w *streamWriter, version uint64) error {
@@ -147,8 +144,34 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 	defer ticker.Stop()
 	wrote := true
 	for {
-		entries, wait, ok := s.deltas.Read(cursor, buf[:0], shard)
-		if !ok {
+		// Take everything available, then send it as one batch.
+		var wait <-chan struct{}
+		added, behind := false, false
+		for {
+			entries, w, ok := s.deltas.Read(cursor, buf[:0], shard)
+			wait = w
+			if !ok {
+				behind = true
+				break
+			}
+			if len(entries) == 0 {
+				break
+			}
+			for i := range entries {
+				e := &entries[i]
+				line := e.Data
+				if e.Subject == self {
+					line = e.Self // nil: the node skips news about itself
+				}
+				if line != nil {
+					sw.add(line)
+					added = true
+				}
+				cursor = e.Version
+			}
+			clear(entries) // do not pin old lines in buf's backing array
+		}
+		if behind {
 			// Fell out of the log (or cannot have been in it): resynchronise.
 			s.mu.Lock()
 			if s.nodes[n.ID] != n || n.stream != st {
@@ -164,24 +187,11 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 			cursor, wrote = snap.version, true
 			continue
 		}
-		if len(entries) > 0 {
-			for i := range entries {
-				e := &entries[i]
-				if e.Subject == self {
-					if e.Self != nil {
-						sw.add(e.Self)
-					}
-				} else {
-					sw.add(e.Data)
-				}
-				cursor = e.Version
-			}
-			clear(entries) // do not pin old lines in buf's backing array
+		if added {
 			if flush() != nil {
 				return
 			}
 			wrote = true
-			continue // drain everything before waiting
 		}
 		select {
 		case <-wait:

@@ -271,3 +271,61 @@ func TestKeepalive(t *testing.T) {
 		}
 	}
 }
+
+func TestUnchangedEndpointsSendNothing(t *testing.T) {
+	e := newEnv(t, Config{})
+	k := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
+	a, b := e.register(k.Key, "a"), e.register(k.Key, "b")
+	as := a.connect("")
+	as.next(wait)
+	ep := meshapi.EndpointsRequest{Endpoints: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:5000")}}
+	for range 3 { // the first changes something; the two repeats do not
+		if status, _ := do(t, "POST", e.api.URL+meshapi.PathEndpoints, b.reg.Secret, ep, nil); status != http.StatusNoContent {
+			t.Fatalf("endpoints: %d", status)
+		}
+	}
+	c := e.register(k.Key, "c")
+	var v uint64
+	expect(t, as, meshapi.MsgUpsert, b.id(), &v)
+	expect(t, as, meshapi.MsgUpsert, c.id(), &v) // no repeats in between
+}
+
+// TestFullMapOfManyPeers: the spliced full map (written with writev on
+// HTTP/1.1) is one valid line holding every live peer exactly once.
+func TestFullMapOfManyPeers(t *testing.T) {
+	e := newEnv(t, Config{})
+	k := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
+	want := map[meshapi.NodeID]bool{}
+	var deleted meshapi.NodeID
+	for i := range 300 {
+		c := e.register(k.Key, fmt.Sprintf("n%d", i))
+		want[c.id()] = true
+		if i == 7 {
+			deleted = c.id()
+		}
+	}
+	gone := e.register(k.Key, "gone")
+	if status, _, _ := gone.logout(nil); status != http.StatusOK {
+		t.Fatal("logout")
+	}
+	if _, err := e.ac.DeleteNode(context.Background(), "n7"); err != nil {
+		t.Fatal(err)
+	}
+	self := e.register(k.Key, "self")
+	full := self.connect("").next(wait) // decoded strictly: one valid object
+	got := map[meshapi.NodeID]bool{}
+	for _, p := range full.Peers {
+		if got[p.ID] {
+			t.Fatalf("peer %d twice", p.ID)
+		}
+		got[p.ID] = true
+	}
+	for id := range want {
+		if !got[id] && id != deleted {
+			t.Fatalf("peer %d missing from the full map", id)
+		}
+	}
+	if got[deleted] || got[gone.id()] || got[self.id()] || len(got) != 299 {
+		t.Fatalf("full map has %d peers (deleted: %v, logged out: %v, self: %v)", len(got), got[deleted], got[gone.id()], got[self.id()])
+	}
+}

@@ -168,3 +168,50 @@ func join(s []string) string {
 	}
 	return out
 }
+
+func TestPublicKeyReuse(t *testing.T) {
+	e := newEnv(t, Config{ReconnectGrace: 30 * time.Second})
+	eph := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
+	plain := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
+
+	// The same machine back after a crash (same key, same WireGuard key):
+	// the stale registration gives way.
+	old := e.register(eph.Key, "box")
+	old.connect("").close()
+	e.streamGone(old)
+	var back meshapi.RegisterResponse
+	status, er := do(t, "POST", e.api.URL+meshapi.PathRegister, "",
+		meshapi.RegisterRequest{AuthKey: eph.Key, Hostname: "box", PublicKey: old.reg.Node.PublicKey}, &back)
+	if status != http.StatusOK || back.Node.Name != "box" {
+		t.Fatalf("same machine back: %d %+v %+v", status, er, back.Node)
+	}
+	if ev := e.waitEvent(wait, func(ev meshapi.Event) bool { return ev.Type == meshapi.EventDeleted && ev.NodeID == old.id() }); ev.Reason != meshapi.ReasonReplaced {
+		t.Fatalf("stale holder deleted with %q", ev.Reason)
+	}
+	// A live node's key is never taken.
+	live := e.register(plain.Key, "live")
+	live.connect("")
+	status, er = do(t, "POST", e.api.URL+meshapi.PathRegister, "",
+		meshapi.RegisterRequest{AuthKey: plain.Key, Hostname: "thief", PublicKey: live.reg.Node.PublicKey}, nil)
+	if status != http.StatusConflict {
+		t.Fatalf("taking a live node's key: %d %+v", status, er)
+	}
+	// A logged-out node's key is free again (the node stays listed).
+	if status, _, _ := live.logout(nil); status != http.StatusOK {
+		t.Fatal("logout failed")
+	}
+	status, er = do(t, "POST", e.api.URL+meshapi.PathRegister, "",
+		meshapi.RegisterRequest{AuthKey: plain.Key, Hostname: "again", PublicKey: live.reg.Node.PublicKey}, nil)
+	if status != http.StatusOK {
+		t.Fatalf("re-registering a logged-out node's key: %d %+v", status, er)
+	}
+	// Deleting the logged-out node does not free the key of the new one.
+	if _, err := e.ac.DeleteNode(context.Background(), "live"); err != nil {
+		t.Fatal(err)
+	}
+	status, _ = do(t, "POST", e.api.URL+meshapi.PathRegister, "",
+		meshapi.RegisterRequest{AuthKey: plain.Key, Hostname: "third", PublicKey: live.reg.Node.PublicKey}, nil)
+	if status != http.StatusConflict {
+		t.Fatalf("after deleting the old holder, the new holder's key was free: %d", status)
+	}
+}

@@ -23,6 +23,9 @@ type node struct {
 	// that was online when the coordinator went down.
 	clockFrom time.Time
 
+	// liveIdx is n's position in Server.live.
+	liveIdx int
+
 	// stream is the node's live map stream; nil when none is held.
 	stream *stream
 	// connected is true once the node has held a stream.
@@ -33,35 +36,10 @@ type node struct {
 	graceTimer      *time.Timer
 	gcTimer         *time.Timer
 
-	// peerJSON caches the encoded meshapi.Peer for full maps; nil when the
-	// node changed since it was encoded.
+	// peerJSON caches the encoded meshapi.Peer for full maps, followed by a
+	// comma (the separator in a full map's peer list, so a full map can be
+	// written straight from these slices); nil when the node changed since.
 	peerJSON []byte
-}
-
-// key is an auth key in memory.
-type key struct {
-	store.KeyRecord
-}
-
-func (k *key) state(now time.Time) meshapi.KeyState {
-	switch {
-	case !k.Revoked.IsZero():
-		return meshapi.KeyRevoked
-	case !k.Expires.IsZero() && !now.Before(k.Expires):
-		return meshapi.KeyExpired
-	case !k.Reusable && k.Uses > 0:
-		return meshapi.KeyUsed
-	}
-	return meshapi.KeyValid
-}
-
-func (k *key) api(now time.Time) meshapi.AuthKey {
-	return meshapi.AuthKey{
-		ID: k.ID, Description: k.Description, Ephemeral: k.Ephemeral, Reusable: k.Reusable,
-		Tags: nonNil(k.Tags), Created: k.Created, Expires: k.Expires,
-		EphemeralTimeout: meshapi.Duration(k.EphemeralTimeout), Uses: k.Uses, Revoked: k.Revoked,
-		State: k.state(now),
-	}
 }
 
 // timeout is the node's effective inactivity timeout.
@@ -80,14 +58,15 @@ func (n *node) view() meshapi.Node {
 	return v
 }
 
-// encodedPeer returns n as a peer, encoded, from the cache when it is fresh.
+// encodedPeer returns n as a peer, encoded and followed by a comma, from
+// the cache when it is fresh. The slice is never modified afterwards.
 func (n *node) encodedPeer() []byte {
 	if n.peerJSON == nil {
 		b, err := json.Marshal(n.peer())
 		if err != nil {
 			panic("coordinator: encoding a peer: " + err.Error()) // our own type: cannot fail
 		}
-		n.peerJSON = b
+		n.peerJSON = append(b, ',')
 	}
 	return n.peerJSON
 }

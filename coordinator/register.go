@@ -64,9 +64,15 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	if e != nil {
 		return nil, nil, e
 	}
-	if other := s.byPubKey[req.PublicKey]; other != nil {
-		return nil, nil, errorf(http.StatusConflict, meshapi.ErrConflict,
-			"public key already registered to node %d (%s): every node needs its own WireGuard key", other.ID, other.Name)
+	if other := s.byPubKey[req.PublicKey]; other != nil && !other.LoggedOut {
+		if !s.reclaimableLocked(other, ak, now) {
+			return nil, nil, errorf(http.StatusConflict, meshapi.ErrConflict,
+				"public key already registered to node %d (%s): every node needs its own WireGuard key", other.ID, other.Name)
+		}
+		// The same machine (same WireGuard key, same auth key) is back
+		// after a crash: its stale registration gives way.
+		s.log.Info("stale node of the same key and public key replaced", "stale_node", uint64(other.ID))
+		s.deleteLocked(other, meshapi.ReasonReplaced, now)
 	}
 
 	base := names.Sanitize(req.Hostname)
@@ -96,10 +102,7 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 		// collected too.
 		n.GCDeadline = now.Add(s.timeout(n))
 	}
-	s.nodes[n.ID] = n
-	s.byName[n.Name] = n
-	s.bySecret[secretHash] = n
-	s.byPubKey[n.PublicKey] = n
+	s.indexLocked(n)
 	ak.Uses++
 
 	b := s.w.enqueue(

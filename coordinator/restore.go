@@ -73,10 +73,7 @@ func (s *Server) restore(ctx context.Context, now time.Time) error {
 		if other := s.byName[r.Name]; other != nil {
 			return fmt.Errorf("stored nodes %d and %d share the name %q", other.ID, r.ID, r.Name)
 		}
-		s.nodes[n.ID] = n
-		s.byName[n.Name] = n
-		s.bySecret[n.secretHash] = n
-		s.byPubKey[n.PublicKey] = n
+		s.indexLocked(n)
 		if r.ID > s.lastNodeID {
 			s.lastNodeID = r.ID
 		}

@@ -40,6 +40,7 @@ type Server struct {
 	byName     map[string]*node
 	bySecret   map[authkey.Hash]*node
 	byPubKey   map[meshapi.Key]*node
+	live       []*node // every node in s.nodes, for fast iteration
 	keys       map[string]*key
 	pool       *ipam.Pool
 	lastNodeID uint64

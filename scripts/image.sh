@@ -15,10 +15,12 @@ cd "$(dirname "$0")/.."
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 
-# the binaries the images copy (make build made meshinit and meshcoord)
+# the binaries the images copy (make build made meshinit and meshcoord), with
+# make build's tags (the Makefile's TAGS) when built here
 export CGO_ENABLED=0
+TAGS=${TAGS:-urfave_cli_no_docs}
 for b in meshinit meshcoord; do
-	[[ -x bin/$b ]] || go build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "bin/$b" "./cmd/$b"
+	[[ -x bin/$b ]] || go build -trimpath -tags "$TAGS" -ldflags "-s -w -X main.version=$VERSION" -o "bin/$b" "./cmd/$b"
 done
 go build -trimpath -ldflags "-s -w" -o bin/testapp ./images/testapp
 go build -trimpath -ldflags "-s -w" -o bin/hello ./images/example/hello

@@ -7,8 +7,11 @@ import (
 	"syscall"
 )
 
-// signalNames are the Linux names, without the SIG prefix, by number.
-var signalNames = map[syscall.Signal]string{
+// signalNames are the Linux names, without the SIG prefix, indexed by
+// number. An array of constants is laid out by the linker; a map would be
+// built by this package's initialiser at every start of meshinit, whether or
+// not a name is ever needed.
+var signalNames = [...]string{
 	syscall.SIGHUP: "HUP", syscall.SIGINT: "INT", syscall.SIGQUIT: "QUIT", syscall.SIGILL: "ILL",
 	syscall.SIGTRAP: "TRAP", syscall.SIGABRT: "ABRT", syscall.SIGBUS: "BUS", syscall.SIGFPE: "FPE",
 	syscall.SIGKILL: "KILL", syscall.SIGUSR1: "USR1", syscall.SIGSEGV: "SEGV", syscall.SIGUSR2: "USR2",
@@ -19,8 +22,18 @@ var signalNames = map[syscall.Signal]string{
 	syscall.SIGIO: "IO", syscall.SIGPWR: "PWR", syscall.SIGSYS: "SYS",
 }
 
-// aliases are other names the kernel headers and docker accept.
-var aliases = map[string]syscall.Signal{"IOT": syscall.SIGABRT, "POLL": syscall.SIGIO, "CLD": syscall.SIGCHLD}
+// alias resolves the other names the kernel headers and docker accept.
+func alias(name string) (syscall.Signal, bool) {
+	switch name {
+	case "IOT":
+		return syscall.SIGABRT, true
+	case "POLL":
+		return syscall.SIGIO, true
+	case "CLD":
+		return syscall.SIGCHLD, true
+	}
+	return 0, false
+}
 
 const (
 	sigRTMin = 34 // first realtime signal available to applications
@@ -29,8 +42,8 @@ const (
 
 // SignalName returns the conventional name of sig ("SIGTERM", "SIGRTMIN+3").
 func SignalName(sig syscall.Signal) string {
-	if n, ok := signalNames[sig]; ok {
-		return "SIG" + n
+	if sig > 0 && int(sig) < len(signalNames) && signalNames[sig] != "" {
+		return "SIG" + signalNames[sig]
 	}
 	if sig >= sigRTMin && sig <= sigRTMax {
 		if sig == sigRTMin {
@@ -61,11 +74,11 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	}
 	name := strings.TrimPrefix(in, "SIG")
 	for sig, n := range signalNames {
-		if n == name {
-			return sig, nil
+		if n != "" && n == name {
+			return syscall.Signal(sig), nil
 		}
 	}
-	if sig, ok := aliases[name]; ok {
+	if sig, ok := alias(name); ok {
 		return sig, nil
 	}
 	if sig, ok := parseRealtime(name); ok {

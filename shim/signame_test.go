@@ -63,7 +63,22 @@ func FuzzParseSignal(f *testing.F) {
 func TestForwardableSet(t *testing.T) {
 	got := map[syscall.Signal]bool{}
 	for _, s := range Forwardable() {
+		if got[s] {
+			t.Errorf("%s listed twice", SignalName(s))
+		}
 		got[s] = true
+	}
+	// Exactly every signal 1..64 except the ones Run cannot or must not
+	// forward.
+	notForwarded := map[syscall.Signal]bool{syscall.SIGKILL: true, syscall.SIGSTOP: true, syscall.SIGCHLD: true,
+		syscall.SIGURG: true, syscall.SIGPROF: true, 32: true, 33: true, 34: true}
+	for n := syscall.Signal(1); n <= 64; n++ {
+		if got[n] == notForwarded[n] {
+			t.Errorf("%s: forwarded=%v, want %v", SignalName(n), got[n], !notForwarded[n])
+		}
+	}
+	if len(got) != 64-len(notForwarded) {
+		t.Errorf("%d signals forwarded, want %d", len(got), 64-len(notForwarded))
 	}
 	for _, s := range []syscall.Signal{syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, syscall.SIGKILL, syscall.SIGSTOP, 32, 33, 34} {
 		if got[s] {

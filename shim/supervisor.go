@@ -78,6 +78,11 @@ func (s *supervisor) supervise() int {
 // past its own deadline or the stop deadline, reaping orphans meanwhile.
 func (s *supervisor) finish(code int, why string) int {
 	s.hook.start(s.budget.hookDeadline(time.Now()), why)
+	select {
+	case <-s.hook.wait():
+		return code // no hook (a plain init): nothing to wait for, no timer to arm
+	default:
+	}
 	limit := time.NewTimer(time.Until(s.hook.deadline))
 	defer limit.Stop()
 	for {

@@ -127,7 +127,8 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs int) (result,
 			b.leavable = append(b.leavable, s)
 		}
 	}
-	if _, err := b.settle(60 * time.Second); err != nil {
+	fmt.Fprintf(os.Stderr, "   streams open after %v; waiting for every stream to catch up\n", time.Since(start).Round(time.Millisecond))
+	if _, err := b.settle(120 * time.Second); err != nil {
 		return res, err
 	}
 	res.setup = time.Since(start)
@@ -140,8 +141,8 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs int) (result,
 		if err != nil {
 			return res, err
 		}
-		fmt.Fprintf(os.Stderr, "   window %d: %d changes, p50 %s p99 %s, all-peers p99 %s, missing %d, coord CPU %.2f\n",
-			w+1, r.changes, ms(r.p50), ms(r.p99), ms(r.allP99), r.missing, r.cpuCores)
+		fmt.Fprintf(os.Stderr, "   window %d: %d changes, p50 %s p99 %s, all-peers p99 %s, missing %d, coord CPU %.2f, other processes %.2f\n",
+			w+1, r.changes, ms(r.p50), ms(r.p99), ms(r.allP99), r.missing, r.cpuCores, r.otherCores)
 		wins = append(wins, r)
 	}
 	med := medianBy(wins, func(r result) float64 { return float64(r.allP99) })
@@ -198,7 +199,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	count := int(d.Seconds() * float64(rate))
 	w := &window{v0: b.obsLast.Load(), size: 3*count + 64, base: time.Now()}
 	b.cur.Store(w)
-	cpu0, wall0 := cpuTime(b.srv.cmd.Process.Pid), time.Now()
+	cpu0, wall0, busy0 := cpuTime(b.srv.cmd.Process.Pid), time.Now(), busyTime()
 	var ru0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 
@@ -280,6 +281,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	var ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	res.benchCores = (tv(ru1.Utime) + tv(ru1.Stime) - tv(ru0.Utime) - tv(ru0.Stime)).Seconds() / time.Since(wall0).Seconds()
+	res.otherCores = (busyTime()-busy0).Seconds()/time.Since(wall0).Seconds() - res.cpuCores - res.benchCores
 	b.cur.Store(nil)
 
 	// Measure every change of the window that a client started.

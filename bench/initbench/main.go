@@ -3,16 +3,24 @@
 // `tini -s -- /bin/true` (tini as a subreaper, as meshinit is when not
 // PID 1), in interleaved runs of one process, so both see the same machine.
 //
-//	go run ./bench/initbench [-n 300] [-meshinit bin/meshinit]
+//	go run ./bench/initbench [-n 300] [-meshinit bin/meshinit] [-vs other/meshinit]...
 //
 // It prints medians, ratios against tini measured in the same run, and the
 // package-initialisation cost of the meshinit binary (GODEBUG=inittrace=1),
 // which is what the no-key path pays for code linked in but not used. It
-// never fails on speed.
+// never fails on speed. -vs adds other meshinit builds to the same
+// interleaved run, for before/after comparisons of a change.
+//
+// Besides wall time it prints, per run, the CPU time, minor page faults and
+// context switches of the init and its command together (getrusage of the
+// reaped process; /bin/true's share is the "true (no init)" row). Under load
+// wall time follows CPU time; faults and switches say where it goes.
 //
 // Peak RSS is the init's own VmHWM, read from /proc by its child just before
 // the child exits (separate runs with `sh -c 'grep VmHWM /proc/$PPID/status'`
-// as the command). getrusage's ru_maxrss cannot be used: a process started
+// as the command), with the two parts of the resident set at that moment:
+// RssFile (pages of the binary mapped in: text and read-only data touched,
+// plus the kernel's fault-around) and RssAnon (heap, stacks, runtime data). getrusage's ru_maxrss cannot be used: a process started
 // with vfork, as Go starts every child, inherits the launching process's
 // high-water mark at exec, so every init would read as large as this
 // program.
@@ -32,6 +40,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -46,6 +55,11 @@ func main() {
 	warmup := flag.Int("warmup", 20, "unmeasured runs of each first")
 	rssRuns := flag.Int("rss-runs", 30, "runs of each init measuring its peak RSS")
 	meshinitPath := flag.String("meshinit", "", "meshinit binary (default: bin/meshinit if present, else built now)")
+	var others []string
+	flag.Func("vs", "another meshinit binary to measure in the same run (repeatable)", func(p string) error {
+		others = append(others, p)
+		return nil
+	})
 	flag.Parse()
 
 	bin, cleanup, err := meshinitBinary(*meshinitPath)
@@ -60,7 +74,27 @@ func main() {
 		os.Exit(1)
 	}
 
-	subjects := []*subject{{name: "meshinit", init: []string{bin, "--"}}}
+	stageDir, err := os.MkdirTemp("", "initbench-stage-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "initbench:", err)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(stageDir)
+	var subjects []*subject
+	for i, b := range append([]string{bin}, others...) {
+		name := "meshinit"
+		if i > 0 {
+			name = fmt.Sprintf("vs%d %s", i, filepath.Base(b))
+		}
+		installed, fromDisk, err := stage(stageDir, b, fmt.Sprint(i))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "initbench: staging copies of", b+":", err)
+			os.Exit(1)
+		}
+		subjects = append(subjects,
+			&subject{name: name + " (installed)", init: []string{installed, "--"}},
+			&subject{name: name + " (from disk)", init: []string{fromDisk, "--"}})
+	}
 	if tini, err := exec.LookPath("tini"); err == nil {
 		subjects = append([]*subject{{name: "tini", init: []string{tini, "-s", "--"}}}, subjects...)
 	} else {
@@ -71,6 +105,7 @@ func main() {
 
 	fmt.Printf("initbench: %d interleaved runs each after %d warm-up, %s, %d CPUs, %s\n",
 		*runs, *warmup, runtime.Version(), runtime.NumCPU(), bin)
+	fmt.Println("each meshinit runs from two copies: as written (installed, e.g. from an image layer) and read back from disk (pagecache.go)")
 	for i := 0; i < *warmup+*runs; i++ {
 		// Rotate the order so no subject always runs right after another.
 		for j := range subjects {
@@ -95,10 +130,15 @@ func main() {
 
 // subject is one init measured repeatedly (no init: the command alone).
 type subject struct {
-	name  string
-	init  []string // the init and its arguments up to the command
-	walls []time.Duration
-	rss   []int64 // the init's own peak RSS (VmHWM), bytes
+	name   string
+	init   []string // the init and its arguments up to the command
+	walls  []time.Duration
+	cpu    []time.Duration // user+system time of the init and its command
+	faults []int64         // minor page faults of both
+	csw    []int64         // context switches of both
+	rss    []int64         // the init's own peak RSS (VmHWM), bytes
+	anon   []int64         // its RssAnon when the command runs, bytes
+	file   []int64         // its RssFile when the command runs, bytes
 }
 
 // measureWall times `init... true`, start to reaped.
@@ -111,30 +151,48 @@ func (s *subject) measureWall(trueBin string, record bool) error {
 	}
 	if record {
 		s.walls = append(s.walls, time.Since(begin))
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			s.cpu = append(s.cpu, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
+			s.faults = append(s.faults, ru.Minflt)
+			s.csw = append(s.csw, ru.Nvcsw+ru.Nivcsw)
+		}
 	}
 	return nil
 }
 
-// measureRSS runs the init with a command that reports the init's VmHWM.
+// measureRSS runs the init with a command that reports the init's VmHWM,
+// RssAnon and RssFile.
 func (s *subject) measureRSS() error {
-	argv := append(slices.Clone(s.init), "/bin/sh", "-c", "grep ^VmHWM: /proc/$PPID/status")
+	argv := append(slices.Clone(s.init), "/bin/sh", "-c", "grep -E '^(VmHWM|RssAnon|RssFile):' /proc/$PPID/status")
 	out, err := exec.Command(argv[0], argv[1:]...).Output()
 	if err != nil {
 		return err
 	}
-	f := strings.Fields(string(out)) // VmHWM: 4532 kB
-	if len(f) != 3 {
-		return fmt.Errorf("unexpected VmHWM line %q", out)
+	got := map[string]int64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line) // VmHWM: 4532 kB
+		if len(f) != 3 {
+			return fmt.Errorf("unexpected line %q in the init's status", line)
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return err
+		}
+		got[f[0]] = kb << 10
 	}
-	kb, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil {
-		return err
+	if len(got) != 3 {
+		return fmt.Errorf("want VmHWM, RssAnon and RssFile, got %q", out)
 	}
-	s.rss = append(s.rss, kb<<10)
+	s.rss = append(s.rss, got["VmHWM:"])
+	s.anon = append(s.anon, got["RssAnon:"])
+	s.file = append(s.file, got["RssFile:"])
 	return nil
 }
 
 func median[T int64 | time.Duration](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
@@ -148,33 +206,40 @@ func percentile[T int64 | time.Duration](xs []T, p float64) T {
 
 func report(subjects []*subject) {
 	fmt.Println()
-	fmt.Printf("%-16s %12s %12s %16s\n", "command", "wall p50", "wall p90", "peak RSS p50")
+	fmt.Printf("%-34s %9s %9s %9s %7s %6s %13s %10s %10s\n",
+		"command", "wall p50", "wall p90", "cpu p50", "faults", "ctxsw", "peak RSS p50", "RssAnon", "RssFile")
 	for _, s := range subjects {
-		rss := "-"
+		rss, anon, file := "-", "-", "-"
 		if len(s.rss) > 0 {
-			rss = mib(median(s.rss))
+			rss, anon, file = mib(median(s.rss)), mib(median(s.anon)), mib(median(s.file))
 		}
-		fmt.Printf("%-16s %12s %12s %16s\n", s.name,
-			median(s.walls).Round(time.Microsecond), percentile(s.walls, 0.9).Round(time.Microsecond), rss)
+		fmt.Printf("%-34s %9s %9s %9s %7d %6d %13s %10s %10s\n", s.name,
+			ms(median(s.walls)), ms(percentile(s.walls, 0.9)), ms(median(s.cpu)),
+			median(s.faults), median(s.csw), rss, anon, file)
 	}
-	var tini, mesh *subject
+	var tini *subject
 	for _, s := range subjects {
-		switch s.name {
-		case "tini":
+		if s.name == "tini" {
 			tini = s
-		case "meshinit":
-			mesh = s
 		}
 	}
 	if tini == nil {
 		return
 	}
-	ratio := float64(median(mesh.walls)) / float64(median(tini.walls))
-	extra := median(mesh.rss) - median(tini.rss)
 	fmt.Println()
-	fmt.Printf("meshinit/tini wall (p50): %.2fx   (target <= %.1fx: %s)\n", ratio, targetWallRatio, verdict(ratio <= targetWallRatio))
-	fmt.Printf("meshinit-tini peak RSS (p50): %+.1f MiB   (target <= +%d MiB: %s)\n", float64(extra)/(1<<20), targetExtraRSS>>20, verdict(extra <= targetExtraRSS))
+	for _, s := range subjects {
+		if s == tini || len(s.rss) == 0 {
+			continue
+		}
+		ratio := float64(median(s.walls)) / float64(median(tini.walls))
+		extra := median(s.rss) - median(tini.rss)
+		fmt.Printf("%-34s wall %.2fx tini (target <= %.1fx: %s), peak RSS %+.1f MiB (target <= +%d MiB: %s)\n",
+			s.name, ratio, targetWallRatio, verdict(ratio <= targetWallRatio),
+			float64(extra)/(1<<20), targetExtraRSS>>20, verdict(extra <= targetExtraRSS))
+	}
 }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
 
 func verdict(ok bool) string {
 	if ok {
@@ -185,47 +250,64 @@ func verdict(ok bool) string {
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// initCost runs meshinit once with GODEBUG=inittrace=1 and sums the package
-// initialisers, listing the most expensive: code that is linked in costs
-// start-up time even when the no-key path never calls it.
+// initCost runs meshinit with GODEBUG=inittrace=1 a few times and sums the
+// package initialisers (median per package over the runs: one run is at the
+// mercy of the scheduler), listing the most expensive: code that is linked in
+// costs start-up time even when the no-key path never calls it.
 func initCost(bin, trueBin string) {
-	cmd := exec.Command(bin, "--", trueBin)
-	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Println("inittrace run failed:", err)
-		return
-	}
+	const runs = 15
 	type pkg struct {
 		name        string
-		clock       float64 // ms
+		clock       []float64 // ms, one per run
 		bytes, objs int64
 	}
-	var pkgs []pkg
-	var total pkg
-	sc := bufio.NewScanner(&stderr)
-	for sc.Scan() {
-		// init <pkg> @<t> ms, <clock> ms clock, <bytes> bytes, <allocs> allocs
-		f := strings.Fields(sc.Text())
-		if len(f) < 11 || f[0] != "init" {
-			continue
+	byName := map[string]*pkg{}
+	var order []*pkg
+	for range runs {
+		cmd := exec.Command(bin, "--", trueBin)
+		cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Println("inittrace run failed:", err)
+			return
 		}
-		var p pkg
-		p.name = f[1]
-		p.clock, _ = strconv.ParseFloat(f[4], 64)
-		p.bytes, _ = strconv.ParseInt(f[7], 10, 64)
-		p.objs, _ = strconv.ParseInt(f[9], 10, 64)
-		pkgs = append(pkgs, p)
-		total.clock += p.clock
-		total.bytes += p.bytes
-		total.objs += p.objs
+		sc := bufio.NewScanner(&stderr)
+		for sc.Scan() {
+			// init <pkg> @<t> ms, <clock> ms clock, <bytes> bytes, <allocs> allocs
+			f := strings.Fields(sc.Text())
+			if len(f) < 11 || f[0] != "init" {
+				continue
+			}
+			p := byName[f[1]]
+			if p == nil {
+				p = &pkg{name: f[1]}
+				byName[f[1]] = p
+				order = append(order, p)
+			}
+			clock, _ := strconv.ParseFloat(f[4], 64)
+			p.clock = append(p.clock, clock)
+			p.bytes, _ = strconv.ParseInt(f[7], 10, 64)
+			p.objs, _ = strconv.ParseInt(f[9], 10, 64)
+		}
 	}
-	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].bytes > pkgs[j].bytes })
-	fmt.Printf("\npackage init on the no-key path: %d packages, %.2f ms CPU, %d KiB in %d allocations; largest:\n",
-		len(pkgs), total.clock, total.bytes>>10, total.objs)
-	for _, p := range pkgs[:min(8, len(pkgs))] {
-		fmt.Printf("  %-50s %7.3f ms %8d B %6d allocs\n", p.name, p.clock, p.bytes, p.objs)
+	med := func(xs []float64) float64 {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		return s[len(s)/2]
+	}
+	var clock float64
+	var bytes, objs int64
+	for _, p := range order {
+		clock += med(p.clock)
+		bytes += p.bytes
+		objs += p.objs
+	}
+	sort.SliceStable(order, func(i, j int) bool { return med(order[i].clock) > med(order[j].clock) })
+	fmt.Printf("\npackage init on the no-key path (median of %d runs): %d packages, %.2f ms, %d KiB in %d allocations; slowest:\n",
+		runs, len(order), clock, bytes>>10, objs)
+	for _, p := range order[:min(10, len(order))] {
+		fmt.Printf("  %-50s %7.3f ms %8d B %6d allocs\n", p.name, med(p.clock), p.bytes, p.objs)
 	}
 	if fi, err := os.Stat(bin); err == nil {
 		fmt.Printf("binary size: %.1f MiB\n", float64(fi.Size())/(1<<20))

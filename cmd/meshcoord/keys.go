@@ -23,7 +23,7 @@ func keysCommand() *cli.Command {
 stderr; with --json prints the key and its details as one JSON object.`,
 				Flags: withClientFlags(
 					&cli.BoolFlag{Name: "ephemeral", Usage: "nodes it registers are deleted when they log out or stay offline"},
-					&cli.BoolFlag{Name: "reusable", Usage: "may register any number of nodes (default: one)"},
+					&cli.BoolFlag{Name: "reusable", Usage: "may register any number of nodes, not just one"},
 					&cli.StringSliceFlag{Name: "tag", Usage: "tag for the nodes it registers, tag:NAME (repeatable)"},
 					&cli.StringFlag{Name: "expiry", Usage: "usable for this long (a duration such as 24h; default: forever)"},
 					&cli.StringFlag{Name: "ephemeral-timeout", Usage: "offline time before its ephemeral nodes are deleted (default: the server's)"},
@@ -51,7 +51,7 @@ stderr; with --json prints the key and its details as one JSON object.`,
 
 func oneArg(c *cli.Context, what string) (string, error) {
 	if c.Args().Len() != 1 {
-		return "", usageError{fmt.Errorf("%s: want exactly one argument, %s", c.Command.FullName(), what)}
+		return "", usageError{fmt.Errorf("%s: want exactly one argument, %s", strings.TrimPrefix(c.Command.HelpName, "meshcoord "), what)}
 	}
 	return c.Args().First(), nil
 }

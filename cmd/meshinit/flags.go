@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -68,3 +70,69 @@ func flags() []cli.Flag {
 		str(flagLogFormat, catLog, "text", "text or json; meshinit's lines go to stderr, prefixed \"meshinit:\" (text) or with \"src\":\"meshinit\" (json)"),
 	}
 }
+
+// settings are the raw values of the flags above: urfave/cli's parsed
+// command line (*cli.Context) or, for `meshinit -- COMMAND`, the environment
+// alone (envSettings).
+type settings interface {
+	String(name string) string
+	Bool(name string) bool
+}
+
+// envSettings are the flags' values when the command line sets none: each
+// flag's MESH_* variable if it is set, else the flag's default. This is what
+// urfave/cli v2 does for a flag absent from the command line
+// (TestEnvSettingsMatchCLI holds the two together): a string variable is
+// taken as it is, even when empty; a boolean one is read by
+// strconv.ParseBool, and an empty one means false.
+type envSettings struct {
+	strs  map[string]string
+	bools map[string]bool
+}
+
+// settingsFromEnv reads every flag of flags() from lookup (os.LookupEnv).
+func settingsFromEnv(lookup func(string) (string, bool)) (*envSettings, error) {
+	s := &envSettings{strs: map[string]string{}, bools: map[string]bool{}}
+	for _, f := range flags() {
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			s.strs[f.Name] = f.Value
+			if v, ok := lookupFirst(lookup, f.EnvVars); ok {
+				s.strs[f.Name] = v
+			}
+		case *cli.BoolFlag:
+			s.bools[f.Name] = f.Value
+			v, ok := lookupFirst(lookup, f.EnvVars)
+			if !ok {
+				continue
+			}
+			if v == "" {
+				s.bools[f.Name] = false
+				continue
+			}
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s (--%s) is %q: use 1 or true to enable, 0 or false to disable", envName(f.Name), f.Name, v)
+			}
+			s.bools[f.Name] = b
+		default:
+			// A new kind of flag needs its reading here too; the unit
+			// tests run this for every flag, so this is caught there.
+			return nil, fmt.Errorf("internal error: flag --%s (%T) cannot be read from the environment", f.Names()[0], f)
+		}
+	}
+	return s, nil
+}
+
+// lookupFirst returns the value of the first of names that is set.
+func lookupFirst(lookup func(string) (string, bool), names []string) (string, bool) {
+	for _, n := range names {
+		if v, ok := lookup(n); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (s *envSettings) String(name string) string { return s.strs[name] }
+func (s *envSettings) Bool(name string) bool     { return s.bools[name] }

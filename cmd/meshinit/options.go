@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/shim"
-	"github.com/urfave/cli/v2"
 )
 
 // options are meshinit's settings, each from a flag or its MESH_* variable
@@ -29,7 +28,7 @@ func (o *options) meshEnabled() bool { return o.authKey != "" || o.authKeyFile !
 
 // optionsFrom reads and checks every setting. Errors name the variable, the
 // bad value (never an auth key) and what is accepted.
-func optionsFrom(c *cli.Context) (*options, error) {
+func optionsFrom(c settings) (*options, error) {
 	o := &options{
 		authKey:       c.String(flagAuthKey),
 		authKeyFile:   c.String(flagAuthKeyFile),
@@ -72,7 +71,7 @@ func optionsFrom(c *cli.Context) (*options, error) {
 
 // positiveDuration reads a duration flag. Like docker's --stop-timeout, a
 // bare number means seconds; otherwise Go syntax ("1m30s", "500ms").
-func positiveDuration(c *cli.Context, name string) (time.Duration, error) {
+func positiveDuration(c settings, name string) (time.Duration, error) {
 	raw := strings.TrimSpace(c.String(name))
 	d, err := parseDuration(raw)
 	if err != nil || d <= 0 {

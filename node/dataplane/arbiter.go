@@ -165,7 +165,7 @@ func (a *handshakeArbiter) forgetEndpointsLocked(k meshapi.Key) {
 
 // receiverLocked finds the peer an initiation is for: by its endpoints
 // first (one mac1 check), else by trying every peer's mac1 (an endpoint
-// the peer roamed to).
+// the peer roamed to, remembered from then on).
 func (a *handshakeArbiter) receiverLocked(msg []byte, dests []netip.AddrPort) *arbiterPeer {
 	for _, d := range dests {
 		if k, ok := a.peerAt[d]; ok {
@@ -174,8 +174,13 @@ func (a *handshakeArbiter) receiverLocked(msg []byte, dests []netip.AddrPort) *a
 			}
 		}
 	}
-	for _, p := range a.peers {
+	for k, p := range a.peers {
 		if p.mac1.CheckMAC1(msg) {
+			// Remember where it roamed to, so the next initiation there
+			// is found with one check instead of one per peer.
+			for _, d := range dests {
+				a.peerAt[d] = k
+			}
 			return p
 		}
 	}

@@ -38,13 +38,14 @@ const gsoMaxSize = 1<<16 - 1
 //   - outbound, the netstack hands over TCP packets of up to 64 KiB (host
 //     segmentation offload) that Read cuts into MTU-sized segments straight
 //     into the device's buffers, up to a batch of 128 per call;
-//   - inbound, each batch the device decrypted is coalesced per TCP flow
-//     (gVisor's GRO) before it enters the stack, so the stack sees a few
-//     large segments instead of many small ones;
+//   - inbound, runs of segments of one TCP flow in each batch the device
+//     decrypted are merged (coalesce.go, then gVisor's GRO) before they
+//     enter the stack, so the stack sees a few large segments instead of
+//     many small ones;
 //   - inbound checksums are not verified again: WireGuard's Poly1305 has
 //     already authenticated every byte the peer's stack produced.
 type netstackLink struct {
-	mtu    uint32
+	mtu    atomic.Uint32
 	events chan tun.Event
 
 	dispatcherMu sync.RWMutex
@@ -77,11 +78,11 @@ var (
 
 func newNetstackLink(mtu int) *netstackLink {
 	l := &netstackLink{
-		mtu:    uint32(mtu),
 		events: make(chan tun.Event, 1),
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
+	l.mtu.Store(uint32(mtu))
 	l.groPool.New = func() any {
 		g := new(gro.GRO)
 		g.Init(true)
@@ -125,8 +126,8 @@ func (l *netstackLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	return n, nil
 }
 
-func (l *netstackLink) MTU() uint32                    { return l.mtu }
-func (l *netstackLink) SetMTU(mtu uint32)              { l.mtu = mtu }
+func (l *netstackLink) MTU() uint32                    { return l.mtu.Load() }
+func (l *netstackLink) SetMTU(mtu uint32)              { l.mtu.Store(mtu) }
 func (l *netstackLink) MaxHeaderLength() uint16        { return 0 }
 func (l *netstackLink) LinkAddress() tcpip.LinkAddress { return "" }
 func (l *netstackLink) SetLinkAddress(tcpip.LinkAddress) {
@@ -183,7 +184,7 @@ func (l *netstackLink) Name() (string, error)    { return "netstack", nil }
 func (l *netstackLink) Events() <-chan tun.Event { return l.events }
 func (l *netstackLink) BatchSize() int           { return conn.IdealBatchSize }
 func (l *netstackLink) closeDevice() error       { l.Close(); return nil }
-func (l *netstackLink) tunMTU() (int, error)     { return int(l.mtu), nil }
+func (l *netstackLink) tunMTU() (int, error)     { return int(l.mtu.Load()), nil }
 func (l *netstackLink) asTUN() tun.Device        { return tunView{l} }
 func (l *netstackLink) droppedOutbound() uint64  { return l.dropped.Load() }
 
@@ -276,9 +277,10 @@ func (l *netstackLink) next() (*stack.PacketBuffer, error) {
 	}
 }
 
-// Write delivers packets the device decrypted into the netstack, coalescing
-// TCP segments of one flow first. The device calls it from one goroutine
-// per peer, so each call takes its own GRO state from the pool.
+// Write delivers packets the device decrypted into the netstack: runs of
+// TCP segments are merged first (coalesce.go), then gVisor's GRO gets a go
+// at what is left. The device calls Write from one goroutine per peer, so
+// each call has its own coalescing and GRO state.
 func (l *netstackLink) Write(bufs [][]byte, offset int) (int, error) {
 	l.dispatcherMu.RLock()
 	d := l.dispatcher
@@ -288,28 +290,29 @@ func (l *netstackLink) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	g := l.groPool.Get().(*gro.GRO)
 	g.Dispatcher = d
+	c := coalescer{deliver: func(v *buffer.View, v6 bool) {
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(v)})
+		pkt.NetworkProtocolNumber = header.IPv4ProtocolNumber
+		if v6 {
+			pkt.NetworkProtocolNumber = header.IPv6ProtocolNumber
+		}
+		pkt.RXChecksumValidated = true
+		g.Enqueue(pkt)
+		pkt.DecRef()
+	}}
 	var err error
 	for _, b := range bufs {
 		p := b[offset:]
 		if len(p) == 0 {
 			continue
 		}
-		var proto tcpip.NetworkProtocolNumber
-		switch p[0] >> 4 {
-		case 4:
-			proto = header.IPv4ProtocolNumber
-		case 6:
-			proto = header.IPv6ProtocolNumber
-		default:
+		if v := p[0] >> 4; v != 4 && v != 6 {
 			err = syscall.EAFNOSUPPORT // not IP: dropped, the rest still goes in
 			continue
 		}
-		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(p)})
-		pkt.NetworkProtocolNumber = proto
-		pkt.RXChecksumValidated = true
-		g.Enqueue(pkt)
-		pkt.DecRef()
+		c.add(p)
 	}
+	c.flush()
 	g.Flush()
 	g.Dispatcher = nil
 	l.groPool.Put(g)

@@ -297,6 +297,11 @@ func TestHTTPAbsoluteURIWithKeepAlive(t *testing.T) {
 			}
 			mu.Unlock()
 			body, _ := io.ReadAll(r.Body)
+			if r.URL.Path == "/b" {
+				// Flushing before the body forces a chunked response,
+				// which must keep the client connection reusable too.
+				w.(http.Flusher).Flush()
+			}
 			fmt.Fprintf(w, "%s %s host=%s body=%q", r.Method, r.URL.RequestURI(), r.Host, body)
 		}),
 		ConnState: func(_ net.Conn, s http.ConnState) {
@@ -322,6 +327,9 @@ func TestHTTPAbsoluteURIWithKeepAlive(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if target == "/b" && len(resp.TransferEncoding) == 0 {
+			t.Errorf("request %d: expected a chunked response to pass through, got Content-Length %d", i, resp.ContentLength)
+		}
 		want := fmt.Sprintf("POST %s host=web.mesh:%d body=%q", target, port, fmt.Sprint("payload", i))
 		if string(body) != want {
 			t.Errorf("request %d: body %q, want %q", i, body, want)

@@ -99,7 +99,7 @@ func Binary(t testing.TB, name string) string {
 		buildDir = d
 	}
 	out := filepath.Join(buildDir, name)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd/"+name)
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", BuildTags, "-o", out, "./cmd/"+name)
 	cmd.Dir = RepoRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -109,6 +109,11 @@ func Binary(t testing.TB, name string) string {
 	built[name] = out
 	return out
 }
+
+// BuildTags are the build tags of `make build` (the Makefile's TAGS), so
+// tests run the binary users get: urfave_cli_no_docs leaves out urfave/cli's
+// man-page generator, whose package init every meshinit start would pay.
+const BuildTags = "urfave_cli_no_docs"
 
 // BuildDir is the directory Binary builds into ("" before the first build).
 func BuildDir() string {
