@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -18,6 +17,5 @@ func readFile(t *testing.T, db string) string {
 		}
 		all = append(all, b...)
 	}
-	_ = filepath.Base
 	return string(all)
 }
