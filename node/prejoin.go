@@ -4,8 +4,9 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"slices"
 	"syscall"
+
+	"github.com/meshinit/meshinit/node/dataplane"
 )
 
 // Registering with endpoints. A node registers before its device exists
@@ -49,57 +50,15 @@ func (n *Node) candidates(port int) []netip.AddrPort {
 	return hostEndpoints(port)
 }
 
-// hostEndpoints lists port on each usable host address, IPv4 first, with
-// the device's rules (dataplane.Device.LocalEndpoints): loopback only when
-// nothing else exists, no link-local, multicast or unspecified addresses.
+// hostEndpoints lists port on each usable host address, with the device's
+// own rules (dataplane.HostEndpoints); nil when there is none.
 func hostEndpoints(port int) []netip.AddrPort {
 	if port <= 0 || port > 65535 {
 		return nil
 	}
-	ifaces, err := net.Interfaces()
+	eps, err := dataplane.HostEndpoints(uint16(port), "", nil)
 	if err != nil {
 		return nil
 	}
-	var addrs, loopback []netip.Addr
-	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 {
-			continue
-		}
-		ias, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, ia := range ias {
-			pfx, err := netip.ParsePrefix(ia.String())
-			if err != nil {
-				continue
-			}
-			a := pfx.Addr().Unmap()
-			switch {
-			case a.IsLoopback():
-				loopback = append(loopback, a)
-			case a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified():
-			default:
-				addrs = append(addrs, a)
-			}
-		}
-	}
-	if len(addrs) == 0 {
-		addrs = loopback
-	}
-	slices.SortStableFunc(addrs, func(a, b netip.Addr) int {
-		switch {
-		case a.Is4() && !b.Is4():
-			return -1
-		case !a.Is4() && b.Is4():
-			return 1
-		}
-		return 0
-	})
-	addrs = slices.Compact(addrs)
-	out := make([]netip.AddrPort, 0, len(addrs))
-	for _, a := range addrs {
-		out = append(out, netip.AddrPortFrom(a, uint16(port)))
-	}
-	return out
+	return eps
 }

@@ -1,14 +1,13 @@
 package shim
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,29 +19,12 @@ import (
 // every child with wait4(-1). The black-box suite (integration/pid1) covers
 // the same behaviour through the real binary, as PID 1 too.
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func testConfig(t *testing.T, args ...string) (Config, *syncBuffer) {
+func testConfig(t *testing.T, args ...string) (Config, *syncbuf.Buffer) {
 	t.Helper()
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		t.Skip("needs /bin/sh")
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	return Config{
 		Args: args,
 		Env:  []string{"PATH=/usr/bin:/bin"},

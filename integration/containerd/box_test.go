@@ -1,14 +1,13 @@
 package containerd_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,25 +23,6 @@ import (
 	"github.com/meshinit/meshinit/integration/internal/runtimes"
 )
 
-// lockedBuffer collects a task's output; the FIFO copiers write it while
-// the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // box is one container with its running task.
 type box struct {
 	t     testing.TB
@@ -50,7 +30,7 @@ type box struct {
 	ctr   containerd.Container
 	task  containerd.Task
 	exit  <-chan containerd.ExitStatus
-	out   *lockedBuffer
+	out   *syncbuf.Buffer
 	netns *runtimes.Netns
 }
 
@@ -76,7 +56,7 @@ func cleanupCtx() (context.Context, context.CancelFunc) {
 // task. Everything is removed when the test ends, failed or not.
 func startBox(ctx context.Context, t testing.TB, id string, s spec) *box {
 	t.Helper()
-	b := &box{t: t, id: id, out: &lockedBuffer{}}
+	b := &box{t: t, id: id, out: &syncbuf.Buffer{}}
 	t.Cleanup(b.remove)
 	opts := []oci.SpecOpts{
 		oci.WithImageConfig(image),

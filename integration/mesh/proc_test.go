@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"net"
 	"os"
 	"os/exec"
@@ -12,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,8 +43,8 @@ type nodeSpec struct {
 type meshinit struct {
 	t       *testing.T
 	cmd     *exec.Cmd
-	stdout  *syncBuffer
-	stderr  *syncBuffer
+	stdout  *syncbuf.Buffer
+	stderr  *syncbuf.Buffer
 	exited  chan struct{}
 	state   *os.ProcessState
 	pid     int // meshinit's pid as the test sees it
@@ -85,7 +85,7 @@ func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 	if spec.netns != "" {
 		argv = append([]string{harness.LookPath(t, "ip"), "netns", "exec", spec.netns}, argv...)
 	}
-	m := &meshinit{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{}),
+	m := &meshinit{t: t, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{}),
 		socket: filepath.Join(shortDir(t), "ctl.sock")}
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -302,23 +302,6 @@ func decodeStatus(s string) (ctlsock.Status, error) {
 	var st ctlsock.Status
 	err := json.Unmarshal([]byte(s), &st)
 	return st, err
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // freeTCPAddr returns a loopback address nobody listens on now.

@@ -1,14 +1,13 @@
 package pid1
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"io"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,30 +41,13 @@ func bothModes(t *testing.T, f func(t *testing.T, m mode)) {
 // speed requirement.
 const waitLimit = 20 * time.Second
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is one started meshinit (or hookinit), with its output collected.
 type proc struct {
 	t       *testing.T
 	mode    mode
 	cmd     *exec.Cmd
-	stdout  *lockedBuffer
-	stderr  *lockedBuffer
+	stdout  *syncbuf.Buffer
+	stderr  *syncbuf.Buffer
 	outEOF  chan struct{} // closed when no process holds stdout open any more
 	errEOF  chan struct{} // the same for stderr
 	exited  chan struct{} // closed when cmd.Wait returned
@@ -91,7 +73,7 @@ func start(t *testing.T, m mode, bin string, args []string, o startOpts) *proc {
 	cmd.Env = append(os.Environ(), o.env...)
 	cmd.Dir = o.dir
 	cmd.Stdin = o.stdin
-	p := &proc{t: t, mode: m, cmd: cmd, stdout: &lockedBuffer{}, stderr: &lockedBuffer{},
+	p := &proc{t: t, mode: m, cmd: cmd, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{},
 		outEOF: make(chan struct{}), errEOF: make(chan struct{}), exited: make(chan struct{})}
 	// Pipes of our own rather than exec's copying: cmd.Wait must return
 	// when meshinit exits, even if a descendant still holds the pipes.

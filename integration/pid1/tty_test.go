@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,7 +19,7 @@ import (
 type pty struct {
 	master *os.File
 	slave  *os.File
-	out    *lockedBuffer
+	out    *syncbuf.Buffer
 }
 
 // openPTY opens /dev/ptmx and its slave with the ioctls posix_openpt,
@@ -40,7 +41,7 @@ func openPTY(t *testing.T) *pty {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pty{master: master, slave: slave, out: &lockedBuffer{}}
+	p := &pty{master: master, slave: slave, out: &syncbuf.Buffer{}}
 	go func() { _, _ = io.Copy(p.out, master) }() // ends with EIO when the last slave fd closes
 	t.Cleanup(func() { master.Close(); slave.Close() })
 	return p

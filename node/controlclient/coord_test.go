@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -454,7 +455,7 @@ func TestLogoutUnreachableRespectsContext(t *testing.T) {
 func TestSecretsNeverLogged(t *testing.T) {
 	co := startCoord(t, coordinator.Config{})
 	k := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var br breakable
 	a := newTestClient(t, co.api.URL, Options{Logger: log, HTTPClient: br.transport()})
@@ -480,21 +481,4 @@ func TestSecretsNeverLogged(t *testing.T) {
 			t.Errorf("the %s appears in the log (or is empty):\n%s", what, out)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

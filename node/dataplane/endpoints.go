@@ -19,13 +19,26 @@ func (d *Device) LocalEndpoints() ([]netip.AddrPort, error) {
 	if port == 0 {
 		return nil, errors.New("local endpoints: the UDP port is not open")
 	}
+	skipIface := ""
+	if d.ktun != nil {
+		skipIface = d.ktun.name
+	}
+	return HostEndpoints(port, skipIface, d.isMeshAddress)
+}
+
+// HostEndpoints lists port on each usable address of the host's interfaces
+// that are up, with the rules of LocalEndpoints, leaving out the interface
+// named skipIface and any address for which skip returns true (either may
+// be empty/nil). The node uses it to register the endpoints its device will
+// have before the device exists.
+func HostEndpoints(port uint16, skipIface string, skip func(netip.Addr) bool) ([]netip.AddrPort, error) {
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		return nil, fmt.Errorf("local endpoints: listing interfaces: %w", err)
 	}
 	var addrs, loopback []netip.Addr
 	for _, ifc := range ifaces {
-		if ifc.Flags&net.FlagUp == 0 || (d.ktun != nil && ifc.Name == d.ktun.name) {
+		if ifc.Flags&net.FlagUp == 0 || (skipIface != "" && ifc.Name == skipIface) {
 			continue
 		}
 		ias, err := ifc.Addrs()
@@ -41,7 +54,7 @@ func (d *Device) LocalEndpoints() ([]netip.AddrPort, error) {
 			switch {
 			case a.IsLoopback():
 				loopback = append(loopback, a)
-			case a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || d.isMeshAddress(a):
+			case a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || (skip != nil && skip(a)):
 			default:
 				addrs = append(addrs, a)
 			}

@@ -21,6 +21,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"net/http"
 	"net/url"
 	"os"
@@ -67,7 +68,7 @@ type Coordinator struct {
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	exited   chan struct{}
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 }
 
 // Start runs meshcoord serve and waits until it answers /healthz. The server
@@ -92,7 +93,7 @@ func Start(t testing.TB, o Options) *Coordinator {
 	}
 	c := &Coordinator{
 		AdminSocket: filepath.Join(sockDir, "admin.sock"), DB: o.DB, Binary: bin, opts: o,
-		addrFile: filepath.Join(dir, "addr"), logs: &syncBuffer{},
+		addrFile: filepath.Join(dir, "addr"), logs: &syncbuf.Buffer{},
 	}
 	t.Cleanup(func() {
 		c.Stop(t)
@@ -325,21 +326,4 @@ func (c *Coordinator) WaitEvent(t testing.TB, timeout time.Duration, match func(
 		t.Fatalf("no matching event within %v; events seen:\n  %s", timeout, strings.Join(seen, "\n  "))
 	}
 	return *found
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
