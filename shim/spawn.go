@@ -46,7 +46,7 @@ func spawn(args, env []string) (int, error) {
 		sys.Foreground = true
 		sys.Ctty = fd
 	}
-	defaultUncatchable()
+	inheritUncatchable()
 	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{
 		Env:   env,
 		Files: stdio(),

@@ -18,9 +18,17 @@ type kernelSigaction struct {
 // setDisposition sets SIG_DFL or SIG_IGN with rt_sigaction directly: the Go
 // runtime's signal.Ignore refuses signals it reserves. Errors are ignored:
 // the worst case is the behaviour without this.
-func setDisposition(sigs []syscall.Signal, handler uintptr) {
-	for _, sig := range sigs {
-		act := kernelSigaction{handler: handler}
-		_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+func setDisposition(sig syscall.Signal, handler uintptr) {
+	act := kernelSigaction{handler: handler}
+	_, _, _ = syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
+}
+
+// disposition is sig's current handler: sigDfl, sigIgn or a handler address.
+func disposition(sig syscall.Signal) uintptr {
+	var old kernelSigaction
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0)
+	if errno != 0 {
+		return sigDfl
 	}
+	return old.handler
 }

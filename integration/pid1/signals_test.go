@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
 	"github.com/meshinit/meshinit/shim"
@@ -219,21 +221,57 @@ func TestSurvivesSignalsItCannotForward(t *testing.T) {
 
 // TestChildStartsWithCleanDispositions: what meshinit ignores or catches
 // for itself is not inherited: the command's ignored-signal mask is the
-// one it gets when started directly.
+// one it gets when started directly, both from a parent that ignores
+// nothing and from one started with SIGHUP (nohup) and signal 32 ignored,
+// which an ignored disposition passes on through execve.
 func TestChildStartsWithCleanDispositions(t *testing.T) {
 	bin, _ := setup(t)
 	show := []string{"/bin/sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"}
-	direct, err := exec.Command(show[0], show[1:]...).Output()
-	if err != nil {
-		t.Fatal(err)
+	compare := func(t *testing.T) {
+		direct, err := exec.Command(show[0], show[1:]...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		bothModes(t, func(t *testing.T, m mode) {
+			code, out, stderr := runQuick(t, m, bin, append([]string{"--"}, show...), startOpts{})
+			if code != 0 {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			if out != string(direct) {
+				t.Fatalf("under meshinit the command starts with\n%s\nstarted directly it has\n%s", out, direct)
+			}
+		})
 	}
-	bothModes(t, func(t *testing.T, m mode) {
-		code, out, stderr := runQuick(t, m, bin, append([]string{"--"}, show...), startOpts{})
-		if code != 0 {
-			t.Fatalf("exit %d\n%s", code, stderr)
+	// The test process is the parent of both: give it default dispositions
+	// first, then the ignored ones, and put them back afterwards.
+	setKernelDisposition(t, 32, 0)
+	signal.Reset(syscall.SIGHUP)
+	t.Run("parent ignores nothing", compare)
+
+	signal.Ignore(syscall.SIGHUP)
+	setKernelDisposition(t, 32, 1)
+	t.Cleanup(func() { signal.Reset(syscall.SIGHUP); setKernelDisposition(t, 32, 0) })
+	t.Run("parent ignores SIGHUP and 32", func(t *testing.T) {
+		direct, _ := exec.Command(show[0], show[1:]...).Output()
+		// SigIgn bit N-1 is signal N: HUP (1) and 32.
+		if !strings.Contains(string(direct), "SigIgn:\t0000000080000001") {
+			t.Fatalf("setting up the parent's dispositions failed:\n%s", direct)
 		}
-		if out != string(direct) {
-			t.Fatalf("under meshinit the command starts with\n%s\nstarted directly it has\n%s", out, direct)
-		}
+		compare(t)
 	})
+}
+
+// setKernelDisposition sets signal sig to SIG_DFL (0) or SIG_IGN (1) with
+// rt_sigaction: os/signal refuses 32, which the Go runtime reserves.
+func setKernelDisposition(t *testing.T, sig int, handler uintptr) {
+	t.Helper()
+	act := struct {
+		handler  uintptr
+		flags    uint64
+		restorer uintptr
+		mask     uint64
+	}{handler: handler}
+	if _, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0); errno != 0 {
+		t.Fatalf("rt_sigaction(%d): %v", sig, errno)
+	}
 }

@@ -62,11 +62,29 @@ func prepare() {
 // the window in which they would still kill it is shortest: SIGTERM (docker
 // stop), SIGINT (Ctrl-C), SIGHUP, SIGQUIT. SIGCHLD comes last: it means
 // nothing before the child exists. Notify skips signals already enabled.
+//
+// A signal the process was started with ignored stays ignored, as under
+// tini: it is never delivered, so there is nothing to forward, and the
+// child inherits the ignore as it would without an init (nohup's SIGHUP).
+// The Go runtime can tell only for SIGHUP and SIGINT (it installs its own
+// handler over any other inherited SIG_IGN); container runtimes start
+// PID 1 with every signal at its default.
 func install() {
-	signal.Notify(inbox.Forward, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)
-	signal.Notify(inbox.Forward, Forwardable()...)
+	signal.Notify(inbox.Forward, notIgnored(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)...)
+	signal.Notify(inbox.Forward, notIgnored(Forwardable()...)...)
 	signal.Notify(inbox.Chld, syscall.SIGCHLD)
 	close(installed)
+}
+
+// notIgnored drops the signals that are ignored now, before any Notify.
+func notIgnored(sigs ...os.Signal) []os.Signal {
+	out := sigs[:0:0]
+	for _, s := range sigs {
+		if !signal.Ignored(s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Forwardable lists every signal shim.Run catches and passes on to the
