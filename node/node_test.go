@@ -1,90 +1,27 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator"
-	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/coordinator/coordinatortest"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/ctlsock"
 )
 
 // These tests run whole nodes (real WireGuard devices on netstack, real
 // proxy) against the real coordinator in process, on loopback.
-
-type coord struct {
-	t     *testing.T
-	api   *httptest.Server
-	admin *httptest.Server
-}
-
-func startCoord(t *testing.T) *coord {
-	t.Helper()
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "coord.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := coordinator.New(ctx, coordinator.Config{Logger: slog.New(slog.DiscardHandler)}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &coord{t: t, api: httptest.NewServer(srv.Handler()), admin: httptest.NewServer(srv.AdminHandler())}
-	t.Cleanup(func() {
-		c.api.CloseClientConnections()
-		c.api.Close()
-		c.admin.Close()
-		srv.Close()
-	})
-	return c
-}
-
-func (c *coord) key(req meshapi.KeyCreateRequest) string {
-	c.t.Helper()
-	b, _ := json.Marshal(req)
-	resp, err := http.Post(c.admin.URL+meshapi.PathAdminKeys, "application/json", bytes.NewReader(b))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var k meshapi.KeyCreateResponse
-	if err := json.NewDecoder(resp.Body).Decode(&k); err != nil || k.Key == "" {
-		c.t.Fatalf("creating a key: %v", err)
-	}
-	return k.Key
-}
-
-func (c *coord) events() []meshapi.Event {
-	c.t.Helper()
-	resp, err := http.Get(c.admin.URL + meshapi.PathAdminEvents)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var evs []meshapi.Event
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var e meshapi.Event
-		if dec.Decode(&e) != nil {
-			return evs
-		}
-		evs = append(evs, e)
-	}
-}
 
 // loopbackOnly makes n announce only 127.0.0.1: the tests' WireGuard
 // traffic stays on loopback whatever addresses the host has.
@@ -98,10 +35,10 @@ func loopbackOnly(n *Node) *Node {
 	return n
 }
 
-func startNode(t *testing.T, c *coord, key, host string) *Node {
+func startNode(t *testing.T, c *coordinatortest.Server, key, host string) *Node {
 	t.Helper()
 	n, err := New(Config{
-		Coordinator: c.api.URL, AuthKey: key, Hostname: host,
+		Coordinator: c.URL, AuthKey: key, Hostname: host,
 		ProxyAddr: "127.0.0.1:0", Forward: Forward{All: true},
 		Log: slog.New(slog.DiscardHandler),
 	})
@@ -121,23 +58,8 @@ func startNode(t *testing.T, c *coord, key, host string) *Node {
 // echoServer answers each connection with one line naming who.
 func echoServer(t *testing.T, who string) (port string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprintf(c, "hello from %s\n", who)
-			c.Close()
-		}
-	}()
-	_, port, _ = net.SplitHostPort(ln.Addr().String())
-	return port
+	p := testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) { fmt.Fprintf(c, "hello from %s\n", who) })
+	return strconv.Itoa(int(p))
 }
 
 // dialLine dials address through n and reads one line.
@@ -171,8 +93,8 @@ func eventually(t *testing.T, what string, f func() (bool, string)) {
 }
 
 func TestNodesReachEachOtherByNameAndLateJoiner(t *testing.T) {
-	co := startCoord(t)
-	key := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	key := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true}).Key
 	a := startNode(t, co, key, "alpha")
 	b := startNode(t, co, key, "beta")
 	portB := echoServer(t, "beta")
@@ -218,8 +140,8 @@ func TestNodesReachEachOtherByNameAndLateJoiner(t *testing.T) {
 }
 
 func TestLogoutDeletesAtOnceAndChildKeepsNonMeshAccess(t *testing.T) {
-	co := startCoord(t)
-	key := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	key := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true}).Key
 	a := startNode(t, co, key, "alpha")
 	b := startNode(t, co, key, "beta")
 	portB := echoServer(t, "beta")
@@ -232,7 +154,7 @@ func TestLogoutDeletesAtOnceAndChildKeepsNonMeshAccess(t *testing.T) {
 		t.Fatalf("logout: %+v, %v", res, err)
 	}
 	var reason meshapi.DeleteReason
-	for _, e := range co.events() {
+	for _, e := range co.Events() {
 		if e.Type == meshapi.EventDeleted && e.Name == "alpha" {
 			reason = e.Reason
 		}
@@ -262,8 +184,8 @@ func TestLogoutDeletesAtOnceAndChildKeepsNonMeshAccess(t *testing.T) {
 }
 
 func TestStartErrorsSayWhich(t *testing.T) {
-	co := startCoord(t)
-	oneOff := co.key(meshapi.KeyCreateRequest{Ephemeral: true})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	oneOff := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true}).Key
 	start := func(url, key string, timeout time.Duration) error {
 		n, err := New(Config{Coordinator: url, AuthKey: key, Hostname: "x", ProxyAddr: "", Log: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -277,21 +199,19 @@ func TestStartErrorsSayWhich(t *testing.T) {
 		n.Logout(context.Background())
 		return err
 	}
-	if err := start(co.api.URL, oneOff, 5*time.Second); err != nil {
+	if err := start(co.URL, oneOff, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	var se *StartError
-	err := start(co.api.URL, oneOff, 5*time.Second)
+	err := start(co.URL, oneOff, 5*time.Second)
 	if !errors.As(err, &se) || se.Kind != KindKeyRefused || se.KeyReason != "used" || !strings.Contains(err.Error(), "used") {
 		t.Errorf("used key: %v", err)
 	}
-	err = start(co.api.URL, strings.Repeat("q", len(oneOff)), 5*time.Second)
+	err = start(co.URL, strings.Repeat("q", len(oneOff)), 5*time.Second)
 	if !errors.As(err, &se) || se.KeyReason != "invalid" {
 		t.Errorf("unknown key: %v", err)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := fmt.Sprintf("http://127.0.0.1:%d", testnet.ClosedPort(t))
 	err = start(dead, oneOff, 300*time.Millisecond)
 	if !errors.As(err, &se) || se.Kind != KindUnreachable || !strings.Contains(err.Error(), "unreachable") {
 		t.Errorf("unreachable coordinator: %v", err)
@@ -318,12 +238,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 // Whatever the interleaving, both return, nothing leaks, and the node does
 // not stay registered.
 func TestLogoutDuringStart(t *testing.T) {
-	co := startCoord(t)
-	key := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	key := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true}).Key
 	// The delays only spread the logout over the phases of Start (before,
 	// during and after registration); no assertion depends on them.
 	for i, delay := range []time.Duration{0, 500 * time.Microsecond, 2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond} {
-		n, err := New(Config{Coordinator: co.api.URL, AuthKey: key, Hostname: fmt.Sprintf("racer%d", i),
+		n, err := New(Config{Coordinator: co.URL, AuthKey: key, Hostname: fmt.Sprintf("racer%d", i),
 			ProxyAddr: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
@@ -344,14 +264,7 @@ func TestLogoutDuringStart(t *testing.T) {
 		}
 		n.Close()
 	}
-	resp, err := http.Get(co.admin.URL + meshapi.PathAdminNodes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var nodes []meshapi.Node
-	json.NewDecoder(resp.Body).Decode(&nodes)
-	if len(nodes) != 0 {
+	if nodes := co.Nodes(); len(nodes) != 0 {
 		t.Fatalf("nodes left registered after logout during start: %+v", nodes)
 	}
 }

@@ -49,13 +49,6 @@ stderr; with --json prints the key and its details as one JSON object.`,
 	}
 }
 
-func oneArg(c *cli.Context, what string) (string, error) {
-	if c.Args().Len() != 1 {
-		return "", usageError{fmt.Errorf("%s: want exactly one argument, %s", strings.TrimPrefix(c.Command.HelpName, "meshcoord "), what)}
-	}
-	return c.Args().First(), nil
-}
-
 func keysCreate(c *cli.Context) error {
 	if c.Args().Len() > 0 {
 		return usageError{fmt.Errorf("keys create takes no arguments, got %q", c.Args().Slice())}
@@ -72,59 +65,39 @@ func keysCreate(c *cli.Context) error {
 		Ephemeral: c.Bool("ephemeral"), Reusable: c.Bool("reusable"), Tags: c.StringSlice("tag"),
 		Expiry: meshapi.Duration(expiry), EphemeralTimeout: meshapi.Duration(timeout), Description: c.String("description"),
 	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, adminclient.Timeout)
-	defer cancel()
-	k, err := cl.CreateKey(ctx, req)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, k)
-	}
-	fmt.Fprintln(c.App.Writer, k.Key)
-	var kind []string
-	kind = append(kind, map[bool]string{true: "reusable", false: "one-off"}[k.Reusable])
-	if k.Ephemeral {
-		kind = append(kind, "ephemeral")
-	}
-	exp := "never expires"
-	if !k.Expires.IsZero() {
-		exp = "expires " + stamp(k.Expires)
-	}
-	fmt.Fprintf(c.App.ErrWriter, "created auth key %s (%s, %s); the key above is shown only this once\n",
-		k.ID, strings.Join(kind, ", "), exp)
-	return nil
+	return adminCall(c, func(cl *adminclient.Client, ctx context.Context) (*meshapi.KeyCreateResponse, error) {
+		return cl.CreateKey(ctx, req)
+	}, func(k *meshapi.KeyCreateResponse) error {
+		fmt.Fprintln(c.App.Writer, k.Key)
+		var kind []string
+		kind = append(kind, map[bool]string{true: "reusable", false: "one-off"}[k.Reusable])
+		if k.Ephemeral {
+			kind = append(kind, "ephemeral")
+		}
+		exp := "never expires"
+		if !k.Expires.IsZero() {
+			exp = "expires " + stamp(k.Expires)
+		}
+		fmt.Fprintf(c.App.ErrWriter, "created auth key %s (%s, %s); the key above is shown only this once\n",
+			k.ID, strings.Join(kind, ", "), exp)
+		return nil
+	})
 }
 
 func keysList(c *cli.Context) error {
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, adminclient.Timeout)
-	defer cancel()
-	keys, err := cl.Keys(ctx)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, keys)
-	}
-	now := time.Now()
-	t := newTable(c.App.Writer, "ID", "STATE", "USES", "REUSABLE", "EPHEMERAL", "TIMEOUT", "EXPIRES", "TAGS", "DESCRIPTION")
-	for _, k := range keys {
-		timeout := ""
-		if k.EphemeralTimeout != 0 {
-			timeout = k.EphemeralTimeout.String()
+	return adminCall(c, (*adminclient.Client).Keys, func(keys []meshapi.AuthKey) error {
+		now := time.Now()
+		t := newTable(c.App.Writer, "ID", "STATE", "USES", "REUSABLE", "EPHEMERAL", "TIMEOUT", "EXPIRES", "TAGS", "DESCRIPTION")
+		for _, k := range keys {
+			timeout := ""
+			if k.EphemeralTimeout != 0 {
+				timeout = k.EphemeralTimeout.String()
+			}
+			t.row(k.ID, string(k.State), fmt.Sprint(k.Uses), yes(k.Reusable), yes(k.Ephemeral), timeout,
+				until(k.Expires, now), strings.Join(k.Tags, ","), k.Description)
 		}
-		t.row(k.ID, string(k.State), fmt.Sprint(k.Uses), yes(k.Reusable), yes(k.Ephemeral), timeout,
-			until(k.Expires, now), strings.Join(k.Tags, ","), k.Description)
-	}
-	return t.flush()
+		return t.flush()
+	})
 }
 
 func keysRevoke(c *cli.Context) error {
@@ -132,19 +105,10 @@ func keysRevoke(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, adminclient.Timeout)
-	defer cancel()
-	k, err := cl.RevokeKey(ctx, id)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, k)
-	}
-	fmt.Fprintf(c.App.Writer, "revoked auth key %s\n", k.ID)
-	return nil
+	return adminCall(c, func(cl *adminclient.Client, ctx context.Context) (*meshapi.AuthKey, error) {
+		return cl.RevokeKey(ctx, id)
+	}, func(k *meshapi.AuthKey) error {
+		fmt.Fprintf(c.App.Writer, "revoked auth key %s\n", k.ID)
+		return nil
+	})
 }

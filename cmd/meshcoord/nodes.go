@@ -20,7 +20,7 @@ func nodesCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-				return nodeAction(c, func(ctx context.Context, cl *adminclient.Client) (*meshapi.NodeActionResponse, error) {
+				return nodeAction(c, func(cl *adminclient.Client, ctx context.Context) (*meshapi.NodeActionResponse, error) {
 					return do(cl, ctx, ref)
 				}, verb)
 			},
@@ -44,7 +44,7 @@ func nodesCommand() *cli.Command {
 						return usageError{fmt.Errorf("nodes rename: want two arguments, ID|NAME and NEW")}
 					}
 					ref, name := c.Args().Get(0), c.Args().Get(1)
-					return nodeAction(c, func(ctx context.Context, cl *adminclient.Client) (*meshapi.NodeActionResponse, error) {
+					return nodeAction(c, func(cl *adminclient.Client, ctx context.Context) (*meshapi.NodeActionResponse, error) {
 						return cl.RenameNode(ctx, ref, name)
 					}, "renamed")
 				},
@@ -54,26 +54,15 @@ func nodesCommand() *cli.Command {
 }
 
 func nodesList(c *cli.Context) error {
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, adminclient.Timeout)
-	defer cancel()
-	nodes, err := cl.Nodes(ctx)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, nodes)
-	}
-	now := time.Now()
-	t := newTable(c.App.Writer, "ID", "NAME", "IPV4", "IPV6", "STATE", "LAST SEEN", "EPHEMERAL", "GC", "KEY", "TAGS")
-	for _, n := range nodes {
-		t.row(fmt.Sprint(n.ID), n.Name, n.IPv4.String(), n.IPv6.String(), nodeState(&n), ago(n.LastSeen, now),
-			yes(n.Ephemeral), until(n.GCDeadline, now), n.KeyID, strings.Join(n.Tags, ","))
-	}
-	return t.flush()
+	return adminCall(c, (*adminclient.Client).Nodes, func(nodes []meshapi.Node) error {
+		now := time.Now()
+		t := newTable(c.App.Writer, "ID", "NAME", "IPV4", "IPV6", "STATE", "LAST SEEN", "EPHEMERAL", "GC", "KEY", "TAGS")
+		for _, n := range nodes {
+			t.row(fmt.Sprint(n.ID), n.Name, n.IPv4.String(), n.IPv6.String(), nodeState(&n), ago(n.LastSeen, now),
+				yes(n.Ephemeral), until(n.GCDeadline, now), n.KeyID, strings.Join(n.Tags, ","))
+		}
+		return t.flush()
+	})
 }
 
 func nodeState(n *meshapi.Node) string {
@@ -93,61 +82,41 @@ func nodesShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, adminclient.Timeout)
-	defer cancel()
-	n, err := cl.Node(ctx, ref)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, n)
-	}
-	now := time.Now()
-	eps := make([]string, len(n.Endpoints))
-	for i, e := range n.Endpoints {
-		eps[i] = e.String()
-	}
-	t := newTable(c.App.Writer, "FIELD", "VALUE")
-	for _, kv := range [][2]string{
-		{"id", fmt.Sprint(n.ID)}, {"name", n.Name}, {"fqdn", n.FQDN}, {"hostname", n.Hostname},
-		{"ipv4", n.IPv4.String()}, {"ipv6", n.IPv6.String()}, {"state", nodeState(n)},
-		{"last seen", stamp(n.LastSeen) + " (" + ago(n.LastSeen, now) + ")"},
-		{"ephemeral", yes(n.Ephemeral)}, {"gc deadline", stamp(n.GCDeadline)},
-		{"created", stamp(n.Created)}, {"key", n.KeyID}, {"tags", strings.Join(n.Tags, ",")},
-		{"public key", n.PublicKey.String()}, {"endpoints", strings.Join(eps, " ")},
-	} {
-		t.row(kv[0], kv[1])
-	}
-	return t.flush()
+	return adminCall(c, func(cl *adminclient.Client, ctx context.Context) (*meshapi.Node, error) {
+		return cl.Node(ctx, ref)
+	}, func(n *meshapi.Node) error {
+		now := time.Now()
+		eps := make([]string, len(n.Endpoints))
+		for i, e := range n.Endpoints {
+			eps[i] = e.String()
+		}
+		t := newTable(c.App.Writer, "FIELD", "VALUE")
+		for _, kv := range [][2]string{
+			{"id", fmt.Sprint(n.ID)}, {"name", n.Name}, {"fqdn", n.FQDN}, {"hostname", n.Hostname},
+			{"ipv4", n.IPv4.String()}, {"ipv6", n.IPv6.String()}, {"state", nodeState(n)},
+			{"last seen", stamp(n.LastSeen) + " (" + ago(n.LastSeen, now) + ")"},
+			{"ephemeral", yes(n.Ephemeral)}, {"gc deadline", stamp(n.GCDeadline)},
+			{"created", stamp(n.Created)}, {"key", n.KeyID}, {"tags", strings.Join(n.Tags, ",")},
+			{"public key", n.PublicKey.String()}, {"endpoints", strings.Join(eps, " ")},
+		} {
+			t.row(kv[0], kv[1])
+		}
+		return t.flush()
+	})
 }
 
-func nodeAction(c *cli.Context, do func(context.Context, *adminclient.Client) (*meshapi.NodeActionResponse, error), verb string) error {
-	cl, err := client(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Context, adminclient.Timeout)
-	defer cancel()
-	r, err := do(ctx, cl)
-	if err != nil {
-		return err
-	}
-	if c.Bool("json") {
-		return printJSON(c.App.Writer, r)
-	}
-	what := verb
-	switch {
-	case verb == "expired" && r.Deleted:
-		what = "expired (ephemeral: deleted)"
-	case verb == "expired":
-		what = "expired (logged out)"
-	case verb == "renamed":
-		what = "renamed to " + r.Node.Name
-	}
-	fmt.Fprintf(c.App.Writer, "node %d (%s) %s\n", r.Node.ID, r.Node.Name, what)
-	return nil
+func nodeAction(c *cli.Context, do func(*adminclient.Client, context.Context) (*meshapi.NodeActionResponse, error), verb string) error {
+	return adminCall(c, do, func(r *meshapi.NodeActionResponse) error {
+		what := verb
+		switch {
+		case verb == "expired" && r.Deleted:
+			what = "expired (ephemeral: deleted)"
+		case verb == "expired":
+			what = "expired (logged out)"
+		case verb == "renamed":
+			what = "renamed to " + r.Node.Name
+		}
+		fmt.Fprintf(c.App.Writer, "node %d (%s) %s\n", r.Node.ID, r.Node.Name, what)
+		return nil
+	})
 }

@@ -45,12 +45,7 @@ func TestMeshSIGTERMLogsOutAndKeepsTheAppsStatus(t *testing.T) {
 	if code != 42 {
 		t.Errorf("exit status %d, want the app's 42; output:\n%s", code, b.out)
 	}
-	deleted := m.WaitEvent(t, 10*time.Second, "deleted", func(e meshapi.Event) bool {
-		return e.NodeID == node.ID && e.Type == meshapi.EventDeleted
-	})
-	if deleted.Reason != meshapi.ReasonLogout {
-		t.Errorf("node deleted with reason %q, want logout", deleted.Reason)
-	}
+	deleted := m.WaitDeleted(t, 10*time.Second, node.ID, meshapi.ReasonLogout)
 	if deleted.Time.After(exited) {
 		t.Errorf("node deleted at %v, after the task exited at %v", deleted.Time, exited)
 	}
@@ -67,12 +62,7 @@ func TestMeshSIGKILLIsCollectedAfterTheTimeout(t *testing.T) {
 	if code, _ := b.wait(30 * time.Second); code != 137 {
 		t.Errorf("exit status %d, want 137", code)
 	}
-	deleted := m.WaitEvent(t, timeout+60*time.Second, "deleted", func(e meshapi.Event) bool {
-		return e.NodeID == node.ID && e.Type == meshapi.EventDeleted
-	})
-	if deleted.Reason != meshapi.ReasonGC {
-		t.Errorf("node deleted with reason %q, want gc", deleted.Reason)
-	}
+	deleted := m.WaitDeleted(t, timeout+60*time.Second, node.ID, meshapi.ReasonGC)
 	if gap := deleted.Time.Sub(killed); gap < timeout {
 		t.Errorf("node collected %v after the kill, before its %v inactivity timeout", gap, timeout)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/dataplane"
 )
@@ -259,7 +260,7 @@ func runHelper() int {
 		case "SERVE": // SERVE port: plain echo listener on every address
 			ln, err := net.Listen("tcp", ":"+f[1])
 			if err == nil {
-				go serveEcho(ln, os.Getenv("DP_NAME"))
+				go testnet.ServeListener(ln, testnet.EchoLines(os.Getenv("DP_NAME")))
 			}
 			reply(err, "OK")
 		case "ECHO": // ECHO host:port: plain dial, one line
@@ -283,22 +284,6 @@ func reply(err error, ok string) {
 		return
 	}
 	fmt.Println(ok)
-}
-
-func serveEcho(ln net.Listener, name string) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			sc := bufio.NewScanner(c)
-			for sc.Scan() {
-				fmt.Fprintf(c, "%s: %s\n", name, sc.Text())
-			}
-		}()
-	}
 }
 
 func echoOnce(target string) string {

@@ -79,12 +79,7 @@ func TestMeshDockerStopLogsOutAtOnce(t *testing.T) {
 		imageTestapp, "sleep", "-term", "exit:42")...)
 	node := m.OnlineNode(t, name, 60*time.Second)
 	docker(t, "stop", name)
-	deleted := m.WaitEvent(t, 10*time.Second, "deleted", func(e meshapi.Event) bool {
-		return e.NodeID == node.ID && e.Type == meshapi.EventDeleted
-	})
-	if deleted.Reason != meshapi.ReasonLogout {
-		t.Errorf("node deleted with reason %q, want logout", deleted.Reason)
-	}
+	deleted := m.WaitDeleted(t, 10*time.Second, node.ID, meshapi.ReasonLogout)
 	if got := docker(t, "wait", name); got != "42" {
 		t.Errorf("docker wait: %q, want the app's own 42", got)
 	}
@@ -109,12 +104,7 @@ func TestMeshDockerKillIsCollectedAfterTheTimeout(t *testing.T) {
 	if got := docker(t, "wait", name); got != "137" {
 		t.Errorf("docker wait after SIGKILL: %q, want 137", got)
 	}
-	deleted := m.WaitEvent(t, timeout+60*time.Second, "deleted", func(e meshapi.Event) bool {
-		return e.NodeID == node.ID && e.Type == meshapi.EventDeleted
-	})
-	if deleted.Reason != meshapi.ReasonGC {
-		t.Errorf("node deleted with reason %q, want gc", deleted.Reason)
-	}
+	deleted := m.WaitDeleted(t, timeout+60*time.Second, node.ID, meshapi.ReasonGC)
 	if gap := deleted.Time.Sub(killed); gap < timeout {
 		t.Errorf("node collected %v after the kill, before its %v inactivity timeout", gap, timeout)
 	}
@@ -137,12 +127,7 @@ func TestMeshDockerRestartKeepsThePlainName(t *testing.T) {
 	if second.Name != name {
 		t.Errorf("after docker restart the node is %q, want the plain %q", second.Name, name)
 	}
-	deleted := m.WaitEvent(t, 5*time.Second, "deleted", func(e meshapi.Event) bool {
-		return e.NodeID == first.ID && e.Type == meshapi.EventDeleted
-	})
-	if deleted.Reason != meshapi.ReasonLogout {
-		t.Errorf("the first node was deleted with reason %q, want logout", deleted.Reason)
-	}
+	m.WaitDeleted(t, 5*time.Second, first.ID, meshapi.ReasonLogout) // the first node, on the restart's stop
 	m.WaitNodes(t, 5*time.Second, []string{name})
 }
 
@@ -164,12 +149,7 @@ func TestMeshRerunWithTheSameNameKeepsThePlainName(t *testing.T) {
 	if second.ID == first.ID || second.Name != name {
 		t.Errorf("re-run got node %d %q; want a new node with the plain name %q (old node %d)", second.ID, second.Name, name, first.ID)
 	}
-	replaced := m.WaitEvent(t, 5*time.Second, "deleted", func(e meshapi.Event) bool {
-		return e.NodeID == first.ID && e.Type == meshapi.EventDeleted
-	})
-	if replaced.Reason != meshapi.ReasonReplaced {
-		t.Errorf("the stale node was deleted with reason %q, want replaced", replaced.Reason)
-	}
+	m.WaitDeleted(t, 5*time.Second, first.ID, meshapi.ReasonReplaced) // the stale node, by the re-run
 	m.WaitNodes(t, 5*time.Second, []string{name})
 }
 
@@ -185,12 +165,7 @@ func TestMeshStopTimeoutWithAnAppIgnoringSIGTERM(t *testing.T) {
 	node := m.OnlineNode(t, name, 60*time.Second)
 	docker(t, "stop", name)
 	waitLog(t, name, "testapp got SIGTERM", 5*time.Second)
-	deleted := m.WaitEvent(t, 10*time.Second, "deleted", func(e meshapi.Event) bool {
-		return e.NodeID == node.ID && e.Type == meshapi.EventDeleted
-	})
-	if deleted.Reason != meshapi.ReasonLogout {
-		t.Errorf("node deleted with reason %q, want logout", deleted.Reason)
-	}
+	deleted := m.WaitDeleted(t, 10*time.Second, node.ID, meshapi.ReasonLogout)
 	finished := containerFinished(t, name)
 	if deleted.Time.After(finished) {
 		t.Errorf("node deleted at %v, after the container was killed at %v", deleted.Time, finished)

@@ -1,111 +1,27 @@
 package controlclient
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"github.com/meshinit/meshinit/internal/syncbuf"
-	"io"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator"
-	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/coordinator/coordinatortest"
+	"github.com/meshinit/meshinit/internal/syncbuf"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
 // These tests run the client against the real coordinator, in process, on
-// loopback listeners (httptest), with its SQLite store in a temp dir.
-
-type coord struct {
-	t     *testing.T
-	srv   *coordinator.Server
-	api   *httptest.Server
-	admin *httptest.Server
-}
-
-func startCoord(t *testing.T, cfg coordinator.Config) *coord {
-	t.Helper()
-	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "coord.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	srv, err := coordinator.New(ctx, cfg, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &coord{t: t, srv: srv, api: httptest.NewServer(srv.Handler()), admin: httptest.NewServer(srv.AdminHandler())}
-	t.Cleanup(func() {
-		c.api.CloseClientConnections()
-		c.api.Close()
-		c.admin.Close()
-		srv.Close()
-	})
-	return c
-}
-
-func (c *coord) adminDo(method, path string, body, out any) {
-	c.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, c.admin.URL+path, rd)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		c.t.Fatalf("admin %s %s: %s: %s", method, path, resp.Status, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-}
-
-func (c *coord) key(req meshapi.KeyCreateRequest) meshapi.KeyCreateResponse {
-	c.t.Helper()
-	var resp meshapi.KeyCreateResponse
-	c.adminDo(http.MethodPost, meshapi.PathAdminKeys, req, &resp)
-	return resp
-}
-
-func (c *coord) events() []meshapi.Event {
-	c.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, c.admin.URL+meshapi.PathAdminEvents, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var evs []meshapi.Event
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var e meshapi.Event
-		if dec.Decode(&e) != nil {
-			return evs
-		}
-		evs = append(evs, e)
-	}
-}
+// loopback (coordinatortest), with its SQLite store in a temp dir.
 
 func newTestClient(t *testing.T, url string, opts Options) *Client {
 	t.Helper()
@@ -177,9 +93,9 @@ func (f *follower) next(t *testing.T, what string, ok func(Change) bool) Change 
 }
 
 func TestRegisterFollowEndpointsLogout(t *testing.T) {
-	co := startCoord(t, coordinator.Config{})
-	k := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
-	a := newTestClient(t, co.api.URL, Options{})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	a := newTestClient(t, co.URL, Options{})
 	regA := register(t, a, k.Key, "alpha", 1)
 	if regA.Node.Name != "alpha" || !regA.Node.IPv4.IsValid() || regA.Domain == "" || !a.HasSecret() {
 		t.Fatalf("register answer: %+v", regA.Node)
@@ -193,7 +109,7 @@ func TestRegisterFollowEndpointsLogout(t *testing.T) {
 		t.Fatalf("stream state %q after the full map", st.State)
 	}
 
-	b := newTestClient(t, co.api.URL, Options{})
+	b := newTestClient(t, co.URL, Options{})
 	regB := register(t, b, k.Key, "beta", 2)
 	fa.next(t, "beta's upsert", func(c Change) bool {
 		return len(c.Upserted) == 1 && c.Upserted[0].ID == regB.Node.ID && c.Upserted[0].PublicKey == pubKey(2)
@@ -218,7 +134,7 @@ func TestRegisterFollowEndpointsLogout(t *testing.T) {
 		return len(c.Removed) == 1 && c.Removed[0] == regB.Node.ID
 	})
 	var deleted *meshapi.Event
-	for _, e := range co.events() {
+	for _, e := range co.Events() {
 		if e.Type == meshapi.EventDeleted && e.NodeID == regB.Node.ID {
 			deleted = &e
 		}
@@ -229,8 +145,8 @@ func TestRegisterFollowEndpointsLogout(t *testing.T) {
 }
 
 func TestRegisterKeyRefusals(t *testing.T) {
-	co := startCoord(t, coordinator.Config{})
-	c := newTestClient(t, co.api.URL, Options{})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	c := newTestClient(t, co.URL, Options{})
 	try := func(key string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -244,19 +160,21 @@ func TestRegisterKeyRefusals(t *testing.T) {
 			t.Errorf("register: err=%v; want a key refusal %q", err, reason)
 		}
 	}
-	oneOff := co.key(meshapi.KeyCreateRequest{Ephemeral: true})
+	oneOff := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true})
 	if err := try(oneOff.Key); err != nil {
 		t.Fatalf("first use of a one-off key: %v", err)
 	}
 	expect(oneOff.Key, "used")
 
-	revoked := co.key(meshapi.KeyCreateRequest{Reusable: true})
-	co.adminDo(http.MethodDelete, meshapi.PathAdminKeys+"/"+revoked.ID, nil, nil)
+	revoked := co.CreateKey(meshapi.KeyCreateRequest{Reusable: true})
+	if _, err := co.Admin.RevokeKey(context.Background(), revoked.ID); err != nil {
+		t.Fatal(err)
+	}
 	expect(revoked.Key, "revoked")
 
 	expect(strings.Repeat("z", len(oneOff.Key)), "invalid")
 
-	expiring := co.key(meshapi.KeyCreateRequest{Reusable: true, Expiry: meshapi.Duration(time.Millisecond)})
+	expiring := co.CreateKey(meshapi.KeyCreateRequest{Reusable: true, Expiry: meshapi.Duration(time.Millisecond)})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := try(expiring.Key)
@@ -270,16 +188,11 @@ func TestRegisterKeyRefusals(t *testing.T) {
 }
 
 func TestRegisterUnreachableCoordinatorGivesUpWithContext(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now: connection refused
+	addr := fmt.Sprintf("127.0.0.1:%d", testnet.ClosedPort(t)) // connection refused
 	c := newTestClient(t, "http://"+addr, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err = c.Register(ctx, Registration{AuthKey: "k", Hostname: "x", PublicKey: pubKey(1)})
+	_, err := c.Register(ctx, Registration{AuthKey: "k", Hostname: "x", PublicKey: pubKey(1)})
 	var u *UnreachableError
 	if !errors.As(err, &u) || !strings.Contains(err.Error(), "attempts") {
 		t.Fatalf("err=%v; want an UnreachableError after several attempts", err)
@@ -361,16 +274,16 @@ func (b *breakable) freeze(on bool) {
 }
 
 func TestFollowResumesAfterCutWithoutFullMap(t *testing.T) {
-	co := startCoord(t, coordinator.Config{})
-	k := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
 	var br breakable
-	a := newTestClient(t, co.api.URL, Options{HTTPClient: br.transport()})
+	a := newTestClient(t, co.URL, Options{HTTPClient: br.transport()})
 	register(t, a, k.Key, "alpha", 1)
 	fa := follow(t, a, FollowOptions{Backoff: Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}})
 	fa.next(t, "the full map", func(c Change) bool { return c.Full })
 
 	br.cut()
-	b := newTestClient(t, co.api.URL, Options{})
+	b := newTestClient(t, co.URL, Options{})
 	regB := register(t, b, k.Key, "beta", 2)
 	// The delta made while the stream was down arrives after the resume,
 	// as a delta: no second full map.
@@ -384,10 +297,10 @@ func TestFollowResumesAfterCutWithoutFullMap(t *testing.T) {
 }
 
 func TestFollowDropsSilentStream(t *testing.T) {
-	co := startCoord(t, coordinator.Config{KeepaliveInterval: 50 * time.Millisecond})
-	k := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	co := coordinatortest.NewServer(t, coordinator.Config{KeepaliveInterval: 50 * time.Millisecond})
+	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
 	var br breakable
-	a := newTestClient(t, co.api.URL, Options{HTTPClient: br.transport()})
+	a := newTestClient(t, co.URL, Options{HTTPClient: br.transport()})
 	register(t, a, k.Key, "alpha", 1)
 	fa := follow(t, a, FollowOptions{Backoff: Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}})
 	fa.next(t, "the full map", func(c Change) bool { return c.Full })
@@ -401,7 +314,7 @@ func TestFollowDropsSilentStream(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // polling a status with a deadline
 	}
 	br.freeze(false)
-	b := newTestClient(t, co.api.URL, Options{})
+	b := newTestClient(t, co.URL, Options{})
 	regB := register(t, b, k.Key, "beta", 2)
 	fa.next(t, "beta after the silent stream was replaced", func(c Change) bool {
 		return len(c.Upserted) > 0 && c.Upserted[0].ID == regB.Node.ID
@@ -409,13 +322,15 @@ func TestFollowDropsSilentStream(t *testing.T) {
 }
 
 func TestFollowEndsWhenNodeIsDeleted(t *testing.T) {
-	co := startCoord(t, coordinator.Config{})
-	k := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
-	a := newTestClient(t, co.api.URL, Options{})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	a := newTestClient(t, co.URL, Options{})
 	reg := register(t, a, k.Key, "alpha", 1)
 	fa := follow(t, a, FollowOptions{Backoff: Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}})
 	fa.next(t, "the full map", func(c Change) bool { return c.Full })
-	co.adminDo(http.MethodDelete, meshapi.PathAdminNodes+"/"+reg.Node.Name, nil, nil)
+	if _, err := co.Admin.DeleteNode(context.Background(), reg.Node.Name); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case err := <-fa.done:
 		fa.done <- err
@@ -434,12 +349,11 @@ func TestFollowEndsWhenNodeIsDeleted(t *testing.T) {
 }
 
 func TestLogoutUnreachableRespectsContext(t *testing.T) {
-	co := startCoord(t, coordinator.Config{})
-	k := co.key(meshapi.KeyCreateRequest{Ephemeral: true})
-	a := newTestClient(t, co.api.URL, Options{})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true})
+	a := newTestClient(t, co.URL, Options{})
 	register(t, a, k.Key, "alpha", 1)
-	co.api.CloseClientConnections()
-	co.api.Close()
+	co.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	begin := time.Now()
@@ -453,12 +367,12 @@ func TestLogoutUnreachableRespectsContext(t *testing.T) {
 }
 
 func TestSecretsNeverLogged(t *testing.T) {
-	co := startCoord(t, coordinator.Config{})
-	k := co.key(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
 	var buf syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var br breakable
-	a := newTestClient(t, co.api.URL, Options{Logger: log, HTTPClient: br.transport()})
+	a := newTestClient(t, co.URL, Options{Logger: log, HTTPClient: br.transport()})
 	register(t, a, k.Key, "alpha", 1)
 	a.mu.Lock()
 	secret := a.secret
@@ -466,7 +380,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	fa := follow(t, a, FollowOptions{Backoff: Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}})
 	fa.next(t, "the full map", func(c Change) bool { return c.Full })
 	br.cut() // a reconnect logs an error line
-	b := newTestClient(t, co.api.URL, Options{})
+	b := newTestClient(t, co.URL, Options{})
 	register(t, b, k.Key, "beta", 2)
 	fa.next(t, "beta", func(c Change) bool { return len(c.Upserted) > 0 })
 	if _, err := a.Logout(context.Background()); err != nil {

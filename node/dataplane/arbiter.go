@@ -71,6 +71,15 @@ type arbiterPeer struct {
 	starting bool
 	pending  *sentInitiation // our latest initiation to the peer
 	asked    time.Time       // when a request last made us start a fresh one
+	// unforgotten: the peer is new and the memory of recent handshake
+	// messages may still hold one of its that the device rejected for not
+	// knowing it yet (see deviceKnowsLocked).
+	unforgotten bool
+	// initiations counts the fresh initiations sent to the peer. A crossing
+	// resolved in the first round trip takes exactly one; tests read it to
+	// tell that from a handshake that needed wireguard-go's retry, without
+	// timing it.
+	initiations int
 }
 
 // sentInitiation is an initiation of ours, kept to be sent again.
@@ -125,6 +134,7 @@ func (a *handshakeArbiter) setPeer(k meshapi.Key, endpoints []netip.AddrPort, is
 	}
 	if isNew {
 		p.starting = true
+		p.unforgotten = true
 		a.setPendingLocked(p, nil)
 	}
 	a.forgetEndpointsLocked(k)
@@ -136,13 +146,31 @@ func (a *handshakeArbiter) setPeer(k meshapi.Key, endpoints []netip.AddrPort, is
 // started marks a new peer as started by the device.
 func (a *handshakeArbiter) started(k meshapi.Key) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if p := a.peers[k]; p != nil {
 		p.starting = false
+		a.deviceKnowsLocked(p)
 	}
-	a.mu.Unlock()
-	// An initiation from this peer that came before the device knew it was
-	// rejected for that; a copy of it must now get through.
-	a.seen.forget()
+}
+
+// deviceKnowsLocked is called once the device is known to hold peer p: at
+// the first initiation it sends to p, or when UpsertPeer is done, whichever
+// comes first. An initiation from p that came before the device knew p was
+// rejected for that, so a copy of it must now get through: the memory of
+// recent handshake messages is cleared, once per new peer.
+//
+// WHY at the first send and not only when UpsertPeer is done: when we are
+// the smaller key that first send is a handshake request, and the peer
+// answers it by sending its rejected initiation again 30 ms later. Forgotten
+// only after UpsertPeer returned, a late-scheduled goroutine let that copy
+// arrive first and be dropped as a repeat, and nothing moved until
+// wireguard-go's 5 s retry. Clearing before the request goes out orders the
+// two.
+func (a *handshakeArbiter) deviceKnowsLocked(p *arbiterPeer) {
+	if p.unforgotten {
+		p.unforgotten = false
+		a.seen.forget()
+	}
 }
 
 func (a *handshakeArbiter) removePeer(k meshapi.Key) {
@@ -194,6 +222,9 @@ func (a *handshakeArbiter) outgoingInitiation(msg []byte, ep conn.Endpoint, dest
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p := a.receiverLocked(msg, dests)
+	if p != nil {
+		a.deviceKnowsLocked(p) // the device sends to p, so it holds p
+	}
 	switch {
 	case p == nil:
 		return nil // not a mesh peer we know: leave it alone
@@ -202,6 +233,7 @@ func (a *handshakeArbiter) outgoingInitiation(msg []byte, ep conn.Endpoint, dest
 		req = append(req, requestMagic[:]...)
 		return append(req, a.self[:]...)
 	default:
+		p.initiations++
 		a.setPendingLocked(p, &sentInitiation{
 			at:    a.now(),
 			msg:   append([]byte(nil), msg...),

@@ -185,3 +185,46 @@ func TestArbiterFilterBlanksRequestsOnly(t *testing.T) {
 		t.Error("a data packet was dropped")
 	}
 }
+
+// An initiation from a new peer that arrived before the device knew the
+// peer was rejected; the peer sends it again when our first request
+// reaches it, so by the time that request goes out the copy must no
+// longer count as a repeat. Later copies are repeats again, and finishing
+// UpsertPeer (started) does not forget a second time.
+func TestArbiterLetsARejectedInitiationThroughOnceWeAsk(t *testing.T) {
+	self, larger := key(0x10), key(0x20)
+	r := newArbiterRig(self)
+	theirs := initiationFor(self, 5) // an initiation from larger, addressed to us
+	deliver := func() bool {
+		t.Helper()
+		packets := [][]byte{append([]byte(nil), theirs...)}
+		sizes := make([]int, 1)
+		inner := func(p [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+			sizes[0], eps[0] = len(theirs), &conn.StdNetEndpoint{AddrPort: epA}
+			return 1, nil
+		}
+		if _, err := r.a.filterReceive(inner)(packets, sizes, make([]conn.Endpoint, 1)); err != nil {
+			t.Fatal(err)
+		}
+		return sizes[0] != 0
+	}
+	if !deliver() {
+		t.Fatal("the first copy of an initiation was blanked")
+	}
+	r.a.setPeer(larger, []netip.AddrPort{epA}, true)
+	if deliver() {
+		t.Fatal("a second copy passed before the device sent anything to the new peer")
+	}
+	// The device holds the peer and asks it for a handshake; UpsertPeer
+	// has not returned yet.
+	if req := r.a.outgoingInitiation(initiationFor(larger, 1), nil, []netip.AddrPort{epA}); req == nil {
+		t.Fatal("initiation to a larger key was not replaced by a request")
+	}
+	if !deliver() {
+		t.Fatal("the copy the request asks for was blanked as a repeat")
+	}
+	r.a.started(larger)
+	if deliver() {
+		t.Error("a further copy passed after the new peer's memory was cleared once")
+	}
+}

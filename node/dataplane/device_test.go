@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshinit/meshinit/internal/testnet"
 )
 
 func TestHandshakeCompletesAndPeersReportIt(t *testing.T) {
@@ -347,13 +349,8 @@ func TestForwardToClosedLocalPortIsRefused(t *testing.T) {
 	if err := b.dev.Forward(nil); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	_, err = echoOnce(withTimeout(t, 20*time.Second), a.dev, netip.AddrPortFrom(b.ipv4, port).String(), "x")
+	port := testnet.ClosedPort(t)
+	_, err := echoOnce(withTimeout(t, 20*time.Second), a.dev, netip.AddrPortFrom(b.ipv4, port).String(), "x")
 	if !isRefused(err) {
 		t.Errorf("err = %v, want connection refused", err)
 	}
@@ -440,10 +437,11 @@ func TestUpsertPeerRejectsBadInput(t *testing.T) {
 
 // Both nodes add each other at the same moment and both dial at once, so
 // their handshake initiations cross. Without arbitration wireguard-go
-// rejects both answers and retries only after 5 s (or 15 s); the dials here
-// allow 4 s, less than that retry, so they fail unless the crossing is
-// resolved in the first round trip. Repeated because the crossing depends
-// on timing.
+// rejects both answers and nothing moves until its retry 5 s (or 15 s)
+// later. The retry is a fresh initiation from the larger key (the only one
+// that initiates), so a crossing resolved in the first round trip is one
+// where that side sent exactly one: counted, not timed, so a loaded machine
+// cannot fail it. Repeated because the crossing depends on timing.
 func TestCrossingHandshakesResolveAtOnce(t *testing.T) {
 	for i := range 8 {
 		a, b := newTestNode(t, 1), newTestNode(t, 2)
@@ -461,7 +459,7 @@ func TestCrossingHandshakesResolveAtOnce(t *testing.T) {
 				errs <- err
 				return
 			}
-			_, err := echoOnce(withTimeout(t, 4*time.Second), self.dev, netip.AddrPortFrom(other.ipv4, port).String(), "x")
+			_, err := echoOnce(withTimeout(t, 20*time.Second), self.dev, netip.AddrPortFrom(other.ipv4, port).String(), "x")
 			errs <- err
 		}
 		go run(a, b, portB)
@@ -471,6 +469,13 @@ func TestCrossingHandshakesResolveAtOnce(t *testing.T) {
 			if err := <-errs; err != nil {
 				t.Fatalf("round %d: simultaneous start: %v", i, err)
 			}
+		}
+		larger, smaller := a, b
+		if bytes.Compare(a.pub[:], b.pub[:]) < 0 {
+			larger, smaller = b, a
+		}
+		if n := initiationsSent(larger.dev, smaller.pub); n != 1 {
+			t.Fatalf("round %d: the larger key sent %d fresh initiations, want 1 (more means the crossing waited for a retry)", i, n)
 		}
 		a.dev.Close()
 		b.dev.Close()

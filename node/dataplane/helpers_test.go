@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"github.com/meshinit/meshinit/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshinit/meshinit/internal/syncbuf"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -103,33 +104,11 @@ func (n *testNode) peerStatus(k meshapi.Key) (PeerStatus, bool) {
 	return PeerStatus{}, false
 }
 
-// startEcho listens on 127.0.0.1 (a free port) and echoes every line back
-// prefixed with name, until the test ends.
+// startEcho runs a line echo on a free 127.0.0.1 port until the test ends:
+// each line comes back prefixed with "name: ".
 func startEcho(t testing.TB, name string) uint16 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					if _, err := fmt.Fprintf(c, "%s: %s\n", name, sc.Text()); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return testnet.Serve(t, "tcp", "127.0.0.1:0", testnet.EchoLines(name))
 }
 
 // echoOnce dials address through dev, sends one line and returns the answer.
@@ -168,4 +147,16 @@ func deadUDPPort(t testing.TB) netip.AddrPort {
 	ap := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	c.Close()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// initiationsSent is how many fresh handshake initiations d sent to peer k
+// (its resends of the same one on request not counted).
+func initiationsSent(d *Device, k meshapi.Key) int {
+	a := d.bind.arbiter
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if p := a.peers[k]; p != nil {
+		return p.initiations
+	}
+	return -1
 }

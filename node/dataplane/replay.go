@@ -15,7 +15,8 @@ import (
 // with different sessions until the 15 s retry. A copy is a replay by
 // definition, so dropping it here is what the device means to do anyway —
 // unless the first copy came before the device knew the sender and was
-// rejected for that; so adding a peer forgets what was seen (started).
+// rejected for that; so a new peer makes it forget what it saw
+// (handshakeArbiter.deviceKnowsLocked).
 // A message is recognised by its mac1, a MAC over all of it.
 type recentHandshakes struct {
 	mu   sync.Mutex

@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshinit/meshinit/internal/testnet"
 )
 
 // testDial resolves the one name the tests use ("web.mesh") and dials only
@@ -73,30 +75,11 @@ func startProxy(t *testing.T) (addr string, ln *countingListener) {
 	return ln.Addr().String(), ln
 }
 
-// startEcho listens on network/addr and echoes lines back with a prefix.
+// startEcho runs a line echo on network/addr until the test ends: each
+// line comes back prefixed with "echo: ".
 func startEcho(t *testing.T, network, addr string) uint16 {
 	t.Helper()
-	ln, err := net.Listen(network, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				sc := bufio.NewScanner(c)
-				for sc.Scan() {
-					fmt.Fprintf(c, "echo: %s\n", sc.Text())
-				}
-			}()
-		}
-	}()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
+	return testnet.Serve(t, network, addr, testnet.EchoLines("echo"))
 }
 
 func dialProxy(t *testing.T, addr string) net.Conn {
@@ -192,12 +175,7 @@ func TestSOCKS5Connect(t *testing.T) {
 func TestSOCKS5Refusals(t *testing.T) {
 	addr, _ := startProxy(t)
 	port := startEcho(t, "tcp4", "127.0.0.1:0")
-	closed := func() uint16 {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		p := uint16(ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
-		return p
-	}()
+	closed := testnet.ClosedPort(t)
 	t.Run("auth required", func(t *testing.T) {
 		c := dialProxy(t, addr)
 		c.Write([]byte{5, 1, 2}) // only username/password offered
@@ -350,12 +328,7 @@ func TestHTTPAbsoluteURIWithKeepAlive(t *testing.T) {
 
 func TestHTTPRefusals(t *testing.T) {
 	addr, _ := startProxy(t)
-	closed := func() int {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		p := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		return p
-	}()
+	closed := testnet.ClosedPort(t)
 	cases := []struct {
 		name, request string
 		status        int

@@ -92,6 +92,19 @@ func (m *Mesh) WaitEvent(t testing.TB, timeout time.Duration, what string, match
 	return m.Coord.WaitEvent(t, timeout, match)
 }
 
+// WaitDeleted waits for the deleted event of node id, fails t (without
+// stopping it) unless the event gives reason want, and returns the event.
+func (m *Mesh) WaitDeleted(t testing.TB, timeout time.Duration, id meshapi.NodeID, want meshapi.DeleteReason) meshapi.Event {
+	t.Helper()
+	ev := m.WaitEvent(t, timeout, "deleted", func(e meshapi.Event) bool {
+		return e.NodeID == id && e.Type == meshapi.EventDeleted
+	})
+	if ev.Reason != want {
+		t.Errorf("node %d (%s) deleted with reason %q, want %q", id, ev.Name, ev.Reason, want)
+	}
+	return ev
+}
+
 // Events is the whole event log so far.
 func (m *Mesh) Events(t testing.TB) []meshapi.Event {
 	t.Helper()
