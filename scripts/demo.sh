@@ -11,10 +11,23 @@
 #   5. SIGTERM to client's meshinit: logged out, deleted at once (reason logout)
 #   6. SIGKILL to web's meshinit: no logout; collected after 3s (reason gc)
 #
-# Only loopback addresses are used. Needs bin/meshinit and bin/meshcoord
-# (make demo builds them first) and Go to build the small demo app.
+# Only loopback addresses are used: the demo runs in a private network
+# namespace that has nothing but lo (as root: unshare --net; otherwise in a
+# user namespace), so WireGuard's UDP, which goes to every address a node
+# announces, never touches the host's own interfaces. Needs bin/meshinit and
+# bin/meshcoord (make demo builds them first) and Go to build the demo app.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ -z "${MESHINIT_DEMO_NETNS:-}" ]]; then
+	export MESHINIT_DEMO_NETNS=1
+	if [[ $(id -u) -eq 0 ]]; then
+		exec unshare --net -- bash "$0" "$@"
+	fi
+	exec unshare --user --map-root-user --net -- bash "$0" "$@"
+fi
+# A new network namespace starts with lo down.
+ip link set lo up 2>/dev/null || { echo "demo: cannot bring up lo in the demo's network namespace (needs iproute2's ip)" >&2; exit 1; }
 BIN=${BIN:-bin}
 GC_TIMEOUT=${GC_TIMEOUT:-3s}
 for b in meshinit meshcoord; do
@@ -49,10 +62,10 @@ start=$EPOCHREALTIME
 # say prints one timeline line: wall clock, time since start, text.
 say() {
 	local now=$EPOCHREALTIME
-	printf '%s  +%7.3fs  %s\n' "$(date +%T.%3N)" "$(echo "$now - $start" | bc)" "$*"
+	printf '%s  +%ss  %s\n' "$(date +%T.%3N)" "$(awk -v a="$now" -v b="$start" 'BEGIN { printf "%7.3f", a - b }')" "$*"
 }
-ms_since() { echo "($EPOCHREALTIME - $1) * 1000 / 1" | bc; }
-ms_between() { printf '%.1f' "$(echo "($2 - $1) * 1000" | bc -l)"; }
+ms_since() { awk -v a="$EPOCHREALTIME" -v b="$1" 'BEGIN { printf "%d", (a - b) * 1000 }'; }
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) * 1000 }'; }
 indent() { sed 's/^/                          | /'; }
 
 # wait_for CMD...: retry CMD until it succeeds, for up to 15 s.

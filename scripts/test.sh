@@ -31,11 +31,26 @@ bash scripts/runtimes.sh install
 
 step "integration suites"
 export MESHINIT_INTEGRATION=1
-go test -count=1 -timeout 60m -p 1 -v ./integration/... 2>&1 | tee /tmp/meshinit-integration.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' || true
-if ! grep -qE '^(FAIL|panic)' /tmp/meshinit-integration.log && grep -q '^ok' /tmp/meshinit-integration.log; then
+set +e
+go test -count=1 -timeout 60m -p 1 -v ./integration/... 2>&1 | tee /tmp/meshinit-integration.log | grep --line-buffered -E '^(--- |ok|FAIL|panic)'
+rc=${PIPESTATUS[0]}
+set -e
+if ((rc == 0)); then
 	echo "integration suites passed"
 else
 	grep -B5 -A40 -E '^(--- FAIL|FAIL|panic)' /tmp/meshinit-integration.log | head -400
-	echo "integration suites FAILED (full log: /tmp/meshinit-integration.log)" >&2
+	echo "integration suites FAILED (exit $rc; full log: /tmp/meshinit-integration.log)" >&2
+	exit 1
+fi
+
+step "demo (the README's main job, as a smoke test)"
+make -s build
+if bash scripts/demo.sh >/tmp/meshinit-demo.log 2>&1 &&
+	grep -q 'client deleted .*reason logout' /tmp/meshinit-demo.log &&
+	grep -q 'web deleted .*reason gc' /tmp/meshinit-demo.log; then
+	echo "demo passed: logout deletion and GC deletion both shown"
+else
+	cat /tmp/meshinit-demo.log
+	echo "demo FAILED" >&2
 	exit 1
 fi
