@@ -57,7 +57,7 @@ func flags() []cli.Flag {
 		str(flagHostname, catMesh, "", "name to ask for in the mesh (default: the container's hostname); collisions get -1, -2, ..."),
 		str(flagNet, catMesh, "userspace", "data plane: userspace (no privileges; apps use the proxy) or tun (kernel TUN device, needs NET_ADMIN and /dev/net/tun)"),
 		str(flagProxy, catMesh, "127.0.0.1:1055", "SOCKS5 and HTTP proxy listen address in userspace mode (the command gets ALL_PROXY/HTTP_PROXY/HTTPS_PROXY), or off"),
-		str(flagForward, catMesh, "", "inbound ports on the node's mesh address forwarded to 127.0.0.1: all, or a list such as 80,443"),
+		str(flagForward, catMesh, "all", "inbound TCP ports on the node's mesh address forwarded to 127.0.0.1:<same port> (userspace mode): all, a list such as 80,443, or off"),
 		str(flagWaitTimeout, catMesh, "30s", "how long to wait for the mesh before giving up with exit code 125 (the command is then not started)"),
 		str(flagControlSocket, catMesh, "/run/meshinit.sock", "unix socket for the meshinit status and meshinit logout verbs"),
 		str(flagHealthAddr, catMesh, "", "address for an HTTP health endpoint, e.g. 127.0.0.1:9090 (default: off)"),

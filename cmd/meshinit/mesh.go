@@ -43,7 +43,7 @@ func newMeshHooks(o *options) (shim.Hooks, error) {
 		}
 	}
 	if o.coordinator == "" {
-		return shim.Hooks{}, fmt.Errorf("MESH_COORDINATOR (--%s) is not set: give the coordinator's URL, e.g. http://meshcoord:8080", flagCoordinator)
+		return shim.Hooks{}, fmt.Errorf("MESH_COORDINATOR (--%s) is not set: give the coordinator's URL, e.g. http://meshcoord:8480", flagCoordinator)
 	}
 	mode, err := dataplane.ParseMode(o.netMode)
 	if err != nil {

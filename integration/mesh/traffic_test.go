@@ -14,7 +14,9 @@ import (
 // each reaches the other's server by mesh name through its local proxy
 // (HTTP proxy one way, SOCKS5 the other); the connection arrives over the
 // mesh and is forwarded to the server's localhost. A third host joins later
-// and is reachable both ways without restarting the others.
+// and is reachable both ways without restarting the others. alpha and beta
+// forward port 8080 only; gamma forwards everything by default (MESH_FORWARD
+// unset means all); delta forwards nothing (MESH_FORWARD=off).
 func TestHostsExchangeHTTPOverTheMesh(t *testing.T) {
 	harness.Integration(t)
 	c := coordtest.Start(t, coordtest.Options{})
@@ -22,10 +24,10 @@ func TestHostsExchangeHTTPOverTheMesh(t *testing.T) {
 	l := newLAN(t)
 	coordURL := "http://" + l.relayIntoHub(c.Addr)
 
-	start := func(name string) (*meshinit, string) {
+	start := func(name string, env ...string) (*meshinit, string) {
 		ns, _ := l.addHost()
 		m := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: name, netns: ns,
-			env:     []string{"MESH_FORWARD=8080", "MESH_PROXY=127.0.0.1:1055"},
+			env:     append([]string{"MESH_PROXY=127.0.0.1:1055"}, env...),
 			command: []string{demo(t), "serve", "-listen", "127.0.0.1:8080", "-message", "hello"}})
 		begin := time.Now()
 		m.waitUp()
@@ -33,8 +35,8 @@ func TestHostsExchangeHTTPOverTheMesh(t *testing.T) {
 		t.Logf("%s up in %v", name, time.Since(begin))
 		return m, ns
 	}
-	_, nsA := start("alpha")
-	_, nsB := start("beta")
+	_, nsA := start("alpha", "MESH_FORWARD=8080")
+	_, nsB := start("beta", "MESH_FORWARD=8080")
 
 	expect := func(ns, via, url, from string) {
 		t.Helper()
@@ -56,6 +58,14 @@ func TestHostsExchangeHTTPOverTheMesh(t *testing.T) {
 	expect(nsA, "http", "http://gamma.mesh.internal.:8080/", "gamma.mesh.internal")
 	expect(nsC, "socks", "http://beta:8080/", "beta.mesh.internal")
 	expect(nsC, "http", "http://alpha:8080/", "alpha.mesh.internal")
+
+	_, nsD := start("delta", "MESH_FORWARD=off")
+	// delta reaches alpha, so the tunnel between them is up: what follows
+	// fails for want of forwarding, not of a handshake.
+	expect(nsD, "http", "http://alpha:8080/", "alpha.mesh.internal")
+	if out, err := get(t, nsA, "http", "http://delta:8080/", 2*time.Second); err == nil {
+		t.Fatalf("delta forwards nothing, yet its localhost server answered over the mesh: %q", out)
+	}
 }
 
 // MESH_NET=tun: a kernel interface carries the mesh addresses; unmodified
