@@ -43,7 +43,7 @@ type Hooks struct {
 // Config is what Run needs to supervise one child.
 type Config struct {
 	Args []string // child's command: Args[0] is looked up in the child's PATH
-	Env  []string // child's environment ("K=V"); Prepare's env is appended
+	Env  []string // child's environment ("K=V"); Prepare's env is laid over it (same name: Prepare wins)
 
 	// KillGroup (MESH_KILL_GROUP) forwards signals to the child's whole
 	// process group instead of the child alone.

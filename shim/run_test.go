@@ -3,7 +3,6 @@ package shim
 import (
 	"context"
 	"errors"
-	"github.com/meshinit/meshinit/internal/syncbuf"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshinit/meshinit/internal/syncbuf"
 )
 
 // These tests run Run inside the test process with real children (/bin/sh).

@@ -7,7 +7,10 @@ import (
 	"unsafe"
 )
 
-// kernelSigaction is the kernel's struct sigaction on these architectures.
+// kernelSigaction is the kernel's struct sigaction on amd64 and arm64.
+// riscv64 and loong64 have no restorer (mask follows flags), which does not
+// matter here: only the handler, first everywhere, is read or set, every
+// other field is zero, and the struct is at least as large as the kernel's.
 type kernelSigaction struct {
 	handler  uintptr
 	flags    uint64

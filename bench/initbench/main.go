@@ -51,6 +51,15 @@ const (
 )
 
 func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "initbench:", err)
+		os.Exit(1)
+	}
+}
+
+// run is main with errors returned, so that the deferred removals of the
+// staged copies and of a fresh build happen on every path.
+func run() error {
 	runs := flag.Int("n", 300, "measured runs of each init (interleaved)")
 	warmup := flag.Int("warmup", 20, "unmeasured runs of each first")
 	rssRuns := flag.Int("rss-runs", 30, "runs of each init measuring its peak RSS")
@@ -61,23 +70,23 @@ func main() {
 		return nil
 	})
 	flag.Parse()
+	if *runs < 1 {
+		return fmt.Errorf("-n %d: at least one measured run is needed", *runs)
+	}
 
 	bin, cleanup, err := meshinitBinary(*meshinitPath)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "initbench:", err)
-		os.Exit(1)
+		return err
 	}
 	defer cleanup()
 	trueBin, err := exec.LookPath("true")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "initbench: no true(1) on PATH")
-		os.Exit(1)
+		return errors.New("no true(1) on PATH")
 	}
 
 	stageDir, err := os.MkdirTemp("", "initbench-stage-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "initbench:", err)
-		os.Exit(1)
+		return err
 	}
 	defer os.RemoveAll(stageDir)
 	var subjects []*subject
@@ -88,8 +97,7 @@ func main() {
 		}
 		installed, fromDisk, err := stage(stageDir, b, fmt.Sprint(i))
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "initbench: staging copies of", b+":", err)
-			os.Exit(1)
+			return fmt.Errorf("staging copies of %s: %w", b, err)
 		}
 		subjects = append(subjects,
 			&subject{name: name + " (installed)", init: []string{installed, "--"}},
@@ -111,21 +119,20 @@ func main() {
 		for j := range subjects {
 			s := subjects[(i+j)%len(subjects)]
 			if err := s.measureWall(trueBin, i >= *warmup); err != nil {
-				fmt.Fprintf(os.Stderr, "initbench: %s: %v\n", s.name, err)
-				os.Exit(1)
+				return fmt.Errorf("%s: %w", s.name, err)
 			}
 		}
 	}
 	for i := 0; i < *rssRuns; i++ {
 		for _, s := range subjects[1:] {
 			if err := s.measureRSS(); err != nil {
-				fmt.Fprintf(os.Stderr, "initbench: %s: %v\n", s.name, err)
-				os.Exit(1)
+				return fmt.Errorf("%s: %w", s.name, err)
 			}
 		}
 	}
 	report(subjects)
 	initCost(bin, trueBin)
+	return nil
 }
 
 // subject is one init measured repeatedly (no init: the command alone).
@@ -189,7 +196,7 @@ func (s *subject) measureRSS() error {
 	return nil
 }
 
-func median[T int64 | time.Duration](xs []T) T {
+func median[T int64 | time.Duration | float64](xs []T) T {
 	if len(xs) == 0 {
 		return 0
 	}
@@ -291,11 +298,7 @@ func initCost(bin, trueBin string) {
 			p.objs, _ = strconv.ParseInt(f[9], 10, 64)
 		}
 	}
-	med := func(xs []float64) float64 {
-		s := slices.Clone(xs)
-		slices.Sort(s)
-		return s[len(s)/2]
-	}
+	med := median[float64]
 	var clock float64
 	var bytes, objs int64
 	for _, p := range order {

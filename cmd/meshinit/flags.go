@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/meshinit/meshinit/node/ctlsock"
 	"github.com/urfave/cli/v2"
 )
 
@@ -59,7 +60,7 @@ func flags() []cli.Flag {
 		str(flagProxy, catMesh, "127.0.0.1:1055", "SOCKS5 and HTTP proxy listen address in userspace mode (the command gets ALL_PROXY/HTTP_PROXY/HTTPS_PROXY), or off"),
 		str(flagForward, catMesh, "all", "inbound TCP ports on the node's mesh address forwarded to 127.0.0.1:<same port> (userspace mode): all, a list such as 80,443, or off"),
 		str(flagWaitTimeout, catMesh, "30s", "how long to wait for the mesh before giving up with exit code 125 (the command is then not started)"),
-		str(flagControlSocket, catMesh, "/run/meshinit.sock", "unix socket for the meshinit status and meshinit logout verbs"),
+		str(flagControlSocket, catMesh, ctlsock.DefaultSocket, "unix socket for the meshinit status and meshinit logout verbs"),
 		str(flagHealthAddr, catMesh, "", "address for an HTTP health endpoint, e.g. 127.0.0.1:9090 (default: off)"),
 		str(flagStopSignal, catInit, "SIGTERM", "signal that starts the stop budget (as docker's STOPSIGNAL: TERM, SIGQUIT, 3, ...); it is forwarded like every signal"),
 		str(flagStopTimeout, catInit, "10s", "stop budget from the first stop signal (docker's default is 10s); at its end the command's process group is killed and meshinit exits"),

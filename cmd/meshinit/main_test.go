@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshinit/meshinit/shim"
 )
 
 func TestChildEnvStripsAuthKey(t *testing.T) {
@@ -93,5 +96,34 @@ func TestLogLinesArePrefixed(t *testing.T) {
 		if !strings.HasPrefix(l, logPrefix) {
 			t.Errorf("line without %q prefix: %q", logPrefix, l)
 		}
+	}
+}
+
+// TestBoundPrepareLimitsTheMeshJoin: MESH_WAIT_TIMEOUT becomes the deadline
+// of the mesh join's ctx, and BeforeExit is passed on untouched.
+func TestBoundPrepareLimitsTheMeshJoin(t *testing.T) {
+	var deadline time.Time
+	var hasDeadline bool
+	exited := false
+	h := boundPrepare(shim.Hooks{
+		Prepare: func(ctx context.Context) ([]string, error) {
+			deadline, hasDeadline = ctx.Deadline()
+			return []string{"MESH_NAME=x"}, nil
+		},
+		BeforeExit: func(context.Context) error { exited = true; return nil },
+	}, 250*time.Millisecond)
+	before := time.Now()
+	env, err := h.Prepare(context.Background())
+	if err != nil || !slices.Equal(env, []string{"MESH_NAME=x"}) {
+		t.Fatalf("Prepare = %q, %v", env, err)
+	}
+	if !hasDeadline || deadline.Before(before.Add(250*time.Millisecond)) || deadline.After(time.Now().Add(250*time.Millisecond)) {
+		t.Fatalf("Prepare's ctx deadline %v (set=%v), want 250ms from the call", deadline.Sub(before), hasDeadline)
+	}
+	if err := h.BeforeExit(context.Background()); err != nil || !exited {
+		t.Fatalf("BeforeExit not passed on: %v", err)
+	}
+	if got := boundPrepare(shim.Hooks{}, time.Second); got.Prepare != nil {
+		t.Fatal("boundPrepare invented a Prepare hook")
 	}
 }

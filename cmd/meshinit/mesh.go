@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -87,13 +88,18 @@ func authKey(o *options) (string, error) {
 		return "", fmt.Errorf("MESH_AUTHKEY_FILE: %w", err)
 	}
 	defer f.Close()
-	buf := make([]byte, maxAuthKeyFile+1)
-	nr, _ := f.Read(buf)
-	if nr > maxAuthKeyFile {
+	// Read to the end (a single read may return less, from a pipe or FUSE),
+	// and report a read error as such: a directory mounted where the key
+	// file was expected fails here with EISDIR, not as "empty".
+	buf, err := io.ReadAll(io.LimitReader(f, maxAuthKeyFile+1))
+	defer clear(buf)
+	if err != nil {
+		return "", fmt.Errorf("MESH_AUTHKEY_FILE: %w: it should be a file holding the key", err)
+	}
+	if len(buf) > maxAuthKeyFile {
 		return "", fmt.Errorf("MESH_AUTHKEY_FILE %s: larger than %d bytes; it should hold just the key", o.authKeyFile, maxAuthKeyFile)
 	}
-	key := strings.TrimSpace(string(buf[:nr]))
-	clear(buf)
+	key := strings.TrimSpace(string(buf))
 	if key == "" {
 		return "", fmt.Errorf("MESH_AUTHKEY_FILE %s is empty: it should hold the key printed by \"meshcoord keys create\"", o.authKeyFile)
 	}

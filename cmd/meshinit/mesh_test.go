@@ -45,6 +45,12 @@ func TestAuthKeyFromFile(t *testing.T) {
 	if _, err := authKey(o); err == nil || !strings.Contains(err.Error(), "MESH_AUTHKEY_FILE") {
 		t.Fatalf("missing file: %v", err)
 	}
+	// A directory where the secret file was expected (a mount gone wrong)
+	// is a read error, not an "empty" key file.
+	o.authKeyFile = dir
+	if _, err := authKey(o); err == nil || !strings.Contains(err.Error(), "is a directory") || strings.Contains(err.Error(), "empty") {
+		t.Fatalf("directory: %v", err)
+	}
 }
 
 func TestNewMeshHooksRejectsBadSettingsBeforeTheNetwork(t *testing.T) {

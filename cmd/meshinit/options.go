@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/meshinit/meshinit/node/dataplane"
 	"github.com/meshinit/meshinit/shim"
 )
 
@@ -58,10 +59,10 @@ func optionsFrom(c settings) (*options, error) {
 	if !shim.Catchable(o.stopSignal) {
 		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %s cannot be caught, so it cannot start a stop budget: use SIGTERM or another catchable signal", flagStopSignal, shim.SignalName(o.stopSignal))
 	}
-	switch o.netMode {
-	case "userspace", "tun":
-	default:
-		return nil, fmt.Errorf("MESH_NET (--%s) is %q: use userspace (the default, no privileges) or tun (needs NET_ADMIN and /dev/net/tun)", flagNet, o.netMode)
+	// Checked here too, not only when the mesh starts, so that a typo fails
+	// even without a key; dataplane owns the list of modes.
+	if _, err := dataplane.ParseMode(o.netMode); err != nil {
+		return nil, fmt.Errorf("MESH_NET (--%s): %w", flagNet, err)
 	}
 	if o.log, err = newLogger(c.String(flagLogLevel), c.String(flagLogFormat)); err != nil {
 		return nil, err

@@ -94,8 +94,12 @@ func TestCommandNotRunnable(t *testing.T) {
 // own failures: 125 with a clear line, and the command never runs.
 func TestOwnFailuresExit125(t *testing.T) {
 	bin, _ := setup(t)
-	marker := filepath.Join(t.TempDir(), "ran")
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
 	touch := []string{"/bin/sh", "-c", "touch " + marker}
+	// The mesh case opens the control socket first: keep it out of the
+	// host's /run.
+	socket := "MESH_CONTROL_SOCKET=" + filepath.Join(dir, "meshinit.sock")
 	cases := []struct {
 		name   string
 		args   []string
@@ -112,7 +116,7 @@ func TestOwnFailuresExit125(t *testing.T) {
 		// With a key meshinit must join the mesh before the command starts;
 		// a coordinator that cannot be reached (a closed loopback port)
 		// means 125 and no command, whatever the mesh code does.
-		{"mesh cannot come up", append([]string{"--"}, touch...), []string{"MESH_AUTHKEY=tskey-test-not-real", "MESH_COORDINATOR=http://127.0.0.1:1", "MESH_WAIT_TIMEOUT=3s"}, ""},
+		{"mesh cannot come up", append([]string{"--"}, touch...), []string{"MESH_AUTHKEY=tskey-test-not-real", "MESH_COORDINATOR=http://127.0.0.1:1", "MESH_WAIT_TIMEOUT=3s", socket}, "start-up failed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package pid1
 
 import (
 	"fmt"
-	"github.com/meshinit/meshinit/internal/syncbuf"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 )
 
 // mode is how meshinit is started.
@@ -83,10 +83,15 @@ func start(t *testing.T, m mode, bin string, args []string, o startOpts) *proc {
 	}
 	rErr, wErr, err := os.Pipe()
 	if err != nil {
+		rOut.Close()
+		wOut.Close()
 		t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = wOut, wErr
 	if err := cmd.Start(); err != nil {
+		for _, f := range []*os.File{rOut, wOut, rErr, wErr} {
+			f.Close()
+		}
 		t.Fatalf("start %v: %v", argv, err)
 	}
 	wOut.Close()

@@ -129,10 +129,17 @@ func TestChildExitsWhileGrandchildrenLive(t *testing.T) {
 	t.Run("child", func(t *testing.T) {
 		p := start(t, asChild, bin, []string{"--", "/bin/sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo bg=$!; exit 7"}, startOpts{})
 		p.waitCode(7)
+		// The sleep may outlive meshinit here (no namespace ends it): kill
+		// it, and fail rather than leave it running if its pid is unreadable.
+		// Its stdout is /dev/null, so the pipe's EOF means all the command
+		// wrote has been collected.
+		p.waitNoSurvivor()
 		out := p.stdout.String()
-		if pid, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(out, "bg="))); err == nil {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		pid, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(out, "bg=")))
+		if err != nil {
+			t.Fatalf("no background pid in the command's output %q: %v", out, err)
 		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	})
 }
 

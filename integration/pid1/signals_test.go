@@ -36,6 +36,7 @@ func TestForwardsEverySignal(t *testing.T) {
 		p.signal(syscall.SIGTERM)
 		p.waitOutput(fmt.Sprintf("pid=%d got=15\n", pid))
 		p.waitCode(143)
+		p.waitNoSurvivor() // everything the child wrote is collected
 		if strings.Contains(p.stdout.String(), fmt.Sprintf("got=%d\n", int(syscall.SIGCHLD))) {
 			t.Fatalf("SIGCHLD was forwarded:\n%s", p.stdout.String())
 		}
