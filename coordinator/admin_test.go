@@ -141,15 +141,28 @@ func TestJSONErrorsForUnknownRoutesAndMethods(t *testing.T) {
 	for _, tc := range []struct {
 		method, path string
 		status       int
+		allow        string // the Allow header of a 405
 	}{
-		{"GET", "/nope", http.StatusNotFound},
-		{"GET", meshapi.PathRegister, http.StatusMethodNotAllowed},
-		{"DELETE", meshapi.PathMap, http.StatusMethodNotAllowed},
-		{"POST", meshapi.PathHealth, http.StatusMethodNotAllowed},
+		{"GET", "/nope", http.StatusNotFound, ""},
+		{"GET", meshapi.PathRegister, http.StatusMethodNotAllowed, "POST"},
+		{"DELETE", meshapi.PathMap, http.StatusMethodNotAllowed, "GET"},
+		{"POST", meshapi.PathHealth, http.StatusMethodNotAllowed, "GET"},
+		{"PUT", meshapi.PathAdminKeys, http.StatusMethodNotAllowed, "GET, POST"},
 	} {
 		status, er := do(t, tc.method, e.api.URL+tc.path, "", nil, nil)
 		if status != tc.status || er.Message == "" {
 			t.Errorf("%s %s: %d %+v, want %d with a message", tc.method, tc.path, status, er, tc.status)
+		}
+		if tc.allow != "" {
+			req, _ := http.NewRequest(tc.method, e.api.URL+tc.path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Allow"); got != tc.allow {
+				t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+			}
 		}
 	}
 	big := strings.Repeat("x", meshapi.MaxBodyBytes+10)

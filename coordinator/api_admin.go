@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"strconv"
@@ -84,12 +83,9 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 	b := s.w.enqueue(store.PutKey(rec))
 	view := ak.api(now)
 	s.mu.Unlock()
-	if err := b.wait(context.WithoutCancel(r.Context()), s.cfg.CommitTimeout); err != nil {
-		writeError(w, unavailable(err))
-		return
+	if s.writeWhenStored(w, r, b, http.StatusCreated, meshapi.KeyCreateResponse{AuthKey: view, Key: k.String()}) {
+		s.log.Info("auth key created", "key", k.ID, "ephemeral", rec.Ephemeral, "reusable", rec.Reusable)
 	}
-	s.log.Info("auth key created", "key", k.ID, "ephemeral", rec.Ephemeral, "reusable", rec.Reusable)
-	writeJSON(w, http.StatusCreated, meshapi.KeyCreateResponse{AuthKey: view, Key: k.String()})
 }
 
 func (s *Server) handleKeyList(w http.ResponseWriter, r *http.Request) {
@@ -131,11 +127,7 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 	view := k.api(now)
 	b := s.w.barrier()
 	s.mu.Unlock()
-	if err := b.wait(context.WithoutCancel(r.Context()), s.cfg.CommitTimeout); err != nil {
-		writeError(w, unavailable(err))
-		return
-	}
-	writeJSON(w, http.StatusOK, view)
+	s.writeWhenStored(w, r, b, http.StatusOK, view)
 }
 
 func (s *Server) handleNodeList(w http.ResponseWriter, r *http.Request) {
@@ -206,11 +198,7 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, change func(
 	resp := meshapi.NodeActionResponse{Node: n.view(), Deleted: deleted}
 	b := s.w.barrier()
 	s.mu.Unlock()
-	if err := b.wait(context.WithoutCancel(r.Context()), s.cfg.CommitTimeout); err != nil {
-		writeError(w, unavailable(err))
-		return
-	}
-	writeJSON(w, http.StatusOK, resp)
+	s.writeWhenStored(w, r, b, http.StatusOK, resp)
 }
 
 func (s *Server) handleNodeDelete(w http.ResponseWriter, r *http.Request) {

@@ -61,9 +61,9 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if s.nodes[n.ID] != n || n.LoggedOut {
+	if e := s.goneLocked(n); e != nil {
 		s.mu.Unlock()
-		writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut, "node %d is no longer registered", n.ID))
+		writeError(w, e)
 		return
 	}
 	if slices.Equal(n.Endpoints, req.Endpoints) {
@@ -97,17 +97,26 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if s.nodes[n.ID] != n || n.LoggedOut {
+	if e := s.goneLocked(n); e != nil {
 		s.mu.Unlock()
-		writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut, "node %d is already logged out or deleted", n.ID))
+		writeError(w, e)
 		return
 	}
 	deleted := s.logoutLocked(n, meshapi.ReasonLogout, "logout", time.Now())
 	b := s.w.barrier()
 	s.mu.Unlock()
+	s.writeWhenStored(w, r, b, http.StatusOK, meshapi.LogoutResponse{Deleted: deleted})
+}
+
+// writeWhenStored answers status with v once batch b is committed, or 503
+// if the store does not take it within the commit timeout, and reports
+// which. It waits even if the client hung up: the change is made either
+// way, and is stored before the handler returns.
+func (s *Server) writeWhenStored(w http.ResponseWriter, r *http.Request, b *batch, status int, v any) bool {
 	if err := b.wait(context.WithoutCancel(r.Context()), s.cfg.CommitTimeout); err != nil {
 		writeError(w, unavailable(err))
-		return
+		return false
 	}
-	writeJSON(w, http.StatusOK, meshapi.LogoutResponse{Deleted: deleted})
+	writeJSON(w, status, v)
+	return true
 }

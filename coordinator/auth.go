@@ -61,3 +61,17 @@ func (s *Server) adminAllowed(r *http.Request) *apiError {
 	}
 	return nil
 }
+
+// goneLocked re-checks, under the lock, a node that authNode found before
+// the lock was released: it may have been deleted or logged out since.
+func (s *Server) goneLocked(n *node) *apiError {
+	switch {
+	case s.nodes[n.ID] != n:
+		return errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized,
+			"node %d was deleted meanwhile: register again", n.ID)
+	case n.LoggedOut:
+		return errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut,
+			"node %d (%s) is logged out: register again with an auth key", n.ID, n.Name)
+	}
+	return nil
+}

@@ -38,7 +38,7 @@ type Config struct {
 	// StreamWriteBudget bounds how many batched writes per second all map
 	// streams together make under churn (20 000): with S streams open,
 	// changes are delivered in batches at most every S/budget seconds
-	// (capped at 250ms), while an isolated change goes out at once. It
+	// (capped at 500ms), while an isolated change goes out at once. It
 	// trades a little latency for not spending the machine on syscalls.
 	StreamWriteBudget int
 	// EventLogSize is how many recent events are kept in memory for

@@ -11,14 +11,7 @@ import (
 // addresses are free at once, peers get the removal, and the event carries
 // the reason.
 func (s *Server) deleteLocked(n *node, reason meshapi.DeleteReason, now time.Time) {
-	n.graceGen++
-	n.gcGen++
-	stopTimer(&n.graceTimer)
-	stopTimer(&n.gcTimer)
-	if n.stream != nil {
-		n.stream.close()
-		n.stream = nil
-	}
+	endSessionLocked(n)
 	s.unindexLocked(n)
 	if err := s.pool.Release(n.IPv4, n.IPv6); err != nil {
 		s.log.Error("releasing addresses of a deleted node", "node", uint64(n.ID), "err", err)
@@ -40,14 +33,7 @@ func (s *Server) logoutLocked(n *node, reason meshapi.DeleteReason, detail strin
 		s.deleteLocked(n, reason, now)
 		return true
 	}
-	n.graceGen++
-	n.gcGen++
-	stopTimer(&n.graceTimer)
-	stopTimer(&n.gcTimer)
-	if n.stream != nil {
-		n.stream.close()
-		n.stream = nil
-	}
+	endSessionLocked(n)
 	if n.Online {
 		n.LastSeen = now
 	}
@@ -59,4 +45,19 @@ func (s *Server) logoutLocked(n *node, reason meshapi.DeleteReason, detail strin
 	s.emitLocked(meshapi.EventLoggedOut, n, "", detail, now)
 	s.publishRemoveLocked(n)
 	return false
+}
+
+// endSessionLocked cancels n's reconnect grace and GC timers (timers that
+// already fired see their generation changed and do nothing) and closes its
+// map stream. Its handler then finds the stream no longer n's and leaves the
+// node alone.
+func endSessionLocked(n *node) {
+	n.graceGen++
+	n.gcGen++
+	stopTimer(&n.graceTimer)
+	stopTimer(&n.gcTimer)
+	if n.stream != nil {
+		n.stream.close()
+		n.stream = nil
+	}
 }

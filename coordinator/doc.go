@@ -14,6 +14,6 @@
 //
 // Timers (reconnect grace, GC deadlines) are runtime timers, so a deadline
 // fires when it is due, not at the next poll. Files hold one concern each:
-// register.go, presence.go, gc.go, logout.go, mapstream.go, api_node.go,
-// api_admin.go, and so on.
+// register.go, presence.go, gc.go, delete.go (deletion and logout),
+// mapstream.go, api_node.go, api_admin.go, and so on.
 package coordinator

@@ -1,8 +1,12 @@
 package coordinator
 
 import (
+	"context"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/meshinit/meshinit/coordinator/store"
 
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -149,5 +153,35 @@ func TestDeadlinePassedWhileDown(t *testing.T) {
 	evs := e.events()
 	if len(evs) != 2 || evs[0].Type != meshapi.EventRegistered || evs[0].Seq != 1 || evs[1].Seq != 2 {
 		t.Fatalf("events after restart: %+v", evs)
+	}
+}
+
+// TestRestartTakesLastSeenFromHeartbeat: a node online when the coordinator
+// went down was last seen at the coordinator's last heartbeat (it was still
+// connected then), not when its stream opened.
+func TestRestartTakesLastSeenFromHeartbeat(t *testing.T) {
+	e := newEnv(t, Config{ReconnectGrace: time.Minute})
+	k := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
+	n := e.register(k.Key, "live")
+	n.connect("").next(wait)
+	before, _ := e.nodeByName("live")
+	e.stop()
+
+	// The heartbeat the coordinator stored while the node was connected.
+	beat := before.LastSeen.Add(3 * time.Second)
+	st, err := store.OpenSQLite(context.Background(), e.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Apply(context.Background(), []store.Op{store.SetMeta(metaHeartbeat, strconv.FormatInt(beat.UnixNano(), 10))})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	e.start()
+	after, ok := e.nodeByName("live")
+	if !ok || !after.Online || !after.LastSeen.Equal(beat) {
+		t.Fatalf("after restart: %+v; want online, last seen at the heartbeat %s (connected at %s)", after, beat, before.LastSeen)
 	}
 }

@@ -78,21 +78,27 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 	q := r.URL.Query()
 	var since uint64
 	resume := false
-	if v := q.Get("since"); v != "" {
+	if v := q.Get(meshapi.QuerySince); v != "" {
 		var err error
 		if since, err = strconv.ParseUint(v, 10, 64); err != nil {
 			writeError(w, badRequest("since=%q: want the version (a non-negative integer) of the last map message applied", v))
 			return
 		}
 		// A version from another epoch means nothing here: start over.
-		resume = q.Get("epoch") == "" || q.Get("epoch") == s.epoch
+		epoch := q.Get(meshapi.QueryEpoch)
+		resume = epoch == "" || epoch == s.epoch
 	}
 
 	st := newStream()
 	s.mu.Lock()
-	if s.closed || s.nodes[n.ID] != n || n.LoggedOut {
+	if s.closed {
 		s.mu.Unlock()
-		writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut, "node %d is no longer registered", n.ID))
+		writeError(w, errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; reconnect"))
+		return
+	}
+	if e := s.goneLocked(n); e != nil {
+		s.mu.Unlock()
+		writeError(w, e)
 		return
 	}
 	s.attachLocked(n, st, time.Now())

@@ -290,8 +290,9 @@ func TestUnchangedEndpointsSendNothing(t *testing.T) {
 	expect(t, as, meshapi.MsgUpsert, c.id(), &v) // no repeats in between
 }
 
-// TestFullMapOfManyPeers: the spliced full map (written with writev on
-// HTTP/1.1) is one valid line holding every live peer exactly once.
+// TestFullMapOfManyPeers: the full map spliced from cached peer encodings
+// (and sent in several writes, being over 64 KiB) is one valid line holding
+// every live peer exactly once.
 func TestFullMapOfManyPeers(t *testing.T) {
 	e := newEnv(t, Config{})
 	k := e.createKey(meshapi.KeyCreateRequest{Reusable: true})

@@ -96,8 +96,7 @@ func (m *metrics) observeCommit(ops int, d time.Duration) {
 
 func (m *metrics) streamOpened(full bool) {
 	m.streamsOpen.Inc()
-	m.openStreams.Add(1)
-	m.onStreams(m.openStreams.Load())
+	m.onStreams(m.openStreams.Add(1))
 	start := "resume"
 	if full {
 		start = "full"

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,8 +20,8 @@ func TestNameCollisionsAndFreeing(t *testing.T) {
 		nodes = append(nodes, c)
 		got = append(got, c.reg.Node.Name)
 	}
-	if want := "web web-1 web-2 web-3"; join(got) != want {
-		t.Fatalf("names %q, want %q", join(got), want)
+	if want := "web web-1 web-2 web-3"; strings.Join(got, " ") != want {
+		t.Fatalf("names %q, want %q", strings.Join(got, " "), want)
 	}
 	if n := nodes[0].reg.Node; n.FQDN != "web.mesh.internal" || n.Hostname != "Web" {
 		t.Fatalf("fqdn %q hostname %q", n.FQDN, n.Hostname)
@@ -132,15 +133,18 @@ func TestNameReclaim(t *testing.T) {
 	if c := e.register(key.Key, "web"); c.reg.Node.Name != "web-1" {
 		t.Fatalf("online holder: newcomer got %q, want web-1", c.reg.Node.Name)
 	}
-	// Not reclaimed: another key.
+	// Not reclaimed: another key. (Each holder below has dropped its stream
+	// and the server has noticed, so only the rule under test keeps it.)
 	db := e.register(key.Key, "db")
 	db.connect("").close()
+	e.streamGone(db)
 	if c := e.register(other.Key, "db"); c.reg.Node.Name != "db-1" {
 		t.Fatalf("other key: newcomer got %q, want db-1", c.reg.Node.Name)
 	}
 	// Not reclaimed: the holder is not ephemeral.
 	p := e.register(plain.Key, "api")
 	p.connect("").close()
+	e.streamGone(p)
 	if c := e.register(plain.Key, "api"); c.reg.Node.Name != "api-1" {
 		t.Fatalf("non-ephemeral holder: newcomer got %q, want api-1", c.reg.Node.Name)
 	}
@@ -156,17 +160,6 @@ func TestNameReclaim(t *testing.T) {
 			t.Fatal("the replaced node is still listed")
 		}
 	}
-}
-
-func join(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += " "
-		}
-		out += x
-	}
-	return out
 }
 
 func TestPublicKeyReuse(t *testing.T) {

@@ -130,11 +130,9 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	for _, n := range s.nodes {
-		stopTimer(&n.graceTimer)
-		stopTimer(&n.gcTimer)
-		if n.stream != nil {
-			n.stream.close()
-		}
+		// The nodes stay online in memory and in the store; their stream
+		// handlers, finding the stream no longer theirs, start no grace.
+		endSessionLocked(n)
 	}
 	s.mu.Unlock()
 	close(s.done)

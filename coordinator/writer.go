@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -31,6 +32,9 @@ type writer struct {
 	healthy  func(ok bool) // reports store health (metrics, /healthz)
 	observed func(n int, d time.Duration)
 }
+
+// errWriterClosed is the error of changes queued after the writer stopped.
+var errWriterClosed = errors.New("the coordinator is shutting down")
 
 // batch is the set of ops one commit will write; everyone who queued into
 // it waits on done and then reads err.
@@ -112,6 +116,10 @@ func (w *writer) run() {
 		w.mu.Unlock()
 		if empty {
 			if closed {
+				// Nothing is committed after this. A request racing Close
+				// that queues into this batch (it stays pending) is told so,
+				// rather than told that its change was stored.
+				b.err = errWriterClosed
 				close(b.done)
 				return
 			}

@@ -116,15 +116,17 @@ func (s *sim) close() {
 func (s *sim) read(body io.ReadCloser, cur *atomic.Pointer[window], obs func(meshapi.MapMessage)) {
 	defer close(s.done)
 	defer body.Close()
-	r := bufio.NewReaderSize(body, 8<<10)
 	first := true
+	defer func() {
+		if first { // the stream ended before its first line: do not leave connect's caller waiting
+			close(s.ready)
+		}
+	}()
+	r := bufio.NewReaderSize(body, 8<<10)
 	for {
 		line, err := r.ReadSlice('\n')
 		long := err == bufio.ErrBufferFull
 		if err != nil && !long {
-			if first {
-				close(s.ready)
-			}
 			return
 		}
 		typ, ver := prefix(line)

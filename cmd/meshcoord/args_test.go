@@ -28,7 +28,7 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"soon", "-1", "-5s", "1e300"} {
+	for _, bad := range []string{"soon", "-1", "-5s", "1e300", "NaN", "nan", "Inf"} {
 		if _, err := parseDuration("x", bad); err == nil {
 			t.Errorf("parseDuration(%q) accepted", bad)
 		}

@@ -82,7 +82,8 @@ func parseDuration(flag, s string) (time.Duration, error) {
 		return 0, nil
 	}
 	if n, err := strconv.ParseFloat(s, 64); err == nil {
-		if n < 0 || n > float64(1<<62)/float64(time.Second) {
+		// !(n >= 0) also refuses NaN, which ParseFloat accepts ("nan").
+		if !(n >= 0) || n > float64(1<<62)/float64(time.Second) {
 			return 0, usageError{fmt.Errorf("--%s %q: out of range", flag, s)}
 		}
 		return time.Duration(n * float64(time.Second)), nil

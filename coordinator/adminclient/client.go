@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -185,7 +186,7 @@ func (c *Client) Events(ctx context.Context, since uint64, follow bool, fn func(
 			return fmt.Errorf("reading events: %w", err)
 		}
 		if err := fn(e); err != nil {
-			if err == ErrStop {
+			if errors.Is(err, ErrStop) {
 				return nil
 			}
 			return err
@@ -204,7 +205,7 @@ func (c *Client) Events(ctx context.Context, since uint64, follow bool, fn func(
 }
 
 // ErrStop ends Events without an error.
-var ErrStop = fmt.Errorf("stop")
+var ErrStop = errors.New("stop")
 
 // Timeout is a sensible per-call bound for one-shot admin calls.
 const Timeout = 30 * time.Second

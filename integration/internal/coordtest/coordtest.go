@@ -21,7 +21,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"github.com/meshinit/meshinit/internal/syncbuf"
 	"net/http"
 	"net/url"
 	"os"
@@ -35,6 +34,7 @@ import (
 
 	"github.com/meshinit/meshinit/coordinator/adminclient"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
