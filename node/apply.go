@@ -103,14 +103,44 @@ func (n *Node) removedByCoordinator(err error) {
 		return
 	}
 	n.logout = &ctlsock.LogoutResult{Deleted: true}
+	takeDown := n.leaveLocked()
+	n.mu.Unlock()
+	n.log.Warn("the coordinator removed this node from the mesh; the app keeps running without it", "err", err)
+	takeDown()
+}
+
+// leaveLocked takes the node out of the mesh locally: state logged out and
+// no device for dials. The name table stays as it was (map changes are
+// ignored from now on), so a mesh name or address the app still asks for
+// resolves as a mesh one and fails in Dial ("not in the mesh") instead of
+// going to the normal network: a mesh name into the DNS, a mesh address
+// (100.64.0.0/10) out of the host's own interfaces.
+//
+// In TUN mode the kernel routes the app's packets, so the same rule needs the
+// interface: it stays, with its addresses and its route for the mesh ranges,
+// but without peers, until Close. A packet to a mesh address then ends in the
+// device (no peer has that address) instead of following the default route
+// onto the underlay network. In userspace mode the device is closed at once.
+//
+// n.mu must be held; the caller runs the returned takeDown after unlocking.
+func (n *Node) leaveLocked() (takeDown func()) {
 	n.state = ctlsock.StateLoggedOut
 	dp := n.dp
 	n.dp = nil
-	n.names.Reset("", nil, nil)
-	n.mu.Unlock()
-	n.log.Warn("the coordinator removed this node from the mesh; the app keeps running without it", "err", err)
-	if dp != nil {
-		dp.Close()
+	switch {
+	case dp == nil:
+		return func() {}
+	case dp.Mode() == dataplane.TUN:
+		n.parked = dp
+		return func() {
+			for _, p := range dp.Peers() {
+				if err := dp.RemovePeer(p.PublicKey); err != nil {
+					n.log.Warn("removing a peer after logout", "err", err)
+				}
+			}
+		}
+	default:
+		return func() { dp.Close() }
 	}
 }
 

@@ -48,16 +48,18 @@ func TestChildEnvProxyOff(t *testing.T) {
 }
 
 func TestParseForward(t *testing.T) {
-	cases := map[string]string{"all": "all", "ALL": "all", "": "none", "off": "none", "443, 80,80": "80,443"}
+	cases := map[string]string{"all": "all", "ALL": "all", "": "none", "off": "none", "443, 80,80": "80,443", " 80, 443,80 ": "80,443"}
 	for in, want := range cases {
 		f, err := ParseForward(in)
 		if err != nil || f.String() != want {
 			t.Errorf("ParseForward(%q) = %v, %v; want %s", in, f, err, want)
 		}
 	}
-	for _, in := range []string{"0", "65536", "http", "80,,443", "-1"} {
+	for _, in := range []string{"0", "65536", "http", "80,,443", "-1", "80,", "80;443"} {
 		if _, err := ParseForward(in); err == nil {
 			t.Errorf("ParseForward(%q) accepted", in)
+		} else if !strings.Contains(err.Error(), "all") {
+			t.Errorf("error for %q does not say what is accepted: %v", in, err)
 		}
 	}
 }
@@ -76,6 +78,9 @@ func FuzzParseForward(f *testing.F) {
 		}
 		if slices.Contains(fw.Ports, 0) {
 			t.Fatalf("port 0 accepted from %q", s)
+		}
+		if fw.All && !strings.EqualFold(strings.TrimSpace(s), "all") {
+			t.Fatalf("%q means all ports", s)
 		}
 	})
 }

@@ -65,6 +65,12 @@ func (e *StartError) Error() string {
 
 func (e *StartError) Unwrap() error { return e.Err }
 
+// localError is a failure of this machine's side of Start (key generation,
+// the device, the proxy), not of the coordinator.
+func localError(stage Stage, err error) *StartError {
+	return &StartError{Stage: stage, Kind: KindLocal, Err: err}
+}
+
 func (s Stage) doing() string {
 	switch s {
 	case StageRegister:

@@ -67,14 +67,9 @@ func (n *Node) Logout(ctx context.Context) (ctlsock.LogoutResult, error) {
 	n.bg.Wait()
 	n.mu.Lock()
 	*n.logout = res
-	n.state = ctlsock.StateLoggedOut
-	dp := n.dp
-	n.dp = nil
-	n.names.Reset("", nil, nil)
+	takeDown := n.leaveLocked()
 	n.mu.Unlock()
-	if dp != nil {
-		dp.Close()
-	}
+	takeDown()
 	switch {
 	case !registered:
 		n.log.Info("logout: the node never registered; nothing to do")

@@ -36,15 +36,18 @@ type Node struct {
 
 	logoutMu sync.Mutex // serialises Logout: the socket and the stop path may race
 
-	mu        sync.Mutex
-	state     string // ctlsock.State*
-	started   bool
-	self      meshapi.Node
-	domain    string
-	prefixes  []netip.Prefix
-	peers     map[meshapi.NodeID]meshapi.Peer
-	gotMap    bool
-	dp        *dataplane.Device // nil until up, and again after logout
+	mu       sync.Mutex
+	state    string // ctlsock.State*
+	started  bool
+	self     meshapi.Node
+	domain   string
+	prefixes []netip.Prefix
+	peers    map[meshapi.NodeID]meshapi.Peer
+	gotMap   bool
+	dp       *dataplane.Device // nil until up, and again after logout
+	// parked is a TUN device after logout: kept, without peers, until Close
+	// (see leaveLocked).
+	parked    *dataplane.Device
 	proxy     proxyServer
 	proxyAddr string // the real listen address, "" when off
 	endpoints []netip.AddrPort
@@ -115,12 +118,12 @@ func (n *Node) Start(ctx context.Context) error {
 	}()
 	priv, err := dataplane.GeneratePrivateKey()
 	if err != nil {
-		return &StartError{Stage: StageConfig, Err: err}
+		return localError(StageConfig, err)
 	}
 	defer clear(priv[:])
 	pub, err := dataplane.PublicKey(priv)
 	if err != nil {
-		return &StartError{Stage: StageConfig, Err: err}
+		return localError(StageConfig, err)
 	}
 
 	// Register with the endpoints the device will have (see prejoin.go).
@@ -183,7 +186,7 @@ func (n *Node) Start(ctx context.Context) error {
 	select {
 	case r := <-devCh:
 		if r.err != nil {
-			return &StartError{Stage: StageDevice, Err: r.err}
+			return localError(StageDevice, r.err)
 		}
 		dev = r.dev
 	case <-ctx.Done():
@@ -198,7 +201,7 @@ func (n *Node) Start(ctx context.Context) error {
 
 	if err := n.attach(dev); err != nil {
 		dev.Close()
-		return &StartError{Stage: StageDevice, Err: err}
+		return &StartError{Stage: StageDevice, Kind: KindInterrupted, Err: err}
 	}
 	if n.cfg.Mode == dataplane.Userspace && n.cfg.Forward.Enabled() {
 		var ports []uint16 // nil: every port
@@ -206,13 +209,13 @@ func (n *Node) Start(ctx context.Context) error {
 			ports = n.cfg.Forward.Ports
 		}
 		if err := dev.Forward(ports); err != nil {
-			return &StartError{Stage: StageDevice, Err: err}
+			return localError(StageDevice, err)
 		}
 	}
 	if n.cfg.Mode == dataplane.Userspace && n.cfg.ProxyAddr != "" {
 		p, err := startProxy(n.cfg.ProxyAddr, n.Dial, n.cfg.Log)
 		if err != nil {
-			return &StartError{Stage: StageProxy, Err: err}
+			return localError(StageProxy, err)
 		}
 		n.mu.Lock()
 		n.proxy, n.proxyAddr = p, p.Addr().String()
@@ -373,8 +376,8 @@ func (n *Node) Close() error {
 	n.runCancel()
 	n.bg.Wait()
 	n.mu.Lock()
-	dp, p := n.dp, n.proxy
-	n.dp, n.proxy = nil, nil
+	dp, parked, p := n.dp, n.parked, n.proxy
+	n.dp, n.parked, n.proxy = nil, nil, nil
 	if n.state != ctlsock.StateLoggedOut {
 		n.state = ctlsock.StateStopped
 	}
@@ -383,8 +386,10 @@ func (n *Node) Close() error {
 	if p != nil {
 		errs = append(errs, p.Close())
 	}
-	if dp != nil {
-		errs = append(errs, dp.Close())
+	for _, d := range []*dataplane.Device{dp, parked} {
+		if d != nil {
+			errs = append(errs, d.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

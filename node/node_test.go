@@ -18,6 +18,7 @@ import (
 	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/ctlsock"
+	"github.com/meshinit/meshinit/node/nametable"
 )
 
 // These tests run whole nodes (real WireGuard devices on netstack, real
@@ -139,16 +140,24 @@ func TestNodesReachEachOtherByNameAndLateJoiner(t *testing.T) {
 	}
 }
 
-func TestLogoutDeletesAtOnceAndChildKeepsNonMeshAccess(t *testing.T) {
-	co := coordinatortest.NewServer(t, coordinator.Config{})
+// alphaReachesBeta starts nodes alpha and beta, beta with a server on a
+// localhost port, and waits until alpha reaches it by name over the mesh.
+func alphaReachesBeta(t *testing.T) (co *coordinatortest.Server, a, b *Node, portB string) {
+	t.Helper()
+	co = coordinatortest.NewServer(t, coordinator.Config{})
 	key := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true}).Key
-	a := startNode(t, co, key, "alpha")
-	b := startNode(t, co, key, "beta")
-	portB := echoServer(t, "beta")
+	a = startNode(t, co, key, "alpha")
+	b = startNode(t, co, key, "beta")
+	portB = echoServer(t, "beta")
 	eventually(t, "alpha reaches beta", func() (bool, string) {
 		got, err := dialLine(a, "beta:"+portB)
 		return got == "hello from beta", fmt.Sprintf("%q, %v", got, err)
 	})
+	return co, a, b, portB
+}
+
+func TestLogoutDeletesAtOnceAndChildKeepsNonMeshAccess(t *testing.T) {
+	co, a, b, portB := alphaReachesBeta(t)
 	res, err := a.Logout(context.Background())
 	if err != nil || !res.Deleted || res.Already {
 		t.Fatalf("logout: %+v, %v", res, err)
@@ -177,6 +186,8 @@ func TestLogoutDeletesAtOnceAndChildKeepsNonMeshAccess(t *testing.T) {
 	if got, _ := dialLine(a, "127.0.0.1:"+portB); got != "hello from beta" {
 		t.Errorf("non-mesh dial after logout: %q", got)
 	}
+	// Mesh destinations fail here; they never go to the normal network.
+	assertNoMeshAccess(t, a, b.Self())
 	eventually(t, "beta sees alpha leave", func() (bool, string) {
 		st := b.Status()
 		return len(st.Peers) == 0, fmt.Sprintf("%+v", st.Peers)
@@ -266,5 +277,81 @@ func TestLogoutDuringStart(t *testing.T) {
 	}
 	if nodes := co.Nodes(); len(nodes) != 0 {
 		t.Fatalf("nodes left registered after logout during start: %+v", nodes)
+	}
+}
+
+// assertNoMeshAccess checks that n, out of the mesh, refuses peer's mesh
+// address and names itself instead of handing them to the normal network
+// (a mesh address would leave through the host's interfaces, a mesh name
+// would go to the DNS). Every refusal is local: no packet leaves.
+func assertNoMeshAccess(t *testing.T, n *Node, peer meshapi.Node) {
+	t.Helper()
+	for _, host := range []string{peer.IPv4.String(), peer.Name, peer.FQDN} {
+		if _, err := dialLine(n, net.JoinHostPort(host, "80")); err == nil || !strings.Contains(err.Error(), "not in the mesh") {
+			t.Errorf("dial to %s out of the mesh: %v; want \"not in the mesh\"", host, err)
+		}
+	}
+	if _, err := dialLine(n, "nobody.mesh.internal:80"); !errors.Is(err, nametable.ErrNoSuchNode) {
+		t.Errorf("dial to an unknown mesh name out of the mesh: %v; want ErrNoSuchNode", err)
+	}
+}
+
+// The coordinator deletes the node (an admin, the GC, a replacement): the
+// node leaves the mesh by itself, its app keeps the normal network, and a
+// later logout (the stop path) has nothing left to do.
+func TestNodeLeavesWhenTheCoordinatorDeletesIt(t *testing.T) {
+	co, a, b, portB := alphaReachesBeta(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := co.Admin.DeleteNode(ctx, "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "alpha leaves the mesh", func() (bool, string) {
+		st := a.Status()
+		return st.State == ctlsock.StateLoggedOut, "state " + st.State
+	})
+	if ok, _ := a.Ready(); ok {
+		t.Error("ready after the coordinator deleted the node")
+	}
+	assertNoMeshAccess(t, a, b.Self())
+	if got, err := dialLine(a, "127.0.0.1:"+portB); got != "hello from beta" {
+		t.Errorf("non-mesh dial after the deletion: %q, %v", got, err)
+	}
+	res, err := a.Logout(ctx)
+	if err != nil || !res.Already || !res.Deleted {
+		t.Fatalf("logout after the deletion: %+v, %v; want already deleted", res, err)
+	}
+}
+
+// A local failure (here the proxy's port is taken) is reported as such,
+// with the setting to change, and the stop path's logout leaves nothing
+// registered.
+func TestStartFailsLocallyWhenTheProxyPortIsTaken(t *testing.T) {
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	key := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true}).Key
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	n, err := New(Config{Coordinator: co.URL, AuthKey: key, Hostname: "busy",
+		ProxyAddr: taken.Addr().String(), Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loopbackOnly(n)
+	defer n.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = n.Start(ctx)
+	var se *StartError
+	if !errors.As(err, &se) || se.Kind != KindLocal || se.Stage != StageProxy || !strings.Contains(err.Error(), "MESH_PROXY") {
+		t.Fatalf("start with the proxy port taken: %v (%+v); want a local proxy failure naming MESH_PROXY", err, se)
+	}
+	if _, err := n.Logout(ctx); err != nil {
+		t.Fatalf("logout after the failed start: %v", err)
+	}
+	if nodes := co.Nodes(); len(nodes) != 0 {
+		t.Fatalf("nodes left registered after a failed start and its logout: %+v", nodes)
 	}
 }

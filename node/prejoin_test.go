@@ -1,7 +1,9 @@
 package node
 
 import (
+	"errors"
 	"net"
+	"syscall"
 	"testing"
 )
 
@@ -14,7 +16,15 @@ func TestPickUDPPortIsFreeForTheDevice(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the picked port %d cannot be bound: %v", port, err)
 	}
-	c.Close()
+	defer c.Close()
+	// The device's bind opens IPv6 too, on the same port, beside IPv4.
+	c6, err := net.ListenUDP("udp6", &net.UDPAddr{Port: port})
+	if errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("the picked port %d is taken for IPv6: %v", port, err)
+	}
+	if err == nil {
+		c6.Close()
+	}
 }
 
 func TestHostEndpointsUseThePortAndSkipUnusableAddresses(t *testing.T) {

@@ -39,10 +39,23 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/meshinit-demo.XXXXXX")
 export MESHCOORD_ADMIN_SOCKET=$work/admin.sock
 declare -a cleanup_pids=()
 
+# children PID: the direct children of PID.
+children() { cat /proc/"$1"/task/*/children 2>/dev/null || true; }
+# kill_tree PID: SIGKILL PID and everything below it. Outside a PID
+# namespace an app outlives its init, so meshinit's command is killed too,
+# not left running after the demo. Its stderr is discarded so that bash's
+# "Killed" notice for the job does not break into the timeline.
+kill_tree() {
+	local kids kid
+	kids=$(children "$1")
+	kill -KILL "$1" || true
+	for kid in $kids; do kill_tree "$kid"; done
+} 2>/dev/null
+
 cleanup() {
 	local code=$?
 	for pid in "${cleanup_pids[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
+		kill_tree "$pid"
 	done
 	wait 2>/dev/null || true
 	if ((code != 0)); then
@@ -115,10 +128,12 @@ node() {
 }
 status() { MESH_CONTROL_SOCKET="$work/$1.sock" "$BIN/meshinit" status "${@:2}"; }
 is_up() { status "$1" --json | grep -q '"state": "up"'; }
-# wait_event TYPE NAME: wait until the coordinator reported it; print the epoch time.
+# wait_event TYPE NAME: wait until the coordinator reported it; print the
+# event's epoch time and its reason (empty but for deleted).
+find_event() { awk -v t="$1" -v n="$2" '$2 == t && $3 == n { line = $1 " " $4 } END { if (line == "") exit 1; print line }' "$work/events.txt"; }
 wait_event() {
-	wait_for grep -q " $1 $2" "$work/events.txt"
-	grep " $1 $2" "$work/events.txt" | tail -n1 | cut -d' ' -f1
+	wait_for find_event "$1" "$2"
+	find_event "$1" "$2"
 }
 
 say "starting node \"web\": meshinit -- meshdemo serve -listen 127.0.0.1:0"
@@ -144,22 +159,18 @@ say "the mesh as the coordinator sees it (meshcoord nodes list):"
 say "SIGTERM to client's meshinit (docker stop): the app exits, meshinit logs the node out"
 t=$EPOCHREALTIME
 kill -TERM "$client_pid"
-deleted=$(wait_event deleted client)
+read -r deleted reason <<<"$(wait_event deleted client)"
 wait "$client_pid" && code=0 || code=$?
-say "client deleted $(ms_between "$t" "$deleted") ms after the signal (reason logout, no GC wait); meshinit exited $code"
+say "client deleted $(ms_between "$t" "$deleted") ms after the signal (reason $reason); meshinit exited $code"
 
 say "SIGKILL to web's meshinit (a crash: no chance to log out)"
-web_app=$(pgrep -P "$web_pid" || true)
 t=$EPOCHREALTIME
-kill -KILL "$web_pid"
-wait "$web_pid" 2>/dev/null || true
-# Outside a PID namespace the app outlives its init; a container would take
-# it down with PID 1.
-[[ -n $web_app ]] && kill -KILL "$web_app" 2>/dev/null || true
+# A container would take the app down with its PID 1; here kill_tree does.
+{ kill_tree "$web_pid"; wait "$web_pid" || true; } 2>/dev/null
 wait_event offline web >/dev/null
 say "web is offline; the coordinator collects it after the $GC_TIMEOUT GC timeout…"
-deleted=$(wait_event deleted web)
-say "web deleted $(ms_between "$t" "$deleted") ms after SIGKILL (reason gc)"
+read -r deleted reason <<<"$(wait_event deleted web)"
+say "web deleted $(ms_between "$t" "$deleted") ms after SIGKILL (reason $reason)"
 
 say "what is left (meshcoord nodes list):"
 "$BIN/meshcoord" nodes list | indent

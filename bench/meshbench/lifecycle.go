@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/adminclient"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -46,7 +47,7 @@ type coordProc struct {
 	cmd   *exec.Cmd
 	url   string
 	admin *adminclient.Client
-	logs  bytes.Buffer
+	logs  syncbuf.Buffer // written by exec's copier while startCoordinator reads it
 
 	mu      sync.Mutex
 	deleted map[string]meshapi.Event // by node name
@@ -285,13 +286,17 @@ func runLifecycle(b binaries, runs int) error {
 	return nil
 }
 
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
+// median is the middle value, or the mean of the two middle ones.
+func median[T ~int64 | ~float64](v []T) T {
+	if len(v) == 0 {
 		return 0
 	}
-	s := slices.Clone(ds)
+	s := slices.Clone(v)
 	slices.Sort(s)
-	return s[len(s)/2]
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func fmtDur(d time.Duration) string {

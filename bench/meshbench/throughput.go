@@ -116,15 +116,11 @@ func dpBenchUserspace(self, role string) error {
 }
 
 func dpUserspaceRun(self, role string) (base, mesh dpTransfer, usage []dpUsage, err error) {
-	sink, err := dpStartRole(self, nil, "sink", "DP_LISTEN=127.0.0.1:0")
+	sink, sinkPort, err := dpStartSink(self, nil, "127.0.0.1:0")
 	if err != nil {
 		return
 	}
 	defer sink.stop()
-	var sinkPort int
-	if _, err = fmt.Sscanf(sink.first, "PORT %d", &sinkPort); err != nil {
-		return
-	}
 	a, b, err := dpStartNodePair(self, role, nil, nil, "127.0.0.1", "127.0.0.1", true, sinkPort)
 	if err != nil {
 		return
@@ -188,20 +184,16 @@ func dpBenchTUN(self string) error {
 		fmt.Printf("  run %d: loopback %.0f MiB/s, veth %.0f MiB/s, mesh %.0f MiB/s (ratio %.3f)\n", run+1, l.rate(), v.rate(), m.rate(), m.rate()/l.rate())
 	}
 	dpPrintTable("tun (kernel TUN in two network namespaces)", "plain TCP over loopback", loop, mesh, usage)
-	fmt.Printf("  against plain TCP over the same veth: median %.0f MiB/s, mesh/veth %.3f\n", dpMedian(dpRates(veths)), dpMedian(dpRates(mesh))/dpMedian(dpRates(veths)))
+	fmt.Printf("  against plain TCP over the same veth: median %.0f MiB/s, mesh/veth %.3f\n", median(dpRates(veths)), median(dpRates(mesh))/median(dpRates(veths)))
 	return nil
 }
 
 func dpTUNRun(self string, inA, inB []string) (loop, veth, mesh dpTransfer, usage []dpUsage, err error) {
-	sink, err := dpStartRole(self, inB, "sink", "DP_LISTEN=0.0.0.0:0")
+	sink, sinkPort, err := dpStartSink(self, inB, "0.0.0.0:0")
 	if err != nil {
 		return
 	}
 	defer sink.stop()
-	var sinkPort int
-	if _, err = fmt.Sscanf(sink.first, "PORT %d", &sinkPort); err != nil {
-		return
-	}
 	a, b, err := dpStartNodePair(self, "node", inA, inB, "198.18.6.1", "198.18.6.2", false, sinkPort)
 	if err != nil {
 		return
@@ -229,16 +221,27 @@ func dpTUNRun(self string, inA, inB []string) (loop, veth, mesh dpTransfer, usag
 
 // dpLoopbackTransfer measures plain TCP over loopback inside a namespace.
 func dpLoopbackTransfer(self string, in []string) (dpTransfer, error) {
-	sink, err := dpStartRole(self, in, "sink", "DP_LISTEN=127.0.0.1:0")
+	sink, port, err := dpStartSink(self, in, "127.0.0.1:0")
 	if err != nil {
 		return dpTransfer{}, err
 	}
 	defer sink.stop()
+	return dpRunSource(self, in, fmt.Sprintf("127.0.0.1:%d", port), "", *dpSize)
+}
+
+// dpStartSink starts a sink listening on listen (under the wrapper command
+// in, if given) and returns it with the port it took.
+func dpStartSink(self string, in []string, listen string) (*dpProc, int, error) {
+	sink, err := dpStartRole(self, in, "sink", "DP_LISTEN="+listen)
+	if err != nil {
+		return nil, 0, err
+	}
 	var port int
 	if _, err := fmt.Sscanf(sink.first, "PORT %d", &port); err != nil {
-		return dpTransfer{}, err
+		sink.stop()
+		return nil, 0, fmt.Errorf("sink said %q: %w", sink.first, err)
 	}
-	return dpRunSource(self, in, fmt.Sprintf("127.0.0.1:%d", port), "", *dpSize)
+	return sink, port, nil
 }
 
 // ---- processes ----
@@ -415,18 +418,6 @@ func dpRates(ts []dpTransfer) []float64 {
 	return r
 }
 
-func dpMedian(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 func dpPrintTable(title, baseName string, base, mesh []dpTransfer, usage []dpUsage) {
 	ratios := make([]float64, len(base))
 	for i := range base {
@@ -440,11 +431,11 @@ func dpPrintTable(title, baseName string, base, mesh []dpTransfer, usage []dpUsa
 	}
 	fmt.Printf("\n%s\n", title)
 	fmt.Printf("  %-34s %10s\n", "", "median")
-	fmt.Printf("  %-34s %7.0f MiB/s\n", baseName, dpMedian(dpRates(base)))
-	fmt.Printf("  %-34s %7.0f MiB/s\n", "through the mesh", dpMedian(dpRates(mesh)))
-	fmt.Printf("  %-34s %10.3f   (per run: %s)\n", "ratio mesh / baseline", dpMedian(ratios), dpFmtList(ratios, "%.3f"))
-	fmt.Printf("  %-34s %7.0f MiB   (max %.0f MiB)\n", "node peak RSS", dpMedian(rss), slices.Max(rss))
-	fmt.Printf("  %-34s %7.2f s     (CPU of one node per GiB moved, whole run)\n", "node CPU", dpMedian(cpuPerGiB))
+	fmt.Printf("  %-34s %7.0f MiB/s\n", baseName, median(dpRates(base)))
+	fmt.Printf("  %-34s %7.0f MiB/s\n", "through the mesh", median(dpRates(mesh)))
+	fmt.Printf("  %-34s %10.3f   (per run: %s)\n", "ratio mesh / baseline", median(ratios), dpFmtList(ratios, "%.3f"))
+	fmt.Printf("  %-34s %7.0f MiB   (max %.0f MiB)\n", "node peak RSS", median(rss), slices.Max(rss))
+	fmt.Printf("  %-34s %7.2f s     (CPU of one node per GiB moved, whole run)\n", "node CPU", median(cpuPerGiB))
 }
 
 func dpFmtList(v []float64, format string) string {

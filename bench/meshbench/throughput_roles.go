@@ -203,8 +203,12 @@ func dpReferenceNodeRole() error {
 	if err := dev.Up(); err != nil {
 		return err
 	}
+	state, err := dev.IpcGet()
+	if err != nil {
+		return err
+	}
 	port := 0
-	for _, line := range strings.Split(must(dev.IpcGet()), "\n") {
+	for _, line := range strings.Split(state, "\n") {
 		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
 			port, _ = strconv.Atoi(v)
 		}
@@ -269,13 +273,6 @@ func dpReferenceNodeRole() error {
 	}
 	fmt.Printf("RSS %d\n", peakRSSKiB())
 	return nil
-}
-
-func must(s string, err error) string {
-	if err != nil {
-		return ""
-	}
-	return s
 }
 
 // dpSinkRole listens on DP_LISTEN, prints "PORT <port>", and for each

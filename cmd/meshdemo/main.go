@@ -81,6 +81,7 @@ func serve(args []string) error {
 		return err
 	}
 	me := os.Getenv("MESH_NAME")
+	stop := notifyStop() // before "serving on": a test signals as soon as it reads that
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s from %s (you are %s)\n", *message, me, r.RemoteAddr)
@@ -89,7 +90,7 @@ func serve(args []string) error {
 	}
 	fmt.Printf("serving on %s as %s\n", ln.Addr(), me)
 	go srv.Serve(ln)
-	waitForStop()
+	<-stop
 	fmt.Println("stop signal: shutting down")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -112,8 +113,9 @@ func hang(args []string) error {
 		<-ch
 		return nil
 	}
+	stop := notifyStop()
 	fmt.Println("hanging until SIGTERM")
-	waitForStop()
+	<-stop
 	return nil
 }
 
@@ -141,6 +143,10 @@ func get(args []string) error {
 		tr.Proxy = http.ProxyURL(pu)
 		through = pu.Redacted()
 	}
+	var stop <-chan os.Signal
+	if *wait {
+		stop = notifyStop()
+	}
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	deadline := time.Now().Add(*timeout)
 	delay := 20 * time.Millisecond
@@ -157,7 +163,7 @@ func get(args []string) error {
 		delay = min(delay*2, 500*time.Millisecond)
 	}
 	if *wait {
-		waitForStop()
+		<-stop
 	}
 	return nil
 }
@@ -192,8 +198,12 @@ func printEnv() {
 	}
 }
 
-func waitForStop() {
+// notifyStop catches SIGTERM and SIGINT from now on; the channel receives
+// the first. Call it before printing the line that tells a waiting test or
+// script the command is ready, or a signal sent right after that line can
+// still find the default action and kill the command.
+func notifyStop() <-chan os.Signal {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM, syscall.SIGINT)
-	<-ch
+	return ch
 }

@@ -43,8 +43,8 @@ func TestTUNModePlainSocketsBetweenNamespaces(t *testing.T) {
 
 	a := startHelper(t, ipCmd, nsA, "a", "100.64.0.1", "fd7a:6d65:7368::1")
 	b := startHelper(t, ipCmd, nsB, "b", "100.64.0.2", "fd7a:6d65:7368::2")
-	a.send(t, "PEER %s 100.64.0.2 fd7a:6d65:7368::2 198.18.5.2:%d", b.pub, b.port)
-	b.send(t, "PEER %s 100.64.0.1 fd7a:6d65:7368::1 198.18.5.1:%d", a.pub, a.port)
+	a.do(t, "PEER %s 100.64.0.2 fd7a:6d65:7368::2 198.18.5.2:%d", b.pub, b.port)
+	b.do(t, "PEER %s 100.64.0.1 fd7a:6d65:7368::1 198.18.5.1:%d", a.pub, a.port)
 
 	// The interface carries the mesh addresses and the mesh routes.
 	addrs := run(t, ipCmd, "-n", nsA, "addr", "show", "dev", "mesh0")
@@ -61,8 +61,8 @@ func TestTUNModePlainSocketsBetweenNamespaces(t *testing.T) {
 	}
 
 	// Plain listeners and dials on the mesh addresses, both ways, v4 and v6.
-	a.send(t, "SERVE 7001")
-	b.send(t, "SERVE 7002")
+	a.do(t, "SERVE 7001")
+	b.do(t, "SERVE 7002")
 	for _, c := range []struct {
 		from   *helper
 		target string
@@ -191,6 +191,14 @@ func (h *helper) send(t *testing.T, format string, args ...any) string {
 		t.Fatalf("node: %v", err)
 	}
 	return s
+}
+
+// do sends a command that must succeed: the node answers OK.
+func (h *helper) do(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if got := h.send(t, format, args...); got != "OK" {
+		t.Fatalf("%s: %s", fmt.Sprintf(format, args...), got)
+	}
 }
 
 func (h *helper) stop(t *testing.T) {

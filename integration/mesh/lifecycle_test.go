@@ -137,7 +137,7 @@ func TestLogoutVerbWhileCommandRuns(t *testing.T) {
 	c := coordtest.Start(t, coordtest.Options{EphemeralTimeout: time.Minute})
 	ns, url := loopbackNS(t, c.Addr)
 	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	health := freeTCPAddr(t)
+	const health = "127.0.0.1:9090" // the node's namespace is its own: nothing else listens there
 	m := startMeshinit(t, nodeSpec{coord: url, netns: ns, key: key, hostname: "verb", env: []string{"MESH_HEALTH_ADDR=" + health}})
 	m.waitUp()
 	m.waitOutput("hanging")

@@ -38,8 +38,7 @@ const lanHubAddr = "198.18.0.1"
 
 func newLAN(t *testing.T) *lan {
 	t.Helper()
-	ipPath := harness.LookPath(t, "ip")
-	_ = ipPath
+	harness.LookPath(t, "ip")
 	var b [3]byte
 	rand.Read(b[:])
 	l := &lan{t: t, prefix: "mt" + hex.EncodeToString(b[:]), hosts: 0}
@@ -200,89 +199,57 @@ func httpClientInNetns(ns string) *http.Client {
 }
 
 // listenInNetns opens a listener inside the network namespace at nsPath.
-// The socket stays in that namespace after the thread switches back.
 func listenInNetns(nsPath, network, addr string) (net.Listener, error) {
-	errc := make(chan error, 1)
-	lnc := make(chan net.Listener, 1)
-	go func() {
-		// This goroutine's thread changes namespace; if it cannot change
-		// back it stays locked and the runtime discards the thread.
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", nsPath, err)
-			return
-		}
-		ln, lerr := net.Listen(network, addr)
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			if ln != nil {
-				ln.Close()
-			}
-			errc <- fmt.Errorf("setns back: %w", err)
-			return
-		}
-		runtime.UnlockOSThread()
-		if lerr != nil {
-			errc <- lerr
-			return
-		}
-		lnc <- ln
-	}()
-	select {
-	case err := <-errc:
-		return nil, err
-	case ln := <-lnc:
-		return ln, nil
-	}
+	return inNetns(nsPath, func() (net.Listener, error) { return net.Listen(network, addr) })
 }
 
-// dialInNetns connects from inside the network namespace at nsPath; the
-// connection stays there after the thread switches back.
+// dialInNetns connects from inside the network namespace at nsPath.
 func dialInNetns(nsPath, network, addr string) (net.Conn, error) {
+	return inNetns(nsPath, func() (net.Conn, error) { return net.DialTimeout(network, addr, 5*time.Second) })
+}
+
+// inNetns runs open on an OS thread that is inside the network namespace at
+// nsPath, and returns what it opened: a socket stays in the namespace it
+// was made in after the thread switches back.
+func inNetns[C io.Closer](nsPath string, open func() (C, error)) (C, error) {
 	type result struct {
-		c   net.Conn
+		c   C
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
+		// This goroutine's thread changes namespace. Until it is back it
+		// stays locked, and a thread that cannot come back is discarded by
+		// the runtime when the goroutine ends, so no other goroutine ever
+		// runs in the wrong namespace.
 		runtime.LockOSThread()
+		var zero C
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
-			ch <- result{nil, err}
+			ch <- result{zero, err}
 			return
 		}
 		defer orig.Close()
 		target, err := os.Open(nsPath)
 		if err != nil {
-			ch <- result{nil, err}
+			ch <- result{zero, err}
 			return
 		}
 		defer target.Close()
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("setns %s: %w", nsPath, err)}
+			ch <- result{zero, fmt.Errorf("setns %s: %w", nsPath, err)}
 			return
 		}
-		c, derr := net.DialTimeout(network, addr, 5*time.Second)
+		c, openErr := open()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			if c != nil {
+			if openErr == nil {
 				c.Close()
 			}
-			ch <- result{nil, fmt.Errorf("setns back: %w", err)}
+			ch <- result{zero, fmt.Errorf("setns back: %w", err)}
 			return
 		}
 		runtime.UnlockOSThread()
-		ch <- result{c, derr}
+		ch <- result{c, openErr}
 	}()
 	r := <-ch
 	return r.c, r.err

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/meshinit/meshinit/internal/syncbuf"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/ctlsock"
 )
@@ -302,16 +301,6 @@ func decodeStatus(s string) (ctlsock.Status, error) {
 	var st ctlsock.Status
 	err := json.Unmarshal([]byte(s), &st)
 	return st, err
-}
-
-// freeTCPAddr returns a loopback address nobody listens on now.
-func freeTCPAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // httpStatus GETs url from inside the network namespace ns and returns the

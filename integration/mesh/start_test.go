@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -53,12 +55,7 @@ func TestRefusedStartNeverRunsTheCommand(t *testing.T) {
 		t.Fatalf("the command did not run with a good key: %v", err)
 	}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := fmt.Sprintf("http://127.0.0.1:%d", testnet.ClosedPort(t))
 
 	cases := []struct {
 		name, coord, key, want string

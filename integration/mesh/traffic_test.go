@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +111,31 @@ func TestTUNModeNeedsNoProxy(t *testing.T) {
 	out, err := get(t, nsB, "none", "http://"+stA.IPv4.String()+":8080/", 10*time.Second)
 	if err != nil || !strings.Contains(out, "hello from tuna.mesh.internal") {
 		t.Fatalf("no answer from tuna's mesh address through the TUN device: %q, %v", out, err)
+	}
+
+	// After "meshinit logout" the app runs on without the mesh. The TUN
+	// interface stays, without peers, so a mesh address still routes into
+	// it and never onto the LAN (this namespace has no other route for it).
+	if out, err := c2.cli("logout"); err != nil {
+		t.Fatalf("meshinit logout: %v\n%s", err, out)
+	}
+	ip := harness.LookPath(t, "ip")
+	route, err := exec.Command(ip, "netns", "exec", nsB, ip, "-o", "route", "get", stA.IPv4.String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("after logout, no route for a mesh address: %v\n%s", err, route)
+	}
+	fields := strings.Fields(string(route))
+	dev := ""
+	for i, f := range fields {
+		if f == "dev" && i+1 < len(fields) {
+			dev = fields[i+1]
+		}
+	}
+	link, err := exec.Command(ip, "netns", "exec", nsB, ip, "-o", "-d", "link", "show", "dev", dev).CombinedOutput()
+	if err != nil || !strings.Contains(string(link), " tun ") {
+		t.Fatalf("after logout, mesh addresses route via %q, not the TUN device: %s %v", route, link, err)
+	}
+	if out, err := get(t, nsB, "none", "http://"+stA.IPv4.String()+":8080/", time.Second); err == nil {
+		t.Fatalf("after logout tuna still answered: %q", out)
 	}
 }

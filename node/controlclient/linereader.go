@@ -16,6 +16,9 @@ var errLineTooLong = errors.New("stream line too long")
 func readLine(br *bufio.Reader, limit int) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if err == nil {
+		if len(line) > limit+1 { // a line that fits the buffer may still be over the limit
+			return nil, fmt.Errorf("%w: more than %d bytes", errLineTooLong, limit)
+		}
 		return trimEOL(line), nil
 	}
 	if !errors.Is(err, bufio.ErrBufferFull) {

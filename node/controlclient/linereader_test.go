@@ -21,6 +21,14 @@ func TestReadLine(t *testing.T) {
 	if _, err := readLine(br, 100); !errors.Is(err, errLineTooLong) {
 		t.Fatalf("101-byte line with limit 100: err=%v, want errLineTooLong", err)
 	}
+	// The limit holds for a line that fits the reader's buffer too.
+	br = bufio.NewReaderSize(strings.NewReader(strings.Repeat("x", 11)+"\n"+strings.Repeat("y", 10)+"\n"), 64)
+	if _, err := readLine(br, 10); !errors.Is(err, errLineTooLong) {
+		t.Fatalf("11-byte line with limit 10 in a 64-byte buffer: err=%v, want errLineTooLong", err)
+	}
+	if got, err := readLine(br, 10); err != nil || string(got) != strings.Repeat("y", 10) {
+		t.Fatalf("10-byte line with limit 10: %q, %v", got, err)
+	}
 	br = bufio.NewReaderSize(strings.NewReader("unterminated"), 16)
 	if _, err := readLine(br, 100); !errors.Is(err, io.EOF) {
 		t.Fatalf("unterminated last line: err=%v, want EOF", err)

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -87,33 +86,6 @@ func describePorts(ports []uint16) string {
 		s[i] = strconv.Itoa(int(p))
 	}
 	return strings.Join(s, ",")
-}
-
-// ParseForwardPorts parses MESH_FORWARD: "all" (every port; returns nil), or
-// a comma-separated list of ports such as "80,443,8080". It returns an
-// error for anything else, including an empty string.
-func ParseForwardPorts(s string) ([]uint16, error) {
-	s = strings.TrimSpace(s)
-	if s == "all" {
-		return nil, nil
-	}
-	if s == "" {
-		return nil, errors.New(`forward ports: empty; want "all" or a list like "80,443"`)
-	}
-	var out []uint16
-	seen := map[uint16]bool{}
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		n, err := strconv.ParseUint(f, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf(`forward ports %q: %q is not a port (1-65535); want "all" or a list like "80,443"`, s, f)
-		}
-		if !seen[uint16(n)] {
-			seen[uint16(n)] = true
-			out = append(out, uint16(n))
-		}
-	}
-	return out, nil
 }
 
 // forwarder carries connections from the netstack to local listeners.

@@ -114,42 +114,6 @@ func FuzzParsePeerStatus(f *testing.F) {
 	})
 }
 
-func TestParseForwardPorts(t *testing.T) {
-	if got, err := ParseForwardPorts("all"); err != nil || got != nil {
-		t.Errorf(`"all" = %v, %v; want nil (all ports)`, got, err)
-	}
-	if got, err := ParseForwardPorts(" 80, 443,80 "); err != nil || !slices.Equal(got, []uint16{80, 443}) {
-		t.Errorf("list = %v, %v", got, err)
-	}
-	for _, bad := range []string{"", "0", "65536", "80,", "http", "80;443", "-1"} {
-		if got, err := ParseForwardPorts(bad); err == nil {
-			t.Errorf("ParseForwardPorts(%q) = %v, want an error", bad, got)
-		} else if !strings.Contains(err.Error(), "all") {
-			t.Errorf("error for %q does not say what is accepted: %v", bad, err)
-		}
-	}
-}
-
-func FuzzParseForwardPorts(f *testing.F) {
-	for _, s := range []string{"all", "80,443", "", "0", "65535", " 1 , 2 "} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		ports, err := ParseForwardPorts(s)
-		if err != nil {
-			return
-		}
-		for _, p := range ports {
-			if p == 0 {
-				t.Fatalf("%q: port 0 accepted", s)
-			}
-		}
-		if ports == nil && strings.TrimSpace(s) != "all" {
-			t.Fatalf("%q: means all ports", s)
-		}
-	})
-}
-
 func TestParseDialAddress(t *testing.T) {
 	good := map[string]string{"100.64.0.2:80": "100.64.0.2:80", "[fd7a::2]:443": "[fd7a::2]:443", "[::ffff:100.64.0.2]:80": "100.64.0.2:80"}
 	for in, want := range good {

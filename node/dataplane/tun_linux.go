@@ -71,8 +71,3 @@ func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix, mtu i
 	}
 	return nil
 }
-
-// cleanup has nothing to do: closing the device's file descriptor (done by
-// the WireGuard device's Close) removes the interface, its addresses and
-// its routes.
-func (k *kernelTUN) cleanup() error { return nil }
