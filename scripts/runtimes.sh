@@ -68,9 +68,12 @@ install() {
 			chmod +x /usr/sbin/policy-rc.d
 			policy_added=1
 		fi
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-		[[ -n $policy_added ]] && rm -f /usr/sbin/policy-rc.d
+		local rc=0
+		{ apt-get update -qq &&
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } || rc=$?
+		# removed on failure too: it would keep every later package's daemon down
+		if [[ -n $policy_added ]]; then rm -f /usr/sbin/policy-rc.d; fi
+		((rc == 0)) || die "apt-get install ${need[*]} failed (exit $rc)"
 	fi
 	ensure_cgroups
 }
@@ -261,7 +264,7 @@ cleanup() {
 		if [[ $d == /run/netns ]]; then
 			# others may have namespaces there by now: only an empty one goes
 			[[ -z $(ls -A "$d") ]] || continue
-			mountpoint -q "$d" && umount "$d" 2>/dev/null
+			if mountpoint -q "$d"; then umount "$d" 2>/dev/null || true; fi
 		fi
 		if [[ $d == /run/containerd ]]; then
 			# a shim killed by us leaves its socket: remove sockets that no
@@ -286,7 +289,7 @@ cleanup() {
 	rm -rf "$dir"
 }
 
-# wait_socket waits until a daemon answers on its socket (at most ~60 s).
+# wait_ready waits until a daemon answers on its socket (at most ~60 s).
 wait_ready() {
 	local what=$1
 	shift

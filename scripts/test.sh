@@ -4,18 +4,52 @@
 #   2. unit tests with -race, fuzz seed corpora included (no root, no daemons)
 #   3. integration suites: real binaries as PID 1 in PID namespaces, network
 #      namespaces, a private dockerd and containerd (installed when missing).
+#   4. the demo (the README's main job) as a smoke test
+# Under CI=true a skipped test, or a package that ran no test, fails the run:
+# nothing may silently not run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOFLAGS="${GOFLAGS:-} -mod=readonly"
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
+# gotest NAME LOG SHOW ARGS... runs "go test -v ARGS..." with the whole
+# output in LOG and the lines matching SHOW on the terminal. It fails on a
+# failing test and, under CI=true, on any skipped test or a package that
+# ran none; locally those are listed as a warning.
+gotest() {
+	local name=$1 log=$2 show=$3 rc
+	shift 3
+	set +e
+	go test -v "$@" 2>&1 | tee "$log" | grep --line-buffered -E "$show"
+	rc=${PIPESTATUS[0]}
+	set -e
+	if ((rc != 0)); then
+		grep -B5 -A40 -E '^(--- FAIL|FAIL|panic)' "$log" | head -400 || true
+		echo "$name FAILED (exit $rc; full log: $log)" >&2
+		exit 1
+	fi
+	# "--- SKIP: Name" (indented for subtests); the reasons are in the log
+	local skipped
+	skipped=$(grep -E '^ *--- SKIP|\[no tests to run\]' "$log") || true
+	if [[ -n $skipped ]]; then
+		if [[ "${CI:-}" == "true" ]]; then
+			echo "$skipped" >&2
+			echo "$name FAILED: under CI=true every test must run, none may skip (reasons in $log)" >&2
+			exit 1
+		fi
+		echo "$skipped"
+		echo "warning: $name skipped the tests above (reasons in $log; under CI=true that fails)"
+	fi
+	echo "$name passed"
+}
+
 step "lint"
 bash scripts/lint.sh
 
 step "unit tests (-race)"
 units=$(go list ./... | grep -v '/integration/')
-go test -race -count=1 -timeout 20m $units
+gotest "unit tests" /tmp/meshinit-unit.log '^(--- FAIL|ok|FAIL|panic)' -race -count=1 -timeout 20m $units
 
 if [[ $(id -u) -ne 0 ]]; then
 	if [[ "${CI:-}" == "true" ]]; then
@@ -31,17 +65,7 @@ bash scripts/runtimes.sh install
 
 step "integration suites"
 export MESHINIT_INTEGRATION=1
-set +e
-go test -count=1 -timeout 60m -p 1 -v ./integration/... 2>&1 | tee /tmp/meshinit-integration.log | grep --line-buffered -E '^(--- |ok|FAIL|panic)'
-rc=${PIPESTATUS[0]}
-set -e
-if ((rc == 0)); then
-	echo "integration suites passed"
-else
-	grep -B5 -A40 -E '^(--- FAIL|FAIL|panic)' /tmp/meshinit-integration.log | head -400
-	echo "integration suites FAILED (exit $rc; full log: /tmp/meshinit-integration.log)" >&2
-	exit 1
-fi
+gotest "integration suites" /tmp/meshinit-integration.log '^(--- |ok|FAIL|panic)' -count=1 -timeout 60m -p 1 ./integration/...
 
 step "demo (the README's main job, as a smoke test)"
 make -s build

@@ -8,7 +8,7 @@
 //
 //	testapp info                 the start line, then exit 0
 //	testapp exit CODE            exit with CODE
-//	testapp sleep [-term …] [-serve ADDR]
+//	testapp sleep [-term …]
 //	                             print "testapp ready" and block; every signal is
 //	                             logged ("testapp got SIGUSR1"); -term says what SIGTERM
 //	                             does: default (die of it), ignore, or exit:N

@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -19,7 +18,6 @@ import (
 func sleep(args []string) int {
 	fs := flag.NewFlagSet("sleep", flag.ContinueOnError)
 	term := fs.String("term", "default", "what SIGTERM does: default (die of it), ignore, or exit:N")
-	serve := fs.String("serve", "", "also serve HTTP on this address (answers with the mesh name)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -36,13 +34,6 @@ func sleep(args []string) int {
 	default:
 		fmt.Fprintf(os.Stderr, "testapp sleep: bad -term %q (default, ignore or exit:N)\n", *term)
 		return 2
-	}
-	if *serve != "" {
-		go func() {
-			err := http.ListenAndServe(*serve, http.HandlerFunc(hello))
-			fmt.Fprintf(os.Stderr, "testapp serve: %v\n", err)
-			os.Exit(1)
-		}()
 	}
 	sigs := make(chan os.Signal, 16)
 	// Every catchable signal except the ones whose default action a job
@@ -66,8 +57,4 @@ func sleep(args []string) int {
 		}
 	}
 	return 0
-}
-
-func hello(w http.ResponseWriter, _ *http.Request) {
-	fmt.Fprintf(w, "hello from %s\n", os.Getenv("MESH_NAME"))
 }

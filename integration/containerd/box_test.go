@@ -3,7 +3,6 @@ package containerd_test
 import (
 	"context"
 	"fmt"
-	"github.com/meshinit/meshinit/internal/syncbuf"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
 	"github.com/meshinit/meshinit/integration/internal/runtimes"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 )
 
 // box is one container with its running task.

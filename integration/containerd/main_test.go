@@ -21,7 +21,6 @@ import (
 	"github.com/meshinit/meshinit/integration/internal/harness"
 	"github.com/meshinit/meshinit/integration/internal/ociimage"
 	"github.com/meshinit/meshinit/integration/internal/runtimes"
-	"github.com/meshinit/meshinit/integration/internal/testimages"
 )
 
 const (
@@ -56,7 +55,6 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Printf("containerd suite: private containerd up for %v\n", time.Since(started).Round(time.Millisecond))
 	}
-	testimages.Cleanup()
 	harness.Cleanup()
 	os.Exit(code)
 }
@@ -105,7 +103,7 @@ func setup(t *testing.T) error {
 		Name: imageName,
 		Files: map[string]string{
 			"meshinit": harness.Binary(t, "meshinit"),
-			"testapp":  testimages.Binary(t, "testapp"),
+			"testapp":  harness.Program(t, "./images/testapp"),
 		},
 		Entrypoint: []string{"/meshinit", "--", "/testapp"},
 		Cmd:        []string{"info"},

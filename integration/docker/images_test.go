@@ -41,7 +41,8 @@ func TestImageMeshinitIsTheBinaryOnly(t *testing.T) {
 	if n := len(img[0].RootFS.Layers); n != 1 {
 		t.Errorf("%d layers, want 1 (FROM scratch, one COPY)", n)
 	}
-	// The example pattern: "meshinit -- /hello" with no mesh is a plain init.
+	// The image alone has no command to run after its "--": meshinit must
+	// say so and fail, not exit 0 as if an app had run.
 	code, out := dockerCode(t, "run", "--rm", imageMeshinit)
 	if code == 0 {
 		t.Errorf("meshinit image without a command exited 0, want a usage error; output:\n%s", out)

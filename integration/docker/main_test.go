@@ -18,7 +18,6 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
 	"github.com/meshinit/meshinit/integration/internal/runtimes"
-	"github.com/meshinit/meshinit/integration/internal/testimages"
 )
 
 // Image tags built by the suite on its private daemon.
@@ -47,7 +46,6 @@ func TestMain(m *testing.M) {
 		}
 		fmt.Printf("docker suite: private dockerd up for %v\n", time.Since(started).Round(time.Millisecond))
 	}
-	testimages.Cleanup()
 	harness.Cleanup()
 	os.Exit(code)
 }
@@ -90,8 +88,8 @@ func buildImages(t *testing.T, dk *runtimes.Docker) error {
 		files           map[string]string
 	}{
 		{imageMeshinit, "Dockerfile", map[string]string{"bin/meshinit": harness.Binary(t, "meshinit")}},
-		{imageTestapp, "images/testapp/Dockerfile", map[string]string{"bin/testapp": testimages.Binary(t, "testapp")}},
-		{imageExample, "images/example/Dockerfile", map[string]string{"bin/hello": testimages.Binary(t, "hello")}},
+		{imageTestapp, "images/testapp/Dockerfile", map[string]string{"bin/testapp": harness.Program(t, "./images/testapp")}},
+		{imageExample, "images/example/Dockerfile", map[string]string{"bin/hello": harness.Program(t, "./images/example/hello")}},
 		{imageCoord, "images/meshcoord/Dockerfile", map[string]string{"bin/meshcoord": harness.Binary(t, "meshcoord")}},
 	}
 	for _, s := range steps {

@@ -2,10 +2,10 @@ package docker_test
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/syncbuf"
 )
 
 // terminal runs a command on a fresh pseudo-terminal, as its controlling
@@ -21,12 +22,9 @@ type terminal struct {
 	t      *testing.T
 	master *os.File
 	cmd    *exec.Cmd
-	done   chan struct{} // closed when cmd exited
-	err    error         // cmd.Wait's result, after done
-
-	mu   sync.Mutex
-	out  strings.Builder
-	seen int // offset up to which expect has matched
+	done   chan struct{}   // closed when cmd exited
+	out    *syncbuf.Buffer // everything the terminal showed
+	seen   int             // offset up to which expect has matched
 }
 
 func openPTY() (master, slave *os.File, err error) {
@@ -67,21 +65,10 @@ func startTerminal(t *testing.T, cmd *exec.Cmd) *terminal {
 		t.Fatalf("start %v: %v", cmd.Args, err)
 	}
 	slave.Close() // the child holds it; reads on master end with EIO when it exits
-	term := &terminal{t: t, master: master, cmd: cmd, done: make(chan struct{})}
+	term := &terminal{t: t, master: master, cmd: cmd, done: make(chan struct{}), out: &syncbuf.Buffer{}}
+	go func() { _, _ = io.Copy(term.out, master) }() // ends with EIO when the command exits
 	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := master.Read(buf)
-			term.mu.Lock()
-			term.out.Write(buf[:n])
-			term.mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	go func() {
-		term.err = cmd.Wait()
+		_ = cmd.Wait()
 		close(term.done)
 	}()
 	t.Cleanup(func() {
@@ -108,14 +95,12 @@ func (term *terminal) send(s string) {
 func (term *terminal) expect(want string, timeout time.Duration) {
 	term.t.Helper()
 	harness.Eventually(term.t, timeout, fmt.Sprintf("terminal shows %q", want), func() (bool, string) {
-		term.mu.Lock()
-		defer term.mu.Unlock()
-		rest := term.out.String()[term.seen:]
-		if i := strings.Index(rest, want); i >= 0 {
+		out := term.out.String()
+		if i := strings.Index(out[term.seen:], want); i >= 0 {
 			term.seen += i + len(want)
 			return true, ""
 		}
-		return false, "terminal so far:\n" + term.out.String()
+		return false, "terminal so far:\n" + out
 	})
 }
 
@@ -125,10 +110,7 @@ func (term *terminal) wait(timeout time.Duration) int {
 	select {
 	case <-term.done:
 	case <-time.After(timeout):
-		term.mu.Lock()
-		out := term.out.String()
-		term.mu.Unlock()
-		term.t.Fatalf("%v still running after %v; terminal:\n%s", term.cmd.Args, timeout, out)
+		term.t.Fatalf("%v still running after %v; terminal:\n%s", term.cmd.Args, timeout, term.out)
 	}
 	return term.cmd.ProcessState.ExitCode()
 }

@@ -74,8 +74,9 @@ func RepoRoot(t testing.TB) string {
 var (
 	buildMu   sync.Mutex
 	buildDir  string
-	buildErrs = map[string]error{}
-	built     = map[string]string{}
+	buildErrs = map[string]error{}  // by package
+	built     = map[string]string{} // package -> executable
+	builtBase = map[string]string{} // executable name -> package
 )
 
 // Binary builds ./cmd/<name> (static, CGO_ENABLED=0, as the images ship it)
@@ -83,13 +84,25 @@ var (
 // Cleanup from TestMain to remove the build directory.
 func Binary(t testing.TB, name string) string {
 	t.Helper()
+	return Program(t, "./cmd/"+name)
+}
+
+// Program builds the main package pkg, a directory relative to the repo root
+// ("./images/testapp"), the way Binary does: static, with BuildTags, once
+// per test process. The executable is named after the directory.
+func Program(t testing.TB, pkg string) string {
+	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := built[name]; ok {
+	if p, ok := built[pkg]; ok {
 		return p
 	}
-	if err, ok := buildErrs[name]; ok {
-		t.Fatalf("building %s failed earlier: %v", name, err)
+	if err, ok := buildErrs[pkg]; ok {
+		t.Fatalf("building %s failed earlier: %v", pkg, err)
+	}
+	name := filepath.Base(pkg)
+	if other, ok := builtBase[name]; ok {
+		t.Fatalf("harness: %s and %s would both build an executable named %s", other, pkg, name)
 	}
 	if buildDir == "" {
 		d, err := os.MkdirTemp("", "meshinit-bin-")
@@ -99,14 +112,15 @@ func Binary(t testing.TB, name string) string {
 		buildDir = d
 	}
 	out := filepath.Join(buildDir, name)
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", BuildTags, "-o", out, "./cmd/"+name)
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", BuildTags, "-o", out, pkg)
 	cmd.Dir = RepoRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		buildErrs[name] = fmt.Errorf("%v\n%s", err, b)
-		t.Fatalf("go build ./cmd/%s: %v\n%s", name, err, b)
+		buildErrs[pkg] = fmt.Errorf("%v\n%s", err, b)
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
-	built[name] = out
+	built[pkg] = out
+	builtBase[name] = pkg
 	return out
 }
 
@@ -130,6 +144,7 @@ func Cleanup() {
 		os.RemoveAll(buildDir)
 		buildDir = ""
 		built = map[string]string{}
+		builtBase = map[string]string{}
 	}
 }
 

@@ -126,15 +126,16 @@ func (c *Containerd) NewNetns() (*Netns, error) {
 	}
 	c.used[host] = true
 	c.counter++
-	n := &Netns{name: fmt.Sprintf("%s%d", c.netnsPrefix, c.counter), host: host, c: c}
+	seq := c.counter
 	c.mu.Unlock()
+	n := &Netns{name: fmt.Sprintf("%s%d", c.netnsPrefix, seq), host: host, c: c}
 
 	gw := c.Gateway.Addr().As4()
 	gw[3] = byte(host)
 	n.Addr = netip.AddrFrom4(gw)
 	n.Path = filepath.Join("/run/netns", n.name)
-	// the host end: "v" + counter + the bridge's unique suffix, <= 15 bytes
-	hostIf := fmt.Sprintf("v%d%s", c.counter, c.Bridge[len(c.Bridge)-6:])
+	// the host end: "v" + seq + the bridge's unique suffix, <= 15 bytes
+	hostIf := fmt.Sprintf("v%d%s", seq, c.Bridge[len(c.Bridge)-6:])
 	steps := [][]string{
 		{"netns", "add", n.name},
 		{"link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", n.name},
