@@ -66,7 +66,7 @@ func flags() []cli.Flag {
 		str(flagWaitFor, catMesh, "", "start the command only once these peers accept a TCP connection over the mesh: NAME:PORT,... (e.g. db:5432), within MESH_WAIT_TIMEOUT"),
 		str(flagControlSocket, catMesh, ctlsock.DefaultSocket, "unix socket for the meshinit status and meshinit logout verbs"),
 		str(flagHealthAddr, catMesh, "", "address for an HTTP health endpoint, e.g. 127.0.0.1:9090 (default: off)"),
-		str(flagStopSignal, catInit, "SIGTERM", "signal that starts the stop budget (as docker's STOPSIGNAL: TERM, SIGQUIT, 3, ...); it is forwarded like every signal"),
+		str(flagStopSignal, catInit, "SIGTERM", "signal that starts the stop budget (as docker's STOPSIGNAL: TERM, SIGQUIT, 3, ...); it is forwarded like every signal, so it must be one meshinit can catch and forward: not KILL, STOP, CHLD, URG, PROF or 32-34"),
 		str(flagStopTimeout, catInit, "10s", "stop budget from the first stop signal (docker's default is 10s); at its end the command's process group is killed and meshinit exits"),
 		str(flagLogoutTimeout, catInit, "3s", "part of the stop budget kept for logging out: the logout starts when the command exits, or at the latest when only this much is left"),
 		boolean(flagKillGroup, catInit, false, "forward signals to the command's whole process group instead of the command alone (1/true to enable)"),

@@ -59,8 +59,8 @@ func optionsFrom(c settings) (*options, error) {
 	if o.stopSignal, err = shim.ParseSignal(c.String(flagStopSignal)); err != nil {
 		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %w", flagStopSignal, err)
 	}
-	if !shim.Catchable(o.stopSignal) {
-		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %s cannot be caught, so it cannot start a stop budget: use SIGTERM or another catchable signal", flagStopSignal, shim.SignalName(o.stopSignal))
+	if err := shim.CheckStopSignal(o.stopSignal); err != nil {
+		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %w", flagStopSignal, err)
 	}
 	// Checked here too, not only when the mesh starts, so that a typo fails
 	// even without a key; dataplane owns the list of modes.
