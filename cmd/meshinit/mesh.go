@@ -64,6 +64,10 @@ func newMeshHooks(o *options) (shim.Hooks, error) {
 	if err != nil {
 		return shim.Hooks{}, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
 	}
+	dns, err := parseOnOff(o.dns)
+	if err != nil {
+		return shim.Hooks{}, fmt.Errorf("MESH_DNS (--%s) is %q: %w", flagDNS, o.dns, err)
+	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {
 		proxyAddr = ""
@@ -77,6 +81,7 @@ func newMeshHooks(o *options) (shim.Hooks, error) {
 		Forward:     fwd,
 		Connect:     connect,
 		WaitFor:     waitFor,
+		DNS:         dns,
 		Log:         o.log,
 	})
 	if err != nil {
@@ -170,4 +175,16 @@ func (m *mesh) beforeExit(ctx context.Context) error {
 		return fmt.Errorf("logout failed: %w", err)
 	}
 	return nil
+}
+
+// parseOnOff reads a switch that is on by default, such as MESH_DNS:
+// on/off, also true/false, 1/0; empty means the default, on.
+func parseOnOff(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, errors.New("use on or off")
 }

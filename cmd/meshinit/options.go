@@ -20,7 +20,7 @@ type options struct {
 	stopSignal                                                           syscall.Signal
 	killGroup, subreaper                                                 bool
 	controlSocket, healthAddr                                            string
-	connect, waitFor                                                     string
+	connect, waitFor, dns                                                string
 	log                                                                  *slog.Logger
 }
 
@@ -45,6 +45,7 @@ func optionsFrom(c settings) (*options, error) {
 		healthAddr:    c.String(flagHealthAddr),
 		connect:       c.String(flagConnect),
 		waitFor:       c.String(flagWaitFor),
+		dns:           c.String(flagDNS),
 	}
 	var err error
 	if o.waitTimeout, err = positiveDuration(c, flagWaitTimeout); err != nil {
