@@ -21,7 +21,7 @@
 // joins and leaves (register, stream, logout), with any serve flags given
 // as arguments:
 //
-//     go run ./bench/coordbench -dbsize 100000 [--event-retention 1m]
+//	go run ./bench/coordbench -dbsize 100000 [--event-retention 1m]
 //
 // A change's time is when the client started the operation (the register,
 // stream open or logout request); a delta's time is when the simulated node
