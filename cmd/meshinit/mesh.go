@@ -13,6 +13,8 @@ import (
 	"github.com/meshinit/meshinit/node"
 	"github.com/meshinit/meshinit/node/ctlsock"
 	"github.com/meshinit/meshinit/node/dataplane"
+	"github.com/meshinit/meshinit/node/hostport"
+	"github.com/meshinit/meshinit/node/localfwd"
 	"github.com/meshinit/meshinit/shim"
 )
 
@@ -55,6 +57,14 @@ func newMeshHooks(o *options) (shim.Hooks, error) {
 	if err != nil {
 		return shim.Hooks{}, fmt.Errorf("MESH_FORWARD (--%s): %w", flagForward, err)
 	}
+	connect, err := localfwd.Parse(o.connect)
+	if err != nil {
+		return shim.Hooks{}, fmt.Errorf("MESH_CONNECT (--%s): %w", flagConnect, err)
+	}
+	waitFor, err := hostport.ParseList(o.waitFor)
+	if err != nil {
+		return shim.Hooks{}, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
+	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {
 		proxyAddr = ""
@@ -66,6 +76,8 @@ func newMeshHooks(o *options) (shim.Hooks, error) {
 		Mode:        mode,
 		ProxyAddr:   proxyAddr,
 		Forward:     fwd,
+		Connect:     connect,
+		WaitFor:     waitFor,
 		Log:         o.log,
 	})
 	if err != nil {
