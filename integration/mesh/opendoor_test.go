@@ -33,7 +33,7 @@ func TestPeerCannotReachMeshinitListeners(t *testing.T) {
 
 	nsV, _ := l.addHost()
 	victim := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "victim", netns: nsV,
-		env: []string{"MESH_PROXY=127.0.0.1:1055", "MESH_HEALTH_ADDR=127.0.0.1:9090"},
+		env:     []string{"MESH_PROXY=127.0.0.1:1055", "MESH_HEALTH_ADDR=127.0.0.1:9090"},
 		command: []string{demo(t), "serve", "-listen", "127.0.0.1:8080", "-message", "secret"}})
 	stV := victim.waitUp()
 	victim.waitOutput("serving on")
