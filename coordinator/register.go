@@ -59,7 +59,7 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	if e := s.refuseLocked(); e != nil {
 		return nil, nil, e
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	ak, e := s.checkKeyLocked(k, now)
 	if e != nil {
 		return nil, nil, e
