@@ -129,15 +129,17 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no auth key %s: see \"meshcoord keys list\"", id))
 		return
 	}
-	if k.Revoked.IsZero() {
+	revoking := k.Revoked.IsZero()
+	if revoking {
 		k.Revoked = now
 		s.w.enqueue(store.PutKey(k.KeyRecord))
-		s.log.Info("auth key revoked", "key", id)
 	}
 	view := k.api(now)
 	b := s.w.barrier()
 	s.mu.Unlock()
-	s.writeWhenStored(w, r, b, http.StatusOK, view)
+	if s.writeWhenStored(w, r, b, http.StatusOK, view) && revoking {
+		s.log.Info("auth key revoked", "key", id)
+	}
 }
 
 func (s *Server) handleNodeList(w http.ResponseWriter, r *http.Request) {
@@ -216,7 +218,7 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, change func(
 
 func (s *Server) handleNodeDelete(w http.ResponseWriter, r *http.Request) {
 	s.nodeAction(w, r, func(n *node, now time.Time) (bool, *apiError) {
-		s.deleteLocked(n, meshapi.ReasonAdmin, now)
+		s.deleteLocked(n, meshapi.ReasonAdmin, "deleted by admin", now)
 		return true, nil
 	})
 }

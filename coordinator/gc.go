@@ -36,5 +36,5 @@ func (s *Server) gcDue(id meshapi.NodeID, gen uint64) {
 	}
 	n.gcTimer = nil
 	s.metrics.gcLag.Observe(now.Sub(n.GCDeadline).Seconds())
-	s.deleteLocked(n, meshapi.ReasonGC, now)
+	s.deleteLocked(n, meshapi.ReasonGC, "", now)
 }

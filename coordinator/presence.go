@@ -79,7 +79,7 @@ func (s *Server) graceExpired(id meshapi.NodeID, gen uint64) {
 	s.emitLocked(meshapi.EventOffline, n, "", "", now)
 	s.publishPresenceLocked(n)
 	if n.Ephemeral && !n.GCDeadline.After(now) {
-		s.deleteLocked(n, meshapi.ReasonGC, now) // the timeout was shorter than the grace
+		s.deleteLocked(n, meshapi.ReasonGC, "", now) // the timeout was shorter than the grace
 		return
 	}
 	s.scheduleGC(n)

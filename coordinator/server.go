@@ -17,6 +17,7 @@ import (
 	"github.com/meshinit/meshinit/coordinator/deltalog"
 	"github.com/meshinit/meshinit/coordinator/ipam"
 	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/internal/asynclog"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -24,12 +25,13 @@ import (
 // health and metrics, plus the admin API when an admin token is set) and
 // AdminHandler (the admin API for the local socket), and Close it at the end.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	clock   clock.Clock
-	st      store.Store
-	w       *writer
-	metrics *metrics
+	cfg      Config
+	log      *slog.Logger // never blocks: lines are queued (see asynclog)
+	closeLog func()       // flushes and stops the queue, if it is ours
+	clock    clock.Clock
+	st       store.Store
+	w        *writer
+	metrics  *metrics
 
 	// epoch names this run of the coordinator; map versions are only
 	// comparable within one epoch.
@@ -84,7 +86,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	}
 	now := cfg.Clock.Now()
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, clock: cfg.Clock, st: st,
+		cfg: cfg, clock: cfg.Clock, st: st,
 		epoch:   hex.EncodeToString(eb[:]),
 		started: now,
 		// Versions start from the clock (in microseconds), so a client that
@@ -99,6 +101,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		keys:     map[string]*key{},
 		done:     make(chan struct{}),
 	}
+	s.log, s.closeLog = nonBlocking(cfg.Logger)
 	s.metrics = newMetrics(s)
 	s.metrics.onStreams = s.adaptBatching
 	s.w = newWriter(st, s.log, cfg.MaxQueuedWrites)
@@ -106,6 +109,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.w.observed = s.metrics.observeCommit
 	s.w.committed = s.publishStored
 	if err := s.restore(ctx, now); err != nil {
+		s.closeLog()
 		return nil, err
 	}
 	go s.w.run()
@@ -159,7 +163,20 @@ func (s *Server) Close() error {
 	s.stopHeartbeat()
 	s.stopPruner()
 	s.w.close()
-	return s.st.Close()
+	err := s.st.Close()
+	s.closeLog()
+	return err
+}
+
+// nonBlocking returns a logger that writes to l's handler through a queue,
+// so that no request, timer or commit ever waits for the log output, and
+// the function that flushes and stops that queue.
+func nonBlocking(l *slog.Logger) (*slog.Logger, func()) {
+	h := asynclog.New(l.Handler(), 0)
+	if h == l.Handler() { // already queued by the caller, who closes it
+		return l, func() {}
+	}
+	return slog.New(h), func() { h.Close(time.Second) }
 }
 
 // heartbeat stores that the coordinator is alive now. It bounds how stale
