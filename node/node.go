@@ -60,6 +60,9 @@ type Node struct {
 	// cancelStart cancels Start's context: Logout uses it when it cannot
 	// wait for a registration any longer.
 	cancelStart context.CancelFunc
+	// local is what apps on this host reach peers by name with (local.go);
+	// set by Start, released by Close.
+	local localAccess
 }
 
 // New checks cfg and returns a node that has not joined yet.
@@ -116,6 +119,9 @@ func (n *Node) Start(ctx context.Context) error {
 			close(n.regDone)
 		}
 	}()
+	if err := n.openLocal(); err != nil {
+		return err
+	}
 	priv, err := dataplane.GeneratePrivateKey()
 	if err != nil {
 		return localError(StageConfig, err)
@@ -225,6 +231,9 @@ func (n *Node) Start(ctx context.Context) error {
 	// not fatal (we can still reach peers, and the report loop retries).
 	n.reportEndpoints(ctx, dev)
 	n.goBackground(func() { n.endpointLoop(dev) })
+	if err := n.serveLocal(); err != nil {
+		return err
+	}
 
 	n.mu.Lock()
 	if n.logout != nil || n.closed {
@@ -238,7 +247,7 @@ func (n *Node) Start(ctx context.Context) error {
 		"peers", peers, "register", registered.Sub(begin).Round(time.Microsecond).String(),
 		"map", gotMap.Sub(registered).Round(time.Microsecond).String(),
 		"total", time.Since(begin).Round(time.Microsecond).String())
-	return nil
+	return n.waitForPeers(ctx)
 }
 
 // devResult is the outcome of creating the device in the background.
@@ -330,13 +339,7 @@ func (n *Node) Dial(ctx context.Context, network, address string) (net.Conn, err
 		var d net.Dialer
 		return d.DialContext(ctx, network, address)
 	}
-	n.mu.Lock()
-	dp := n.dp
-	n.mu.Unlock()
-	if dp == nil {
-		return nil, fmt.Errorf("dial %s: this node is not in the mesh (logged out or not up yet)", address)
-	}
-	return dp.DialContext(ctx, network, net.JoinHostPort(addr.String(), port))
+	return n.dialMeshAddr(ctx, network, addr, port)
 }
 
 // Ready reports whether the node is up; ctlsock's /readyz.
@@ -373,6 +376,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	localErr := n.closeLocal()
 	n.runCancel()
 	n.bg.Wait()
 	n.mu.Lock()
@@ -382,7 +386,7 @@ func (n *Node) Close() error {
 		n.state = ctlsock.StateStopped
 	}
 	n.mu.Unlock()
-	var errs []error
+	errs := []error{localErr}
 	if p != nil {
 		errs = append(errs, p.Close())
 	}

@@ -20,6 +20,8 @@ const (
 	flagProxy         = "proxy"
 	flagForward       = "forward"
 	flagWaitTimeout   = "wait-timeout"
+	flagConnect       = "connect"
+	flagWaitFor       = "wait-for"
 	flagStopSignal    = "stop-signal"
 	flagStopTimeout   = "stop-timeout"
 	flagLogoutTimeout = "logout-timeout"
@@ -60,7 +62,9 @@ func flags() []cli.Flag {
 		str(flagNet, catMesh, "userspace", "data plane: userspace (no privileges; apps use the proxy) or tun (kernel TUN device, needs NET_ADMIN and /dev/net/tun)"),
 		str(flagProxy, catMesh, "127.0.0.1:1055", "SOCKS5 and HTTP proxy listen address in userspace mode (the command gets ALL_PROXY/HTTP_PROXY/HTTPS_PROXY), or off"),
 		str(flagForward, catMesh, "all", "inbound TCP ports on the node's mesh address forwarded to 127.0.0.1:<same port> (userspace mode): all, a list such as 80,443, or off"),
-		str(flagWaitTimeout, catMesh, "30s", "how long to wait for the mesh before giving up with exit code 125 (the command is then not started)"),
+		str(flagWaitTimeout, catMesh, "30s", "how long to wait for the mesh (and the MESH_WAIT_FOR peers) before giving up with exit code 125 (the command is then not started)"),
+		str(flagConnect, catMesh, "", "local forwarders into the mesh for apps that ignore proxies: LOCAL_PORT:NAME:PORT,... (e.g. 5432:db:5432 listens on 127.0.0.1:5432 and connects to db:5432 over the mesh)"),
+		str(flagWaitFor, catMesh, "", "start the command only once these peers accept a TCP connection over the mesh: NAME:PORT,... (e.g. db:5432), within MESH_WAIT_TIMEOUT"),
 		str(flagControlSocket, catMesh, ctlsock.DefaultSocket, "unix socket for the meshinit status and meshinit logout verbs"),
 		str(flagHealthAddr, catMesh, "", "address for an HTTP health endpoint, e.g. 127.0.0.1:9090 (default: off)"),
 		str(flagStopSignal, catInit, "SIGTERM", "signal that starts the stop budget (as docker's STOPSIGNAL: TERM, SIGQUIT, 3, ...); it is forwarded like every signal, so it must be one meshinit can catch and forward: not KILL, STOP, CHLD, URG, PROF or 32-34"),

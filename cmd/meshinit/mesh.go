@@ -12,6 +12,8 @@ import (
 	"github.com/meshinit/meshinit/node"
 	"github.com/meshinit/meshinit/node/ctlsock"
 	"github.com/meshinit/meshinit/node/dataplane"
+	"github.com/meshinit/meshinit/node/hostport"
+	"github.com/meshinit/meshinit/node/localfwd"
 	"github.com/meshinit/meshinit/shim"
 )
 
@@ -54,6 +56,14 @@ func newMesh(o *options) (*mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MESH_FORWARD (--%s): %w", flagForward, err)
 	}
+	connect, err := localfwd.Parse(o.connect)
+	if err != nil {
+		return shim.Hooks{}, fmt.Errorf("MESH_CONNECT (--%s): %w", flagConnect, err)
+	}
+	waitFor, err := hostport.ParseList(o.waitFor)
+	if err != nil {
+		return shim.Hooks{}, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
+	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {
 		proxyAddr = ""
@@ -65,6 +75,8 @@ func newMesh(o *options) (*mesh, error) {
 		Mode:        mode,
 		ProxyAddr:   proxyAddr,
 		Forward:     fwd,
+		Connect:     connect,
+		WaitFor:     waitFor,
 		Log:         o.log,
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ type options struct {
 	stopSignal                                                           syscall.Signal
 	stopKill, killGroup, subreaper                                       bool
 	controlSocket, healthAddr                                            string
+	connect, waitFor                                                     string
 	log                                                                  *slog.Logger
 }
 
@@ -43,6 +44,8 @@ func optionsFrom(c settings) (*options, error) {
 		subreaper:     c.Bool(flagSubreaper),
 		controlSocket: c.String(flagControlSocket),
 		healthAddr:    c.String(flagHealthAddr),
+		connect:       c.String(flagConnect),
+		waitFor:       c.String(flagWaitFor),
 	}
 	var err error
 	if o.waitTimeout, err = positiveDuration(c, flagWaitTimeout); err != nil {
