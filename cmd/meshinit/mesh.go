@@ -58,11 +58,11 @@ func newMesh(o *options) (*mesh, error) {
 	}
 	connect, err := localfwd.Parse(o.connect)
 	if err != nil {
-		return shim.Hooks{}, fmt.Errorf("MESH_CONNECT (--%s): %w", flagConnect, err)
+		return nil, fmt.Errorf("MESH_CONNECT (--%s): %w", flagConnect, err)
 	}
 	waitFor, err := hostport.ParseList(o.waitFor)
 	if err != nil {
-		return shim.Hooks{}, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
+		return nil, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
 	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {
