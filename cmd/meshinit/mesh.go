@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -143,6 +144,9 @@ func (m *mesh) prepare(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("MESH_HEALTH_ADDR: %w", err)
 		}
 		m.health = h
+		if ap, err := netip.ParseAddrPort(h.Addr()); err == nil {
+			m.node.AddOwnPort(ap.Port())
+		}
 	}
 	if err := m.node.Start(ctx); err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
