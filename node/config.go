@@ -38,6 +38,10 @@ type Config struct {
 	// Forward says which inbound ports on the mesh address are forwarded to
 	// 127.0.0.1 (MESH_FORWARD). Userspace mode only.
 	Forward Forward
+	// OwnPorts are TCP ports of meshinit's own listeners besides the proxy
+	// (the health port): no peer may reach them, whatever the policy and
+	// Forward say. The proxy's port is added by the node itself.
+	OwnPorts []uint16
 	// ListenPort is the WireGuard UDP port; 0 picks a free one.
 	ListenPort int
 	// Connect are local forwarders into the mesh (MESH_CONNECT): Start

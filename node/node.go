@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -205,9 +206,26 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	gotMap := time.Now()
 
+	// Before any peer is added, so that no peer ever reaches them.
+	n.mu.Lock()
+	own := slices.Clone(n.cfg.OwnPorts)
+	n.mu.Unlock()
+	dev.ProtectPorts(own)
 	if err := n.attach(dev); err != nil {
 		dev.Close()
 		return &StartError{Stage: StageDevice, Kind: KindInterrupted, Err: err}
+	}
+	// meshinit's own listeners are closed to peers before anything is
+	// forwarded: the proxy must start first so that its port is known.
+	if n.cfg.Mode == dataplane.Userspace && n.cfg.ProxyAddr != "" {
+		p, err := startProxy(n.cfg.ProxyAddr, n.Dial, dev.FromMesh, n.cfg.Log)
+		if err != nil {
+			return localError(StageProxy, err)
+		}
+		n.mu.Lock()
+		n.proxy, n.proxyAddr = p, p.Addr().String()
+		n.mu.Unlock()
+		dev.ProtectPorts(append(own, uint16(p.Addr().(*net.TCPAddr).Port)))
 	}
 	if n.cfg.Mode == dataplane.Userspace && n.cfg.Forward.Enabled() {
 		var ports []uint16 // nil: every port
@@ -217,15 +235,6 @@ func (n *Node) Start(ctx context.Context) error {
 		if err := dev.Forward(ports); err != nil {
 			return localError(StageDevice, err)
 		}
-	}
-	if n.cfg.Mode == dataplane.Userspace && n.cfg.ProxyAddr != "" {
-		p, err := startProxy(n.cfg.ProxyAddr, n.Dial, n.cfg.Log)
-		if err != nil {
-			return localError(StageProxy, err)
-		}
-		n.mu.Lock()
-		n.proxy, n.proxyAddr = p, p.Addr().String()
-		n.mu.Unlock()
 	}
 	// Correct the registered endpoints if the device's differ; a failure is
 	// not fatal (we can still reach peers, and the report loop retries).

@@ -23,6 +23,9 @@ type Peer struct {
 	// completes, packets go to each of them (see candidateBind); then the
 	// peer sticks to the one that answered.
 	Endpoints []netip.AddrPort
+	// Tags are the peer's tags ("tag:ci"): the packet filter judges the
+	// peer's new flows by them.
+	Tags []string
 }
 
 // PeerStatus is a peer's state as the device sees it.
@@ -66,6 +69,10 @@ func (d *Device) UpsertPeer(p Peer) error {
 	if len(cands) > 0 && (!known || !slices.Equal(old, cands)) {
 		fmt.Fprintf(&sb, "endpoint=%s\n", formatCandidates(cands))
 	}
+	if known {
+		// The allowed IPs may have changed: forget the old ones first.
+		d.filter.RemovePeer(d.peerIPs[p.PublicKey])
+	}
 	// The arbiter must know the peer before the device's first initiation
 	// to it goes out, which IpcSet may trigger.
 	d.bind.arbiter.setPeer(p.PublicKey, cands, !known)
@@ -78,6 +85,8 @@ func (d *Device) UpsertPeer(p Peer) error {
 		return fmt.Errorf("upsert peer %v: %w", p.PublicKey, err)
 	}
 	d.peers[p.PublicKey] = cands
+	d.peerIPs[p.PublicKey] = peerAddrs(allowed)
+	d.filter.SetPeer(d.peerIPs[p.PublicKey], p.Tags)
 	d.bind.arbiter.started(p.PublicKey)
 	if !known {
 		d.log.Debug("peer added", "peer", p.PublicKey.String(), "allowed_ips", allowed, "endpoints", cands)
@@ -170,6 +179,8 @@ func (d *Device) RemovePeer(k meshapi.Key) error {
 	if err := d.wg.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))); err != nil {
 		return fmt.Errorf("remove peer %v: %w", k, err)
 	}
+	d.filter.RemovePeer(d.peerIPs[k])
+	delete(d.peerIPs, k)
 	delete(d.peers, k)
 	d.bind.arbiter.removePeer(k)
 	d.log.Debug("peer removed", "peer", k.String())
