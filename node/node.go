@@ -83,15 +83,15 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       log,
-		client:    client,
+		cfg:        cfg,
+		log:        log,
+		client:     client,
 		regDone:    make(chan struct{}),
 		logoutLock: make(chan struct{}, 1),
-		firstMap:  make(chan struct{}),
-		followEnd: make(chan error, 1),
-		state:     ctlsock.StateStarting,
-		peers:     map[meshapi.NodeID]meshapi.Peer{},
+		firstMap:   make(chan struct{}),
+		followEnd:  make(chan error, 1),
+		state:      ctlsock.StateStarting,
+		peers:      map[meshapi.NodeID]meshapi.Peer{},
 	}
 	n.runCtx, n.runCancel = context.WithCancel(context.Background())
 	return n, nil
