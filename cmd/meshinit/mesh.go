@@ -131,7 +131,7 @@ func (m *mesh) prepare(ctx context.Context) ([]string, error) {
 	}
 	// The socket comes first so that "meshinit status" can watch the start.
 	if m.o.controlSocket != "" {
-		ctl, err := ctlsock.Listen(m.o.controlSocket, m.node, m.o.log)
+		ctl, err := ctlsock.Listen(m.o.controlSocket, m.node, m.o.log, m.o.logoutTimeout)
 		if err != nil {
 			m.o.log.Warn("control socket unavailable: meshinit status and logout will not work", "err", err)
 		} else {
@@ -170,11 +170,26 @@ func (m *mesh) beforeExit(ctx context.Context) error {
 		defer cancel()
 	}
 	_, err := m.node.Logout(ctx)
-	m.node.Close()
+	m.closeNodeWithin(ctx)
 	if err != nil {
 		return fmt.Errorf("logout failed: %w", err)
 	}
 	return nil
+}
+
+// closeNodeWithin takes the node down, waiting for that no longer than
+// ctx allows: meshinit exits at its deadline whatever a device does.
+func (m *mesh) closeNodeWithin(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		m.node.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		m.o.log.Warn("taking the mesh node down took too long; exiting without waiting for it")
+	}
 }
 
 // closeListeners closes the control socket (removing its file) and the
