@@ -67,7 +67,7 @@ func newMesh(o *options) (*mesh, error) {
 	}
 	dns, err := parseOnOff(o.dns)
 	if err != nil {
-		return shim.Hooks{}, fmt.Errorf("MESH_DNS (--%s) is %q: %w", flagDNS, o.dns, err)
+		return nil, fmt.Errorf("MESH_DNS (--%s) is %q: %w", flagDNS, o.dns, err)
 	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {

@@ -46,7 +46,7 @@ func TestMeshDNSSwitch(t *testing.T) {
 	o := testOptions()
 	o.authKey = "k"
 	o.dns = "maybe"
-	if _, err := newMeshHooks(o); err == nil || !strings.Contains(err.Error(), `MESH_DNS (--dns) is "maybe": use on or off`) {
+	if _, err := newMesh(o); err == nil || !strings.Contains(err.Error(), `MESH_DNS (--dns) is "maybe": use on or off`) {
 		t.Fatalf("bad MESH_DNS: %v", err)
 	}
 }
