@@ -392,4 +392,3 @@ func TestResolvConfRestoredByteForByte(t *testing.T) {
 		t.Fatal("the host's /etc/resolv.conf changed")
 	}
 }
-
