@@ -105,7 +105,8 @@ func (e *ListenError) Error() string {
 
 func (e *ListenError) Unwrap() error { return e.Err }
 
-// Listen opens 127.0.0.1:LOCAL for every rule, or none of them: the error
+// Listen opens 127.0.0.1:LOCAL for every rule (LOCAL 0, which Parse never
+// gives, takes a free port: see Addrs), or none of them: the error
 // (a *ListenError) names the port that could not be opened.
 func Listen(rules []Rule) (*Forwarders, error) {
 	f := &Forwarders{rules: rules, conns: map[net.Conn]struct{}{}}
