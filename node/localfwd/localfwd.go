@@ -167,8 +167,8 @@ func (f *Forwarders) forward(c net.Conn, r Rule, dial DialFunc, log *slog.Logger
 	remote, err := dial(ctx, "tcp", r.Remote.String())
 	cancel()
 	if err != nil {
-		c.Close()
 		log.Warn("cannot reach the peer; connection closed", "err", err)
+		c.Close()
 		return
 	}
 	if !f.track(remote, true) {
