@@ -25,6 +25,7 @@ const (
 	flagStopSignal    = "stop-signal"
 	flagStopTimeout   = "stop-timeout"
 	flagLogoutTimeout = "logout-timeout"
+	flagStopKill      = "stop-kill"
 	flagKillGroup     = "kill-group"
 	flagSubreaper     = "subreaper"
 	flagControlSocket = "control-socket"
@@ -67,8 +68,9 @@ func flags() []cli.Flag {
 		str(flagControlSocket, catMesh, ctlsock.DefaultSocket, "unix socket for the meshinit status and meshinit logout verbs"),
 		str(flagHealthAddr, catMesh, "", "address for an HTTP health endpoint, e.g. 127.0.0.1:9090 (default: off)"),
 		str(flagStopSignal, catInit, "SIGTERM", "signal that starts the stop budget (as docker's STOPSIGNAL: TERM, SIGQUIT, 3, ...); it is forwarded like every signal, so it must be one meshinit can catch and forward: not KILL, STOP, CHLD, URG, PROF or 32-34"),
-		str(flagStopTimeout, catInit, "10s", "stop budget from the first stop signal (docker's default is 10s); at its end the command's process group is killed and meshinit exits"),
-		str(flagLogoutTimeout, catInit, "3s", "part of the stop budget kept for logging out: the logout starts when the command exits, or at the latest when only this much is left"),
+		str(flagStopTimeout, catInit, "10s", "stop budget from the first stop signal: set it to your runtime's (docker run --stop-timeout, Kubernetes' terminationGracePeriodSeconds minus any preStop time). It times the logout; meshinit waits for the command however long it takes unless --stop-kill"),
+		boolean(flagStopKill, catInit, false, "kill the command's process group at the end of the stop budget and exit 137 (1/true to enable); off: the command's graceful shutdown is never cut short by meshinit"),
+		str(flagLogoutTimeout, catInit, "3s", "part of the stop budget kept for logging out: the logout starts when the command exits, or at the latest when only this much is left (the command keeps running); also the limit of meshinit logout"),
 		boolean(flagKillGroup, catInit, false, "forward signals to the command's whole process group instead of the command alone (1/true to enable)"),
 		boolean(flagSubreaper, catInit, true, "when not PID 1, become a child subreaper so orphans are reparented to meshinit and reaped (0/false to disable)"),
 		str(flagLogLevel, catLog, "info", "debug, info, warn or error"),

@@ -22,7 +22,7 @@ func TestNewMeshHooksQuotesBadConnectAndWaitFor(t *testing.T) {
 		o := testOptions()
 		o.authKey = "k"
 		c.mutate(o)
-		_, err := newMeshHooks(o)
+		_, err := newMesh(o)
 		for _, w := range c.want {
 			if err == nil || !strings.Contains(err.Error(), w) {
 				t.Errorf("connect=%q wait-for=%q: %v; want it to say %s", o.connect, o.waitFor, err, w)
@@ -32,7 +32,7 @@ func TestNewMeshHooksQuotesBadConnectAndWaitFor(t *testing.T) {
 	o := testOptions()
 	o.authKey = "k"
 	o.connect, o.waitFor = "5432:db:5432", "db:5432,cache.mesh.internal:6379"
-	if _, err := newMeshHooks(o); err != nil {
+	if _, err := newMesh(o); err != nil {
 		t.Fatalf("good settings: %v", err)
 	}
 }

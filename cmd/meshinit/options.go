@@ -18,7 +18,7 @@ type options struct {
 	authKey, authKeyFile, coordinator, hostname, netMode, proxy, forward string
 	waitTimeout, stopTimeout, logoutTimeout                              time.Duration
 	stopSignal                                                           syscall.Signal
-	killGroup, subreaper                                                 bool
+	stopKill, killGroup, subreaper                                       bool
 	controlSocket, healthAddr                                            string
 	connect, waitFor                                                     string
 	log                                                                  *slog.Logger
@@ -39,6 +39,7 @@ func optionsFrom(c settings) (*options, error) {
 		netMode:       c.String(flagNet),
 		proxy:         c.String(flagProxy),
 		forward:       c.String(flagForward),
+		stopKill:      c.Bool(flagStopKill),
 		killGroup:     c.Bool(flagKillGroup),
 		subreaper:     c.Bool(flagSubreaper),
 		controlSocket: c.String(flagControlSocket),
