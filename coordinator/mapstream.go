@@ -105,7 +105,7 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 		writeError(w, e)
 		return
 	}
-	s.attachLocked(n, st, time.Now())
+	s.attachLocked(n, st, s.clock.Now())
 	var fm *fullMap
 	if resume {
 		if _, _, ok := s.deltas.Read(since, make([]deltalog.Entry, 0, 1), 0); !ok {
@@ -125,7 +125,7 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 	s.metrics.streamOpened(fm != nil)
 	defer func() {
 		s.mu.Lock()
-		s.detachLocked(n, st, time.Now())
+		s.detachLocked(n, st, s.clock.Now())
 		s.mu.Unlock()
 		s.metrics.streamClosed()
 	}()
