@@ -36,6 +36,10 @@ type nodeSpec struct {
 	uts      string // run in a new UTS namespace with this hostname (as a container has)
 	env      []string
 	command  []string // the command after "--"; defaults to meshdemo hang
+	// resolvConf is bind-mounted over /etc/resolv.conf in the node's mount
+	// namespace, as Docker does; "" gives the node an empty one of its own
+	// (a TUN node rewrites it: never the host's).
+	resolvConf string
 }
 
 // meshinit is one running meshinit, PID 1 of its own PID namespace.
@@ -79,6 +83,14 @@ func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 		// sh sets the hostname, then becomes meshinit (still PID 1).
 		argv = append(argv, "--uts", "sh", "-c", `hostname "$0" && exec "$@"`, spec.uts)
 	}
+	resolv := spec.resolvConf
+	if resolv == "" {
+		resolv = filepath.Join(t.TempDir(), "resolv.conf")
+		if err := os.WriteFile(resolv, []byte("# no nameserver: the test's node resolves nothing outside the mesh\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	argv = append(argv, "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, resolv)
 	argv = append(argv, bin, "--")
 	argv = append(argv, command...)
 	if spec.netns != "" {
