@@ -47,6 +47,7 @@ type Node struct {
 	domain   string
 	prefixes []netip.Prefix
 	peers    map[meshapi.NodeID]meshapi.Peer
+	policy   *meshapi.NodePolicy // as the map gives it; nil: none
 	gotMap   bool
 	dp       *dataplane.Device // nil until up, and again after logout
 	// parked is a TUN device after logout: kept, without peers, until Close
@@ -328,6 +329,9 @@ func (n *Node) attach(dev *dataplane.Device) error {
 	if n.logout != nil || n.closed {
 		return errors.New("node left the mesh while starting")
 	}
+	// The policy goes in before the peers: no peer is ever let in by the
+	// absence of the rules.
+	n.applyPolicyLocked(dev)
 	for _, p := range n.peers {
 		if err := dev.UpsertPeer(dataplanePeer(p)); err != nil {
 			n.log.Warn("adding peer failed", "peer", p.Name, "err", err)

@@ -98,18 +98,21 @@ func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 	}
 	m := &meshinit{t: t, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{}),
 		socket: filepath.Join(shortDir(t), "ctl.sock")}
-	env := []string{
+	// spec.env overrides these defaults (a process sees the first of two
+	// entries with one name, so the defaults it sets are left out).
+	overridden := func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.ContainsFunc(spec.env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
+	}
+	env := slices.DeleteFunc([]string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"MESH_COORDINATOR=" + spec.coord,
 		"MESH_CONTROL_SOCKET=" + m.socket,
 		"MESH_WAIT_TIMEOUT=10s",
 		"MESH_LOG_LEVEL=debug",
-	}
-	// Nodes of one test share a loopback: each proxy takes a free port,
-	// unless the spec says otherwise.
-	if !slices.ContainsFunc(spec.env, func(kv string) bool { return strings.HasPrefix(kv, "MESH_PROXY=") }) {
-		env = append(env, "MESH_PROXY=127.0.0.1:0")
-	}
+		// Nodes of one test share a loopback: each proxy takes a free port.
+		"MESH_PROXY=127.0.0.1:0",
+	}, overridden)
 	if spec.hostname != "" {
 		env = append(env, "MESH_HOSTNAME="+spec.hostname)
 	}
