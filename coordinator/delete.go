@@ -12,6 +12,7 @@ import (
 // the reason.
 func (s *Server) deleteLocked(n *node, reason meshapi.DeleteReason, now time.Time) {
 	endSessionLocked(n)
+	s.nodeGoneLocked(n)
 	s.unindexLocked(n)
 	if err := s.pool.Release(n.IPv4, n.IPv6); err != nil {
 		s.log.Error("releasing addresses of a deleted node", "node", uint64(n.ID), "err", err)
@@ -34,6 +35,7 @@ func (s *Server) logoutLocked(n *node, reason meshapi.DeleteReason, detail strin
 		return true
 	}
 	endSessionLocked(n)
+	s.nodeGoneLocked(n)
 	if n.Online {
 		n.LastSeen = now
 	}

@@ -46,6 +46,9 @@ type Server struct {
 	lastNodeID uint64
 	eventSeq   uint64
 
+	// nodeGone hears of deleted and logged-out nodes (see relayhook.go).
+	nodeGone func(meshapi.Key)
+
 	done          chan struct{} // closed by Close: ends event streams
 	stopHeartbeat chan struct{}
 	heartbeatDone chan struct{}
