@@ -231,3 +231,7 @@ func readError(resp *http.Response) error {
 	}
 	return &meshapi.Error{Code: code, Message: msg, Status: resp.StatusCode}
 }
+
+// Authorization returns the "Bearer <node secret>" header value for other
+// connections to this coordinator (the relay). Never log it.
+func (c *Client) Authorization() (string, error) { return c.bearer() }
