@@ -206,9 +206,9 @@ func waitConnected(t *testing.T, coord *coordinatortest.Server, nodes ...testNod
 }
 
 // TestStuckReceiverBlocksNobody: b never reads. a floods b (far more than
-// b's queue and socket buffers hold) while c sends to d: every one of c's
-// packets arrives, a's writes never stall, and the relay counts the
-// packets it dropped for b as queue_full.
+// b's queue and socket buffers hold) while c and d exchange packets one at
+// a time: every one arrives, a's writes never stall, and the relay counts
+// the packets it dropped for b as queue_full.
 func TestStuckReceiverBlocksNobody(t *testing.T) {
 	coord, nodes := setup(t, 4)
 	var cl []*relayClient
@@ -232,15 +232,11 @@ func TestStuckReceiverBlocksNobody(t *testing.T) {
 		}
 		done <- nil
 	}()
-	go func() {
-		for i := range wanted {
-			c.conn.Write(relayproto.AppendPacket(nil, relayproto.FrameSend, nodes[3].key, fmt.Appendf(nil, "%d", i)))
-		}
-	}()
+	// c and d take turns, so every packet must arrive while the flood runs.
 	for i := range wanted {
-		f := d.next(t)
-		if string(f.Packet) != fmt.Sprint(i) {
-			t.Fatalf("d got %q, want %d (in order, none lost)", f.Packet, i)
+		c.send(t, nodes[3].key, fmt.Appendf(nil, "%d", i))
+		if f := d.next(t); string(f.Packet) != fmt.Sprint(i) {
+			t.Fatalf("d got %q, want %d", f.Packet, i)
 		}
 	}
 	if err := <-done; err != nil {

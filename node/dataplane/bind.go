@@ -72,7 +72,6 @@ func newMeshBind(inner conn.Bind, self meshapi.Key, priv *ecdh.PrivateKey, arbit
 	arbiter.resend = func(msg []byte, ep conn.Endpoint) {
 		b.sendData([][]byte{msg}, ep) // best effort: the peer asks again
 	}
-	go b.probeLoop()
 	return b
 }
 

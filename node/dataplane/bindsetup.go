@@ -32,6 +32,7 @@ func (d *Device) newBind(cfg Config) (*meshBind, error) {
 		b.relay = newRelayClient(*cfg.Relay, d.log)
 		b.relay.onConnect = func() { b.refreshSTUN(b.now()) }
 	}
+	go b.probeLoop()
 	return b, nil
 }
 

@@ -366,11 +366,12 @@ func (s *relaySession) writeLoop(c *relayClient) {
 		}
 		s.mu.Lock()
 		buf := s.pending
-		s.pending = s.spare[:0]
-		s.mu.Unlock()
 		if len(buf) == 0 {
+			s.mu.Unlock()
 			continue
 		}
+		s.pending, s.spare = s.spare[:0], nil // the two buffers trade places
+		s.mu.Unlock()
 		s.rc.conn.SetWriteDeadline(time.Now().Add(relayWriteTimeout))
 		if _, err := s.rc.conn.Write(buf); err != nil {
 			s.kill(fmt.Errorf("writing to the relay: %w", err))
