@@ -78,6 +78,11 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 		rec.Expires = now.Add(time.Duration(req.Expiry))
 	}
 	s.mu.Lock()
+	if e := s.refuseLocked(); e != nil {
+		s.mu.Unlock()
+		writeError(w, e)
+		return
+	}
 	ak := &key{KeyRecord: rec}
 	s.keys[k.ID] = ak
 	b := s.w.enqueue(store.PutKey(rec))
@@ -113,6 +118,11 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	s.mu.Lock()
+	if e := s.refuseLocked(); e != nil {
+		s.mu.Unlock()
+		writeError(w, e)
+		return
+	}
 	k := s.keys[id]
 	if k == nil {
 		s.mu.Unlock()
@@ -184,6 +194,9 @@ func (s *Server) handleNodeShow(w http.ResponseWriter, r *http.Request) {
 func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, change func(n *node, now time.Time) (deleted bool, e *apiError)) {
 	s.mu.Lock()
 	n, e := s.lookupLocked(r.PathValue("ref"))
+	if e == nil {
+		e = s.refuseLocked()
+	}
 	if e != nil {
 		s.mu.Unlock()
 		writeError(w, e)

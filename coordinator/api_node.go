@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"slices"
@@ -61,7 +62,7 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if e := s.goneLocked(n); e != nil {
+	if e := cmp.Or(s.goneLocked(n), s.refuseLocked()); e != nil {
 		s.mu.Unlock()
 		writeError(w, e)
 		return
@@ -97,7 +98,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if e := s.goneLocked(n); e != nil {
+	if e := cmp.Or(s.goneLocked(n), s.refuseLocked()); e != nil {
 		s.mu.Unlock()
 		writeError(w, e)
 		return

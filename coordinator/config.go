@@ -44,6 +44,14 @@ type Config struct {
 	// EventLogSize is how many recent events are kept in memory for
 	// "events --follow"; older ones are read from the store (10000).
 	EventLogSize int
+	// EventRetention is how long stored events are kept (7 days): older
+	// ones are deleted, so the database does not grow with the age of the
+	// mesh. The newest event is always kept.
+	EventRetention time.Duration
+	// MaxQueuedWrites bounds the store writes queued behind the disk
+	// (20 000). Beyond it, calls that change state answer a retryable 503
+	// instead of queueing more (the store is slow or failing).
+	MaxQueuedWrites int
 	// Logger receives one line per event and per problem (slog.Default()).
 	Logger *slog.Logger
 }
@@ -59,6 +67,8 @@ const (
 	DefaultDeltaLogSize      = 16384
 	DefaultEventLogSize      = 10000
 	DefaultStreamWriteBudget = 20000
+	DefaultEventRetention    = 7 * 24 * time.Hour
+	DefaultMaxQueuedWrites   = 20000
 	maxWakeInterval          = 500 * time.Millisecond
 )
 
@@ -87,6 +97,7 @@ func (c Config) withDefaults() (Config, error) {
 		def(&c.KeepaliveInterval, DefaultKeepaliveInterval, "keepalive interval"),
 		def(&c.WriteTimeout, DefaultWriteTimeout, "write timeout"),
 		def(&c.CommitTimeout, DefaultCommitTimeout, "commit timeout"),
+		def(&c.EventRetention, DefaultEventRetention, "event retention"),
 	)
 	if err != nil {
 		return c, err
@@ -99,6 +110,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.EventLogSize <= 0 {
 		c.EventLogSize = DefaultEventLogSize
+	}
+	if c.MaxQueuedWrites <= 0 {
+		c.MaxQueuedWrites = DefaultMaxQueuedWrites
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -91,9 +91,9 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 
 	st := newStream()
 	s.mu.Lock()
-	if s.closed {
+	if e := s.refuseLocked(); e != nil {
 		s.mu.Unlock()
-		writeError(w, errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; reconnect"))
+		writeError(w, e)
 		return
 	}
 	if e := s.goneLocked(n); e != nil {

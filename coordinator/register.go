@@ -56,8 +56,8 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return nil, nil, errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
+	if e := s.refuseLocked(); e != nil {
+		return nil, nil, e
 	}
 	now := time.Now()
 	ak, e := s.checkKeyLocked(k, now)
@@ -105,7 +105,7 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	s.indexLocked(n)
 	ak.Uses++
 
-	b := s.w.enqueue(
+	s.w.enqueue(
 		store.PutKey(ak.KeyRecord),
 		store.SetMeta(metaLastNodeID, strconv.FormatUint(s.lastNodeID, 10)),
 		store.PutNode(n.record()),
@@ -113,9 +113,11 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	s.emitLocked(meshapi.EventRegistered, n, "", "key "+ak.ID, now)
 	s.publishUpsertLocked(n, false)
 	s.scheduleGC(n)
+	// The answer waits for everything above, the event included (the
+	// writer may have taken the first ops into a commit already).
 	return &meshapi.RegisterResponse{
 		Node: n.view(), Secret: secret, Domain: s.cfg.BaseDomain, Prefixes: s.pool.Prefixes(),
-	}, b, nil
+	}, s.w.barrier(), nil
 }
 
 // checkKeyLocked finds the key and says exactly why it cannot be used.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -49,9 +50,10 @@ type Server struct {
 	// nodeGone hears of deleted and logged-out nodes (see relayhook.go).
 	nodeGone func(meshapi.Key)
 
-	done          chan struct{} // closed by Close: ends event streams
+	done          chan struct{} // closed by Close: ends event streams and the pruner
 	stopHeartbeat chan struct{}
 	heartbeatDone chan struct{}
+	prunerDone    chan struct{}
 }
 
 // Meta names in the store.
@@ -98,18 +100,36 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		done:          make(chan struct{}),
 		stopHeartbeat: make(chan struct{}),
 		heartbeatDone: make(chan struct{}),
+		prunerDone:    make(chan struct{}),
 	}
 	s.metrics = newMetrics(s)
 	s.metrics.onStreams = s.adaptBatching
-	s.w = newWriter(st, s.log)
+	s.w = newWriter(st, s.log, cfg.MaxQueuedWrites)
 	s.w.healthy = s.metrics.setStoreHealthy
 	s.w.observed = s.metrics.observeCommit
+	s.w.committed = s.publishStored
 	if err := s.restore(ctx, now); err != nil {
 		return nil, err
 	}
 	go s.w.run()
 	go s.heartbeat()
+	go s.pruneEvents()
 	return s, nil
+}
+
+// refuseLocked says why a change cannot be started now, or returns nil:
+// the coordinator is shutting down, or the store is so far behind that
+// queueing more would only grow memory. Both answers are retryable 503s.
+// Callers hold s.mu and call it before they change anything.
+func (s *Server) refuseLocked() *apiError {
+	if s.closed {
+		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
+	}
+	if full, n := s.w.overloaded(); full {
+		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal,
+			"the coordinator's store is behind (%d writes queued): retry in a moment", n)
+	}
+	return nil
 }
 
 // adaptBatching sets the map log's wake round for open streams so that all
@@ -141,6 +161,7 @@ func (s *Server) Close() error {
 	close(s.done)
 	close(s.stopHeartbeat)
 	<-s.heartbeatDone
+	<-s.prunerDone
 	s.w.close()
 	return s.st.Close()
 }
@@ -152,7 +173,9 @@ func (s *Server) heartbeat() {
 	for {
 		select {
 		case now := <-t.C:
-			s.w.enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(now.UnixNano(), 10)))
+			if full, _ := s.w.overloaded(); !full {
+				s.w.enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(now.UnixNano(), 10)))
+			}
 		case <-s.stopHeartbeat:
 			return
 		}

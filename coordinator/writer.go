@@ -18,19 +18,28 @@ import (
 // A failing store is retried with backoff, keeping the queue and its order:
 // the in-memory state stays authoritative, requests that wait for their
 // commit time out with 503, and /healthz says the store is failing.
+//
+// The queue is bounded by admission, not by blocking: enqueue never waits
+// (it runs under the state lock), and callers that start a change ask
+// overloaded first and answer a retryable 503 instead of queueing more.
 type writer struct {
-	st  store.Store
-	log *slog.Logger
+	st        store.Store
+	log       *slog.Logger
+	maxQueued int
 
 	mu      sync.Mutex
 	pending *batch
 	latest  *batch // the batch holding the most recent op
+	queued  int    // ops pending or being committed
 	closed  bool
 	wake    chan struct{} // capacity 1: "there is work"
 	done    chan struct{} // closed when run returns
 
 	healthy  func(ok bool) // reports store health (metrics, /healthz)
 	observed func(n int, d time.Duration)
+	// committed is called with each batch's ops once they are stored, in
+	// commit order, before anyone waiting for the batch is released.
+	committed func(ops []store.Op)
 }
 
 // errWriterClosed is the error of changes queued after the writer stopped.
@@ -44,15 +53,24 @@ type batch struct {
 	err  error
 }
 
-func newWriter(st store.Store, log *slog.Logger) *writer {
+func newWriter(st store.Store, log *slog.Logger, maxQueued int) *writer {
 	return &writer{
-		st: st, log: log,
-		pending:  &batch{done: make(chan struct{})},
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		healthy:  func(bool) {},
-		observed: func(int, time.Duration) {},
+		st: st, log: log, maxQueued: maxQueued,
+		pending:   &batch{done: make(chan struct{})},
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		healthy:   func(bool) {},
+		observed:  func(int, time.Duration) {},
+		committed: func([]store.Op) {},
 	}
+}
+
+// overloaded reports whether the queue is at its bound: the store is slower
+// than the changes coming in (or failing), and new changes must wait.
+func (w *writer) overloaded() (bool, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued >= w.maxQueued, w.queued
 }
 
 // enqueue queues ops and returns the batch they will commit with. It never
@@ -63,6 +81,7 @@ func (w *writer) enqueue(ops ...store.Op) *batch {
 	b := w.pending
 	if len(ops) > 0 {
 		b.ops = append(b.ops, ops...)
+		w.queued += len(ops)
 		w.latest = b
 	}
 	w.mu.Unlock()
@@ -132,6 +151,7 @@ func (w *writer) run() {
 			if err == nil {
 				w.observed(len(b.ops), time.Since(start))
 				w.healthy(true)
+				w.committed(b.ops)
 				backoff = 10 * time.Millisecond
 				break
 			}
@@ -151,6 +171,9 @@ func (w *writer) run() {
 				backoff *= 2
 			}
 		}
+		w.mu.Lock()
+		w.queued -= len(b.ops)
+		w.mu.Unlock()
 		close(b.done)
 	}
 }

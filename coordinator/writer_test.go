@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,4 +125,146 @@ func TestChangeAfterCloseIsNotAnsweredAsStored(t *testing.T) {
 	if status != http.StatusServiceUnavailable || er.Code != meshapi.ErrInternal {
 		t.Fatalf("key created after Close: HTTP %d %+v (key %q), want 503: it was never stored", status, er, key.ID)
 	}
+}
+
+// newFlakyEnv is a coordinator on a flakyStore, served on loopback.
+func newFlakyEnv(t *testing.T, cfg Config) (*flakyStore, *Server, *httptest.Server, *httptest.Server) {
+	t.Helper()
+	ctx := context.Background()
+	sq, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "coord.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &flakyStore{SQLite: sq}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler) // failed retries are the behaviour under test
+	}
+	s, err := New(ctx, cfg, fs)
+	if err != nil {
+		sq.Close()
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(s.Handler())
+	admin := httptest.NewServer(s.AdminHandler())
+	t.Cleanup(func() {
+		fs.failing.Store(false)
+		s.Close()
+		api.Close()
+		admin.Close()
+	})
+	return fs, s, api, admin
+}
+
+// TestEventsVisibleOnlyOnceStored: an event is shown to followers only once
+// it is stored. (Shown earlier, a crash before the commit would lose it,
+// and the restarted coordinator would give its number to another event.)
+func TestEventsVisibleOnlyOnceStored(t *testing.T) {
+	fs, s, api, admin := newFlakyEnv(t, Config{CommitTimeout: 200 * time.Millisecond})
+	var key meshapi.KeyCreateResponse
+	if status, er := do(t, "POST", admin.URL+meshapi.PathAdminKeys, "", meshapi.KeyCreateRequest{Reusable: true}, &key); status != http.StatusCreated {
+		t.Fatalf("key: %d %+v", status, er)
+	}
+	var reg meshapi.RegisterResponse
+	if status, er := do(t, "POST", api.URL+meshapi.PathRegister, "", meshapi.RegisterRequest{AuthKey: key.Key, Hostname: "web", PublicKey: randomKey()}, &reg); status != http.StatusOK {
+		t.Fatalf("register: %d %+v", status, er)
+	}
+
+	fs.failing.Store(true)
+	// Coming online is written behind: the stream opens at once, and the
+	// event waits for the store.
+	ms, status, er := openStream(t, api.URL, reg.Secret, "")
+	if ms == nil {
+		t.Fatalf("map stream: %d %+v", status, er)
+	}
+	ms.next(wait)
+	eventually(t, wait, "the online change is queued", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.nodes[reg.Node.ID].Online
+	})
+	listed := listEvents(t, admin.URL)
+	for _, ev := range listed {
+		if ev.Type == meshapi.EventOnline {
+			t.Fatalf("event %d (online) is listed while the store has not taken it: %+v", ev.Seq, listed)
+		}
+	}
+
+	fs.failing.Store(false)
+	eventually(t, 15*time.Second, "the online event is listed once stored", func() bool {
+		evs := listEvents(t, admin.URL)
+		return len(evs) == 2 && evs[1].Type == meshapi.EventOnline
+	})
+	stored, err := fs.SQLite.Events(context.Background(), 0, 100)
+	if err != nil || len(stored) != 2 || stored[1].Type != meshapi.EventOnline {
+		t.Fatalf("stored events %+v, %v", stored, err)
+	}
+}
+
+func listEvents(t *testing.T, adminURL string) []meshapi.Event {
+	t.Helper()
+	resp, err := http.Get(adminURL + meshapi.PathAdminEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []meshapi.Event
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var ev meshapi.Event
+		if err := dec.Decode(&ev); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// TestQueueBoundAnswers503: when the store falls behind, the writer's queue
+// stops at its bound: further changes are refused with a retryable 503 and
+// change nothing, instead of growing memory; once the store catches up,
+// changes are taken again.
+func TestQueueBoundAnswers503(t *testing.T) {
+	const bound = 12
+	fs, s, api, admin := newFlakyEnv(t, Config{CommitTimeout: 50 * time.Millisecond, MaxQueuedWrites: bound})
+	var key meshapi.KeyCreateResponse
+	if status, er := do(t, "POST", admin.URL+meshapi.PathAdminKeys, "", meshapi.KeyCreateRequest{Reusable: true}, &key); status != http.StatusCreated {
+		t.Fatalf("key: %d %+v", status, er)
+	}
+	fs.failing.Store(true)
+	register := func() (int, meshapi.Error) {
+		return do(t, "POST", api.URL+meshapi.PathRegister, "", meshapi.RegisterRequest{AuthKey: key.Key, Hostname: "web", PublicKey: randomKey()}, nil)
+	}
+	// Each registration queues a few writes and times out waiting for
+	// them; soon the queue is full and registrations are refused at once.
+	refused := false
+	for i := 0; i < 3*bound && !refused; i++ {
+		status, er := register()
+		if status != http.StatusServiceUnavailable || er.Code != meshapi.ErrInternal {
+			t.Fatalf("registration %d with a failing store: %d %+v, want 503", i, status, er)
+		}
+		refused = strings.Contains(er.Message, "writes queued")
+	}
+	if !refused {
+		t.Fatal("the queue never reached its bound")
+	}
+	s.mu.Lock()
+	nodes := len(s.nodes)
+	s.mu.Unlock()
+	for range 20 {
+		if status, er := register(); status != http.StatusServiceUnavailable || !strings.Contains(er.Message, "writes queued") {
+			t.Fatalf("over the bound: %d %+v, want 503 (writes queued)", status, er)
+		}
+	}
+	s.mu.Lock()
+	after := len(s.nodes)
+	s.mu.Unlock()
+	if _, queued := s.w.overloaded(); after != nodes || queued >= 2*bound {
+		t.Fatalf("refused registrations changed state: %d nodes -> %d, %d writes queued (bound %d)", nodes, after, queued, bound)
+	}
+
+	fs.failing.Store(false)
+	eventually(t, 15*time.Second, "registrations are taken again once the store catches up", func() bool {
+		status, _ := register()
+		return status == http.StatusOK
+	})
 }

@@ -157,5 +157,5 @@ func dataplanePeer(p meshapi.Peer) dataplane.Peer {
 			allowed = append(allowed, netip.PrefixFrom(a, a.BitLen()))
 		}
 	}
-	return dataplane.Peer{PublicKey: p.PublicKey, AllowedIPs: allowed, Endpoints: p.Endpoints}
+	return dataplane.Peer{PublicKey: p.PublicKey, AllowedIPs: allowed, Endpoints: p.Endpoints, Tags: p.Tags}
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/meshinit/meshinit/node/controlclient"
 	"github.com/meshinit/meshinit/node/dataplane"
+	"github.com/meshinit/meshinit/node/hostport"
+	"github.com/meshinit/meshinit/node/localfwd"
 )
 
 // DefaultProxyAddr is where the local proxy listens unless MESH_PROXY says
@@ -36,8 +38,19 @@ type Config struct {
 	// Forward says which inbound ports on the mesh address are forwarded to
 	// 127.0.0.1 (MESH_FORWARD). Userspace mode only.
 	Forward Forward
+	// OwnPorts are TCP ports of meshinit's own listeners besides the proxy
+	// (the health port): no peer may reach them, whatever the policy and
+	// Forward say. The proxy's port is added by the node itself.
+	OwnPorts []uint16
 	// ListenPort is the WireGuard UDP port; 0 picks a free one.
 	ListenPort int
+	// Connect are local forwarders into the mesh (MESH_CONNECT): Start
+	// listens on 127.0.0.1:LOCAL for each before it joins, and serves them
+	// once the node is up. Both modes.
+	Connect []localfwd.Rule
+	// WaitFor are peers that must accept a TCP connection over the mesh
+	// before Start returns (MESH_WAIT_FOR), within Start's context.
+	WaitFor []hostport.HostPort
 	// Log receives one line per event; nil discards.
 	Log *slog.Logger
 }

@@ -17,6 +17,8 @@ const (
 	StageMap      Stage = "map"      // waiting for the first map
 	StageDevice   Stage = "device"   // creating the WireGuard device
 	StageProxy    Stage = "proxy"    // starting the local proxy
+	StageLocal    Stage = "local"    // local forwarders and resolver (MESH_CONNECT, MESH_DNS)
+	StageWaitFor  Stage = "wait-for" // waiting for the MESH_WAIT_FOR peers
 )
 
 // Kind says what kind of failure stopped Start, for the message meshinit
@@ -30,6 +32,7 @@ const (
 	KindInterrupted Kind = "interrupted"             // a stop signal arrived meanwhile
 	KindRefused     Kind = "refused"                 // another answer from the coordinator (4xx/5xx)
 	KindLocal       Kind = "local"                   // device, proxy, configuration
+	KindPeersSilent Kind = "peers silent"            // MESH_WAIT_FOR peers did not answer in time
 )
 
 // StartError is why Start failed. Its message says which failure it was
@@ -59,6 +62,8 @@ func (e *StartError) Error() string {
 		return fmt.Sprintf("timeout: the mesh did not come up within MESH_WAIT_TIMEOUT (still %s): %v", e.Stage.doing(), e.Err)
 	case KindInterrupted:
 		return fmt.Sprintf("interrupted by a stop signal while %s", e.Stage.doing())
+	case KindPeersSilent:
+		return fmt.Sprintf("MESH_WAIT_FOR: %v, within MESH_WAIT_TIMEOUT; check that the peer runs and listens on that port, or raise MESH_WAIT_TIMEOUT", e.Err)
 	}
 	return fmt.Sprintf("%s: %v", e.Stage.doing(), e.Err)
 }
@@ -81,6 +86,10 @@ func (s Stage) doing() string {
 		return "bringing the WireGuard device up"
 	case StageProxy:
 		return "starting the proxy"
+	case StageLocal:
+		return "opening local ports"
+	case StageWaitFor:
+		return "waiting for the MESH_WAIT_FOR peers"
 	}
 	return "starting"
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -60,6 +61,9 @@ type Node struct {
 	// cancelStart cancels Start's context: Logout uses it when it cannot
 	// wait for a registration any longer.
 	cancelStart context.CancelFunc
+	// local is what apps on this host reach peers by name with (local.go);
+	// set by Start, released by Close.
+	local localAccess
 }
 
 // New checks cfg and returns a node that has not joined yet.
@@ -116,6 +120,9 @@ func (n *Node) Start(ctx context.Context) error {
 			close(n.regDone)
 		}
 	}()
+	if err := n.openLocal(); err != nil {
+		return err
+	}
 	priv, err := dataplane.GeneratePrivateKey()
 	if err != nil {
 		return localError(StageConfig, err)
@@ -205,9 +212,26 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	gotMap := time.Now()
 
+	// Before any peer is added, so that no peer ever reaches them.
+	n.mu.Lock()
+	own := slices.Clone(n.cfg.OwnPorts)
+	n.mu.Unlock()
+	dev.ProtectPorts(own)
 	if err := n.attach(dev); err != nil {
 		dev.Close()
 		return &StartError{Stage: StageDevice, Kind: KindInterrupted, Err: err}
+	}
+	// meshinit's own listeners are closed to peers before anything is
+	// forwarded: the proxy must start first so that its port is known.
+	if n.cfg.Mode == dataplane.Userspace && n.cfg.ProxyAddr != "" {
+		p, err := startProxy(n.cfg.ProxyAddr, n.Dial, dev.FromMesh, n.cfg.Log)
+		if err != nil {
+			return localError(StageProxy, err)
+		}
+		n.mu.Lock()
+		n.proxy, n.proxyAddr = p, p.Addr().String()
+		n.mu.Unlock()
+		dev.ProtectPorts(append(own, uint16(p.Addr().(*net.TCPAddr).Port)))
 	}
 	if n.cfg.Mode == dataplane.Userspace && n.cfg.Forward.Enabled() {
 		var ports []uint16 // nil: every port
@@ -218,19 +242,13 @@ func (n *Node) Start(ctx context.Context) error {
 			return localError(StageDevice, err)
 		}
 	}
-	if n.cfg.Mode == dataplane.Userspace && n.cfg.ProxyAddr != "" {
-		p, err := startProxy(n.cfg.ProxyAddr, n.Dial, n.cfg.Log)
-		if err != nil {
-			return localError(StageProxy, err)
-		}
-		n.mu.Lock()
-		n.proxy, n.proxyAddr = p, p.Addr().String()
-		n.mu.Unlock()
-	}
 	// Correct the registered endpoints if the device's differ; a failure is
 	// not fatal (we can still reach peers, and the report loop retries).
 	n.reportEndpoints(ctx, dev)
 	n.goBackground(func() { n.endpointLoop(dev) })
+	if err := n.serveLocal(); err != nil {
+		return err
+	}
 
 	n.mu.Lock()
 	if n.logout != nil || n.closed {
@@ -244,7 +262,7 @@ func (n *Node) Start(ctx context.Context) error {
 		"peers", peers, "register", registered.Sub(begin).Round(time.Microsecond).String(),
 		"map", gotMap.Sub(registered).Round(time.Microsecond).String(),
 		"total", time.Since(begin).Round(time.Microsecond).String())
-	return nil
+	return n.waitForPeers(ctx)
 }
 
 // devResult is the outcome of creating the device in the background.
@@ -336,13 +354,7 @@ func (n *Node) Dial(ctx context.Context, network, address string) (net.Conn, err
 		var d net.Dialer
 		return d.DialContext(ctx, network, address)
 	}
-	n.mu.Lock()
-	dp := n.dp
-	n.mu.Unlock()
-	if dp == nil {
-		return nil, fmt.Errorf("dial %s: this node is not in the mesh (logged out or not up yet)", address)
-	}
-	return dp.DialContext(ctx, network, net.JoinHostPort(addr.String(), port))
+	return n.dialMeshAddr(ctx, network, addr, port)
 }
 
 // Ready reports whether the node is up; ctlsock's /readyz.
@@ -379,6 +391,7 @@ func (n *Node) Close() error {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	localErr := n.closeLocal()
 	n.runCancel()
 	n.bg.Wait()
 	n.mu.Lock()
@@ -388,7 +401,7 @@ func (n *Node) Close() error {
 		n.state = ctlsock.StateStopped
 	}
 	n.mu.Unlock()
-	var errs []error
+	errs := []error{localErr}
 	if p != nil {
 		errs = append(errs, p.Close())
 	}

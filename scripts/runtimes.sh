@@ -2,7 +2,9 @@
 # Container runtimes for the integration suites and for humans.
 #
 #   runtimes.sh install                 install docker.io, containerd, runc, tini,
-#                                       util-linux, iproute2 from Debian when missing
+#                                       util-linux, iproute2, and for the names
+#                                       suite postgresql, busybox-static and
+#                                       dnsmasq-base, from Debian when missing
 #   runtimes.sh start [docker|containerd|all]
 #                                       start private daemons in a new temp dir and
 #                                       print the environment to use them (eval it)
@@ -51,9 +53,14 @@ netns_prefix() { echo "mn$(tag "$1")-"; }
 install() {
 	need=()
 	for p in docker:docker.io dockerd:docker.io containerd:containerd containerd-shim-runc-v2:containerd \
-		runc:runc tini:tini cgroupfs-mount:cgroupfs-mount unshare:util-linux nsenter:util-linux ip:iproute2; do
+		runc:runc tini:tini cgroupfs-mount:cgroupfs-mount unshare:util-linux nsenter:util-linux ip:iproute2 \
+		busybox:busybox-static dnsmasq:dnsmasq-base psql:postgresql-client getent:libc-bin; do
 		command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
 	done
+	# The PostgreSQL server's programs are not on PATH (Debian keeps them in
+	# /usr/lib/postgresql/<version>/bin); the names suite runs initdb and
+	# postgres from there.
+	compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 	# The Debian docker CLI must be there even when another docker shadows it
 	# on PATH: it is the one that matches the daemon (see docker-cli).
 	[[ -x /usr/bin/docker ]] || need+=(docker.io)

@@ -33,10 +33,10 @@ type Hooks struct {
 	Prepare func(ctx context.Context) (env []string, err error)
 	// BeforeExit runs exactly once before Run returns, when non-nil: after
 	// the child exited, or at the latest when only LogoutReserve is left
-	// before the stop deadline (child still running), and also after a
-	// failed Prepare (so a half-joined node is cleaned up). ctx carries the
-	// deadline it must respect; Run never waits for it past the stop
-	// deadline. Its error is logged, not fatal.
+	// before the stop deadline (the child then keeps running, and Run keeps
+	// waiting for it), and also after a failed Prepare (so a half-joined
+	// node is cleaned up). ctx carries the deadline it must respect; Run
+	// never waits for it past that deadline. Its error is logged, not fatal.
 	BeforeExit func(ctx context.Context) error
 }
 
@@ -53,9 +53,20 @@ type Config struct {
 	// reparented to it and reaped.
 	Subreaper bool
 	// StopSignal (MESH_STOP_SIGNAL) starts the stop budget; default SIGTERM.
+	// It is forwarded like every signal, so it must pass CheckStopSignal.
 	StopSignal syscall.Signal
-	// StopTimeout (MESH_STOP_TIMEOUT) is the stop budget; default 10s.
+	// StopTimeout (MESH_STOP_TIMEOUT) is the stop budget, counted from the
+	// first StopSignal. It times the hooks: BeforeExit starts at the latest
+	// when only LogoutReserve is left, and Run never waits for a hook past
+	// it. It ends the child only with StopKill. Without hooks and without
+	// StopKill it has no effect: Run waits for the child as long as the
+	// child takes, as tini does. Default 10s.
 	StopTimeout time.Duration
+	// StopKill (MESH_STOP_KILL) kills the child's process group at the stop
+	// deadline; Run then returns 137. Off by default: Run never cuts a
+	// graceful shutdown short by itself, the runtime's own kill (docker
+	// stop's, the kubelet's) ends a child that takes longer than it allows.
+	StopKill bool
 	// LogoutReserve (MESH_LOGOUT_TIMEOUT) is the part of the stop budget
 	// kept for BeforeExit, and BeforeExit's time limit when the child exits
 	// on its own; default 3s.

@@ -29,7 +29,14 @@ func Run(cfg Config) (exitCode int) {
 		}
 	}
 
-	s := newSupervisor(cfg, in)
+	return run(cfg, in, osProcesses{})
+}
+
+// run is Run after the process-wide set-up: the supervision of one child
+// from Prepare to BeforeExit, with every effect on processes going through
+// procs.
+func run(cfg Config, in *signalInbox, procs processes) int {
+	s := newSupervisor(cfg, in, procs)
 	defer s.stopTimers()
 
 	env, ok := s.prepare()

@@ -136,10 +136,13 @@ func TestRunForwardsSignal(t *testing.T) {
 	}
 }
 
-func TestRunStopDeadline(t *testing.T) {
+// TestRunStopKill: with StopKill a real child that ignores TERM is killed
+// at the deadline (the exact timing is in timing_test.go).
+func TestRunStopKill(t *testing.T) {
 	ready := filepath.Join(t.TempDir(), "ready")
 	// The shell ignores TERM, and so does sleep, which inherits SIG_IGN.
 	cfg, logs := testConfig(t, "/bin/sh", "-c", `trap '' TERM; touch `+ready+`; exec sleep 30`)
+	cfg.StopKill = true
 	cfg.StopTimeout = 600 * time.Millisecond
 	cfg.LogoutReserve = 300 * time.Millisecond
 	hook := &countingHook{}

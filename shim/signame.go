@@ -60,7 +60,7 @@ func SignalName(sig syscall.Signal) string {
 // ParseSignal reads a signal as docker's STOPSIGNAL does: a name with or
 // without the SIG prefix, in any case ("TERM", "sigterm", "SIGRTMIN+3"), or
 // a number ("15"). SIGKILL and SIGSTOP are valid signals, but callers that
-// need a catchable one should check with Catchable.
+// need a stop signal should check with CheckStopSignal.
 func ParseSignal(s string) (syscall.Signal, error) {
 	in := strings.ToUpper(strings.TrimSpace(s))
 	if in == "" {
@@ -120,7 +120,20 @@ func parseRealtime(name string) (syscall.Signal, bool) {
 	return syscall.Signal(base + sign*off), true
 }
 
-// Catchable reports whether a process can install a handler for sig.
-func Catchable(sig syscall.Signal) bool {
-	return sig != syscall.SIGKILL && sig != syscall.SIGSTOP && sig >= 1 && sig <= sigRTMax
+// StopSignalSet describes, for error messages, the signals CheckStopSignal
+// accepts: exactly the ones Run catches and forwards (Forwardable).
+const StopSignalSet = "1 to 31 except SIGKILL, SIGSTOP, SIGCHLD, SIGURG and SIGPROF, " +
+	"and the realtime signals 35 to 64 (SIGRTMIN+1 to SIGRTMAX); usually SIGTERM, SIGINT or SIGQUIT"
+
+// CheckStopSignal refuses a stop signal that Run could not both receive
+// and forward: one it never sees (SIGKILL, SIGSTOP, SIGPROF, 32-34) would
+// never start the stop budget, and one it keeps for itself (SIGCHLD,
+// SIGURG) would start the budget without reaching the command.
+func CheckStopSignal(sig syscall.Signal) error {
+	for _, s := range Forwardable() {
+		if s == sig {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s cannot be a stop signal: meshinit must catch it and forward it to the command; allowed are %s", SignalName(sig), StopSignalSet)
 }

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -94,11 +95,26 @@ func TestForwardableSet(t *testing.T) {
 	}
 }
 
-func TestCatchable(t *testing.T) {
-	if Catchable(syscall.SIGKILL) || Catchable(syscall.SIGSTOP) || Catchable(0) || Catchable(65) {
-		t.Fatal("KILL, STOP and out-of-range signals are not catchable")
+// TestCheckStopSignal: exactly the signals Run can receive and forward are
+// accepted as a stop signal; the refusal names the allowed set.
+func TestCheckStopSignal(t *testing.T) {
+	refused := map[syscall.Signal]bool{
+		syscall.SIGKILL: true, syscall.SIGSTOP: true, syscall.SIGCHLD: true,
+		syscall.SIGURG: true, syscall.SIGPROF: true, 32: true, 33: true, 34: true,
+		0: true, 65: true,
 	}
-	if !Catchable(syscall.SIGTERM) || !Catchable(syscall.SIGQUIT) {
-		t.Fatal("TERM and QUIT are catchable")
+	for sig := syscall.Signal(0); sig <= 65; sig++ {
+		err := CheckStopSignal(sig)
+		if refused[sig] {
+			if err == nil {
+				t.Errorf("%s accepted as a stop signal", SignalName(sig))
+			} else if !strings.Contains(err.Error(), StopSignalSet) {
+				t.Errorf("%s refused without naming the allowed set: %v", SignalName(sig), err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s refused: %v", SignalName(sig), err)
+		}
 	}
 }

@@ -17,6 +17,7 @@ type supervisor struct {
 	cfg    Config
 	log    *slog.Logger
 	in     *signalInbox
+	procs  processes
 	budget stopBudget
 	hook   beforeExit
 
@@ -30,11 +31,12 @@ type supervisor struct {
 	deadlineTimer *time.Timer // fires at the stop deadline
 }
 
-func newSupervisor(cfg Config, in *signalInbox) *supervisor {
+func newSupervisor(cfg Config, in *signalInbox, procs processes) *supervisor {
 	return &supervisor{
 		cfg:    cfg,
 		log:    cfg.Log,
 		in:     in,
+		procs:  procs,
 		budget: stopBudget{timeout: cfg.StopTimeout, reserve: cfg.LogoutReserve},
 		hook:   beforeExit{hook: cfg.Hooks.BeforeExit, log: cfg.Log},
 	}
@@ -42,7 +44,7 @@ func newSupervisor(cfg Config, in *signalInbox) *supervisor {
 
 // start spawns the child and delivers what arrived during start-up.
 func (s *supervisor) start(env []string) error {
-	pid, err := spawn(s.cfg.Args, env)
+	pid, err := s.procs.spawn(s.cfg.Args, env)
 	if err != nil {
 		return err
 	}
@@ -68,7 +70,7 @@ func (s *supervisor) supervise() int {
 		case <-timerC(s.hookTimer):
 			s.hook.start(s.budget.deadline, "only the logout reserve is left before the stop deadline")
 		case <-timerC(s.deadlineTimer):
-			s.killAtDeadline()
+			s.atDeadline()
 		}
 	}
 	return s.finish(s.code, "command exited")
@@ -111,9 +113,7 @@ func (s *supervisor) onSignal(caught os.Signal) {
 		return
 	}
 	if sig == s.cfg.StopSignal && s.budget.start(time.Now()) {
-		s.hookTimer = time.NewTimer(time.Until(s.budget.hookStart()))
-		s.deadlineTimer = time.NewTimer(time.Until(s.budget.deadline))
-		s.log.Info("stop signal received", "signal", SignalName(sig), "deadline_in", s.cfg.StopTimeout.String())
+		s.armStopTimers(sig)
 	}
 	switch {
 	case s.child == 0:
@@ -134,7 +134,7 @@ func (s *supervisor) onSignal(caught os.Signal) {
 
 // forward passes sig on to the living child (or its group).
 func (s *supervisor) forward(sig syscall.Signal) {
-	if err := sendTo(s.child, sig, s.cfg.KillGroup); err != nil {
+	if err := s.procs.signal(s.child, sig, s.cfg.KillGroup); err != nil {
 		s.log.Warn("cannot forward signal", "signal", SignalName(sig), "pid", s.child, "err", err)
 		return
 	}
@@ -144,7 +144,7 @@ func (s *supervisor) forward(sig syscall.Signal) {
 // reap collects exit statuses; the child's becomes our exit code, the rest
 // are orphans that were reparented to us.
 func (s *supervisor) reap() {
-	for _, r := range reapAll() {
+	for _, r := range s.procs.reapAll() {
 		if r.pid == s.child && !s.exited {
 			s.exited = true
 			s.code = exitCode(r.status)
@@ -155,16 +155,38 @@ func (s *supervisor) reap() {
 	}
 }
 
-// killAtDeadline does what docker does at the end of the stop timeout, so
-// that our exit, not docker's SIGKILL of everything, ends the container: the
-// child's whole group is killed, and the child itself if it left the group.
-func (s *supervisor) killAtDeadline() {
+// armStopTimers starts the stop budget's timers at the first stop signal.
+// The budget times the hooks (the logout) and, with StopKill, the kill; a
+// plain init without StopKill arms nothing and waits for the child as long
+// as it takes, as tini does.
+func (s *supervisor) armStopTimers(sig syscall.Signal) {
+	hooks := s.cfg.Hooks.Prepare != nil || s.cfg.Hooks.BeforeExit != nil
+	if !hooks && !s.cfg.StopKill {
+		s.log.Info("stop signal received; waiting for the command (no deadline)", "signal", SignalName(sig))
+		return
+	}
+	if hooks {
+		s.hookTimer = time.NewTimer(time.Until(s.budget.hookStart()))
+	}
+	s.deadlineTimer = time.NewTimer(time.Until(s.budget.deadline))
+	s.log.Info("stop signal received", "signal", SignalName(sig), "deadline_in", s.cfg.StopTimeout.String(), "kill_at_deadline", s.cfg.StopKill)
+}
+
+// atDeadline ends the stop budget while the child runs. With StopKill the
+// child's whole group is killed, and the child itself if it left the group,
+// so that our exit, after the logout, ends the container before the
+// runtime's SIGKILL of everything. Without it the child keeps its graceful
+// shutdown: the runtime's own timeout is the one that ends it.
+func (s *supervisor) atDeadline() {
 	if s.exited {
 		return
 	}
-	s.log.Warn("stop deadline reached: killing the command", "pid", s.child, "after", s.cfg.StopTimeout.String())
-	_ = syscall.Kill(-s.child, syscall.SIGKILL)
-	_ = syscall.Kill(s.child, syscall.SIGKILL)
+	if !s.cfg.StopKill {
+		s.log.Info("stop deadline passed; the command still runs and meshinit keeps waiting for it (MESH_STOP_KILL=1 would kill it)", "pid", s.child, "after", s.cfg.StopTimeout.String())
+		return
+	}
+	s.log.Warn("stop deadline reached: killing the command (MESH_STOP_KILL)", "pid", s.child, "after", s.cfg.StopTimeout.String())
+	s.procs.killAll(s.child)
 }
 
 func (s *supervisor) stopTimers() {

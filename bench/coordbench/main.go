@@ -17,6 +17,12 @@
 //
 //     go run ./bench/coordbench [-sizes 1000,10000] [-churn 10s] [-rate 50] [-runs 3]
 //
+// With -dbsize N it measures instead how large the database is after N
+// joins and leaves (register, stream, logout), with any serve flags given
+// as arguments:
+//
+//	go run ./bench/coordbench -dbsize 100000 [--event-retention 1m]
+//
 // A change's time is when the client started the operation (the register,
 // stream open or logout request); a delta's time is when the simulated node
 // read its line. Loopback only; bounded in count and time; never fails on
@@ -42,6 +48,7 @@ func main() {
 	rate := flag.Int("rate", 50, "joins per second and leaves per second during churn")
 	runs := flag.Int("runs", 3, "churn windows per size (medians are reported)")
 	bin := flag.String("meshcoord", "", "meshcoord binary (default: build ./cmd/meshcoord)")
+	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow the arguments)")
 	flag.Parse()
 
 	raiseFileLimit()
@@ -60,6 +67,12 @@ func main() {
 		}
 	}
 
+	if *dbJoins > 0 {
+		if err := dbSize(path, *dbJoins, flag.Args()); err != nil {
+			fatal(err)
+		}
+		return
+	}
 	var results []result
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

@@ -26,7 +26,7 @@ type server struct {
 	log   bytes.Buffer
 }
 
-func startServer(bin string) (*server, error) {
+func startServer(bin string, extra ...string) (*server, error) {
 	dir, err := os.MkdirTemp("", "coordbench-")
 	if err != nil {
 		return nil, err
@@ -37,6 +37,7 @@ func startServer(bin string) (*server, error) {
 	s.cmd = exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--db", filepath.Join(dir, "bench.db"),
 		"--admin-socket", sock, "--addr-file", addr, "--log-level", "warn",
 		"--ephemeral-timeout", "10m", "--reconnect-grace", "2s", "--keepalive", "15s")
+	s.cmd.Args = append(s.cmd.Args, extra...)
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
 	if f := os.Getenv("COORDBENCH_SERVER_LOG"); f != "" { // for debugging the bench
 		if out, err := os.Create(f); err == nil {
@@ -75,7 +76,13 @@ func (s *server) createKey() (string, error) {
 }
 
 func (s *server) stop() {
-	if s.cmd.Process != nil {
+	s.shutdown()
+	os.RemoveAll(s.dir)
+}
+
+// shutdown stops the server (SIGTERM) and waits for it, keeping its files.
+func (s *server) shutdown() {
+	if s.cmd.Process != nil && s.cmd.ProcessState == nil {
 		s.cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { s.cmd.Wait(); close(done) }()
@@ -86,7 +93,6 @@ func (s *server) stop() {
 			<-done
 		}
 	}
-	os.RemoveAll(s.dir)
 }
 
 // cpuTime returns the CPU time (user + system) a process used so far.

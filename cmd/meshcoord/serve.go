@@ -45,6 +45,8 @@ created on first start. When the server listens it logs "msg=listening url=..." 
 				Usage: "how long a node whose stream dropped still counts as online"},
 			&cli.StringFlag{Name: "keepalive", EnvVars: []string{"MESHCOORD_KEEPALIVE"}, Value: "15s",
 				Usage: "keepalive interval of idle map streams"},
+			&cli.StringFlag{Name: "event-retention", EnvVars: []string{"MESHCOORD_EVENT_RETENTION"}, Value: "168h",
+				Usage: "how long stored events are kept (older ones are deleted; the newest is always kept)"},
 			&cli.StringFlag{Name: "base-domain", EnvVars: []string{"MESHCOORD_BASE_DOMAIN"}, Value: coordinator.DefaultBaseDomain,
 				Usage: "DNS domain of node names (name.base-domain)"},
 			&cli.StringFlag{Name: "addr-file", EnvVars: []string{"MESHCOORD_ADDR_FILE"},
@@ -82,6 +84,7 @@ func serve(c *cli.Context) error {
 	cfg := coordinator.Config{BaseDomain: c.String("base-domain"), AdminToken: c.String("admin-token"), Logger: log}
 	for name, d := range map[string]*time.Duration{
 		"ephemeral-timeout": &cfg.EphemeralTimeout, "reconnect-grace": &cfg.ReconnectGrace, "keepalive": &cfg.KeepaliveInterval,
+		"event-retention": &cfg.EventRetention,
 	} {
 		if *d, err = durationFlag(c, name); err != nil {
 			return err

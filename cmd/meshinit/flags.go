@@ -20,9 +20,12 @@ const (
 	flagProxy         = "proxy"
 	flagForward       = "forward"
 	flagWaitTimeout   = "wait-timeout"
+	flagConnect       = "connect"
+	flagWaitFor       = "wait-for"
 	flagStopSignal    = "stop-signal"
 	flagStopTimeout   = "stop-timeout"
 	flagLogoutTimeout = "logout-timeout"
+	flagStopKill      = "stop-kill"
 	flagKillGroup     = "kill-group"
 	flagSubreaper     = "subreaper"
 	flagControlSocket = "control-socket"
@@ -59,12 +62,15 @@ func flags() []cli.Flag {
 		str(flagNet, catMesh, "userspace", "data plane: userspace (no privileges; apps use the proxy) or tun (kernel TUN device, needs NET_ADMIN and /dev/net/tun)"),
 		str(flagProxy, catMesh, "127.0.0.1:1055", "SOCKS5 and HTTP proxy listen address in userspace mode (the command gets ALL_PROXY/HTTP_PROXY/HTTPS_PROXY), or off"),
 		str(flagForward, catMesh, "all", "inbound TCP ports on the node's mesh address forwarded to 127.0.0.1:<same port> (userspace mode): all, a list such as 80,443, or off"),
-		str(flagWaitTimeout, catMesh, "30s", "how long to wait for the mesh before giving up with exit code 125 (the command is then not started)"),
+		str(flagWaitTimeout, catMesh, "30s", "how long to wait for the mesh (and the MESH_WAIT_FOR peers) before giving up with exit code 125 (the command is then not started)"),
+		str(flagConnect, catMesh, "", "local forwarders into the mesh for apps that ignore proxies: LOCAL_PORT:NAME:PORT,... (e.g. 5432:db:5432 listens on 127.0.0.1:5432 and connects to db:5432 over the mesh)"),
+		str(flagWaitFor, catMesh, "", "start the command only once these peers accept a TCP connection over the mesh: NAME:PORT,... (e.g. db:5432), within MESH_WAIT_TIMEOUT"),
 		str(flagControlSocket, catMesh, ctlsock.DefaultSocket, "unix socket for the meshinit status and meshinit logout verbs"),
 		str(flagHealthAddr, catMesh, "", "address for an HTTP health endpoint, e.g. 127.0.0.1:9090 (default: off)"),
-		str(flagStopSignal, catInit, "SIGTERM", "signal that starts the stop budget (as docker's STOPSIGNAL: TERM, SIGQUIT, 3, ...); it is forwarded like every signal"),
-		str(flagStopTimeout, catInit, "10s", "stop budget from the first stop signal (docker's default is 10s); at its end the command's process group is killed and meshinit exits"),
-		str(flagLogoutTimeout, catInit, "3s", "part of the stop budget kept for logging out: the logout starts when the command exits, or at the latest when only this much is left"),
+		str(flagStopSignal, catInit, "SIGTERM", "signal that starts the stop budget (as docker's STOPSIGNAL: TERM, SIGQUIT, 3, ...); it is forwarded like every signal, so it must be one meshinit can catch and forward: not KILL, STOP, CHLD, URG, PROF or 32-34"),
+		str(flagStopTimeout, catInit, "10s", "stop budget from the first stop signal: set it to your runtime's (docker run --stop-timeout, Kubernetes' terminationGracePeriodSeconds minus any preStop time). It times the logout; meshinit waits for the command however long it takes unless --stop-kill"),
+		boolean(flagStopKill, catInit, false, "kill the command's process group at the end of the stop budget and exit 137 (1/true to enable); off: the command's graceful shutdown is never cut short by meshinit"),
+		str(flagLogoutTimeout, catInit, "3s", "part of the stop budget kept for logging out: the logout starts when the command exits, or at the latest when only this much is left (the command keeps running); also the limit of meshinit logout"),
 		boolean(flagKillGroup, catInit, false, "forward signals to the command's whole process group instead of the command alone (1/true to enable)"),
 		boolean(flagSubreaper, catInit, true, "when not PID 1, become a child subreaper so orphans are reparented to meshinit and reaped (0/false to disable)"),
 		str(flagLogLevel, catLog, "info", "debug, info, warn or error"),

@@ -36,9 +36,11 @@ With MESH_AUTHKEY (or MESH_AUTHKEY_FILE) it first joins the mesh (bounded by
 MESH_WAIT_TIMEOUT) and logs the node out before it exits. Without a key it is a plain init.
 COMMAND never sees MESH_AUTHKEY.
 
-Stopping: the first MESH_STOP_SIGNAL starts a budget of MESH_STOP_TIMEOUT. The signal is
-forwarded; the logout runs when COMMAND exits, or at the latest when only
-MESH_LOGOUT_TIMEOUT is left; at the end of the budget COMMAND's process group is killed.
+Stopping: every signal is forwarded, and meshinit waits for COMMAND however long it
+takes, as tini does. With a key, the first MESH_STOP_SIGNAL starts a budget of
+MESH_STOP_TIMEOUT (set it to your runtime's stop timeout): the logout runs when COMMAND
+exits, or at the latest when only MESH_LOGOUT_TIMEOUT is left. Only with MESH_STOP_KILL=1
+is COMMAND's process group killed at the end of the budget.
 
 Exit status: COMMAND's code; 128+N if it died of signal N; 127 command not found;
 126 not executable; 125 meshinit itself failed before COMMAND started.
@@ -145,18 +147,22 @@ func supervise(s settings, args []string) (int, error) {
 		Subreaper:     o.subreaper,
 		StopSignal:    o.stopSignal,
 		StopTimeout:   o.stopTimeout,
+		StopKill:      o.stopKill,
 		LogoutReserve: o.logoutTimeout,
 		Log:           o.log,
 	}
-	if o.meshEnabled() {
-		hooks, err := newMeshHooks(o)
-		if err != nil {
-			o.log.Error("cannot set up the mesh; the command was not started", "err", err)
-			return shim.ExitOwnFailure, nil
-		}
-		cfg.Hooks = boundPrepare(hooks, o.waitTimeout)
+	if !o.meshEnabled() {
+		return shim.Run(cfg), nil
 	}
-	return shim.Run(cfg), nil
+	m, err := newMesh(o)
+	if err != nil {
+		o.log.Error("cannot set up the mesh; the command was not started", "err", err)
+		return shim.ExitOwnFailure, nil
+	}
+	cfg.Hooks = boundPrepare(m.hooks(), o.waitTimeout)
+	code := shim.Run(cfg)
+	m.closeListeners()
+	return code, nil
 }
 
 // boundPrepare limits the mesh start-up to MESH_WAIT_TIMEOUT.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"github.com/meshinit/meshinit/node"
 	"github.com/meshinit/meshinit/node/ctlsock"
 	"github.com/meshinit/meshinit/node/dataplane"
+	"github.com/meshinit/meshinit/node/hostport"
+	"github.com/meshinit/meshinit/node/localfwd"
 	"github.com/meshinit/meshinit/shim"
 )
 
@@ -27,32 +30,40 @@ type mesh struct {
 	health *ctlsock.Server
 }
 
-// newMeshHooks builds the hooks that bring the mesh node up before the
-// command starts (Prepare) and log it out before meshinit exits
-// (BeforeExit). It runs only when o.meshEnabled(). Configuration errors
-// (unreadable key file, bad MESH_FORWARD, ...) are reported here, before
-// anything touches the network.
-func newMeshHooks(o *options) (shim.Hooks, error) {
+// newMesh builds the node whose hooks bring it up before the command
+// starts (Prepare) and log it out before meshinit exits (BeforeExit). It
+// runs only when o.meshEnabled(). Configuration errors (unreadable key
+// file, bad MESH_FORWARD, ...) are reported here, before anything touches
+// the network.
+func newMesh(o *options) (*mesh, error) {
 	key, err := authKey(o)
 	if err != nil {
-		return shim.Hooks{}, err
+		return nil, err
 	}
 	hostname := o.hostname
 	if hostname == "" {
 		if hostname, err = os.Hostname(); err != nil {
-			return shim.Hooks{}, fmt.Errorf("MESH_HOSTNAME is not set and the hostname cannot be read: %w", err)
+			return nil, fmt.Errorf("MESH_HOSTNAME is not set and the hostname cannot be read: %w", err)
 		}
 	}
 	if o.coordinator == "" {
-		return shim.Hooks{}, fmt.Errorf("MESH_COORDINATOR (--%s) is not set: give the coordinator's URL, e.g. http://meshcoord:8480", flagCoordinator)
+		return nil, fmt.Errorf("MESH_COORDINATOR (--%s) is not set: give the coordinator's URL, e.g. http://meshcoord:8480", flagCoordinator)
 	}
 	mode, err := dataplane.ParseMode(o.netMode)
 	if err != nil {
-		return shim.Hooks{}, fmt.Errorf("MESH_NET (--%s): %w", flagNet, err)
+		return nil, fmt.Errorf("MESH_NET (--%s): %w", flagNet, err)
 	}
 	fwd, err := node.ParseForward(o.forward)
 	if err != nil {
-		return shim.Hooks{}, fmt.Errorf("MESH_FORWARD (--%s): %w", flagForward, err)
+		return nil, fmt.Errorf("MESH_FORWARD (--%s): %w", flagForward, err)
+	}
+	connect, err := localfwd.Parse(o.connect)
+	if err != nil {
+		return nil, fmt.Errorf("MESH_CONNECT (--%s): %w", flagConnect, err)
+	}
+	waitFor, err := hostport.ParseList(o.waitFor)
+	if err != nil {
+		return nil, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
 	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {
@@ -65,13 +76,19 @@ func newMeshHooks(o *options) (shim.Hooks, error) {
 		Mode:        mode,
 		ProxyAddr:   proxyAddr,
 		Forward:     fwd,
+		Connect:     connect,
+		WaitFor:     waitFor,
 		Log:         o.log,
 	})
 	if err != nil {
-		return shim.Hooks{}, err
+		return nil, err
 	}
-	m := &mesh{o: o, node: n}
-	return shim.Hooks{Prepare: m.prepare, BeforeExit: m.beforeExit}, nil
+	return &mesh{o: o, node: n}, nil
+}
+
+// hooks are the node's part in the shim's supervision.
+func (m *mesh) hooks() shim.Hooks {
+	return shim.Hooks{Prepare: m.prepare, BeforeExit: m.beforeExit}
 }
 
 // authKey reads the key from MESH_AUTHKEY or MESH_AUTHKEY_FILE (a Docker
@@ -127,6 +144,9 @@ func (m *mesh) prepare(ctx context.Context) ([]string, error) {
 			return nil, fmt.Errorf("MESH_HEALTH_ADDR: %w", err)
 		}
 		m.health = h
+		if ap, err := netip.ParseAddrPort(h.Addr()); err == nil {
+			m.node.AddOwnPort(ap.Port())
+		}
 	}
 	if err := m.node.Start(ctx); err != nil {
 		return nil, fmt.Errorf("mesh: %w", err)
@@ -135,8 +155,11 @@ func (m *mesh) prepare(ctx context.Context) ([]string, error) {
 }
 
 // beforeExit logs the node out within ctx (the stop budget's reserve) and
-// releases everything. A failed logout is returned, and so logged; it never
-// delays the exit beyond ctx.
+// takes the tunnel down. A failed logout is returned, and so logged; it
+// never delays the exit beyond ctx. The control socket and the health
+// endpoint stay: the command may run on for a while after the logout (the
+// stop budget's reserve point), and "meshinit status" and /healthz still
+// answer until meshinit exits (closeListeners).
 func (m *mesh) beforeExit(ctx context.Context) error {
 	// Give up on the coordinator a little before the deadline, so that the
 	// result is still logged and the cleanup below still runs in time.
@@ -148,14 +171,19 @@ func (m *mesh) beforeExit(ctx context.Context) error {
 	}
 	_, err := m.node.Logout(ctx)
 	m.node.Close()
+	if err != nil {
+		return fmt.Errorf("logout failed: %w", err)
+	}
+	return nil
+}
+
+// closeListeners closes the control socket (removing its file) and the
+// health endpoint, once the shim is done.
+func (m *mesh) closeListeners() {
 	if m.ctl != nil {
 		m.ctl.Close()
 	}
 	if m.health != nil {
 		m.health.Close()
 	}
-	if err != nil {
-		return fmt.Errorf("logout failed: %w", err)
-	}
-	return nil
 }

@@ -53,7 +53,7 @@ func TestAuthKeyFromFile(t *testing.T) {
 	}
 }
 
-func TestNewMeshHooksRejectsBadSettingsBeforeTheNetwork(t *testing.T) {
+func TestNewMeshRejectsBadSettingsBeforeTheNetwork(t *testing.T) {
 	cases := map[string]func(*options){
 		"MESH_COORDINATOR": func(o *options) { o.coordinator = "" },
 		"MESH_FORWARD":     func(o *options) { o.forward = "http" },
@@ -63,7 +63,7 @@ func TestNewMeshHooksRejectsBadSettingsBeforeTheNetwork(t *testing.T) {
 		o := testOptions()
 		o.authKey = "mkey-secret-value"
 		mutate(o)
-		_, err := newMeshHooks(o)
+		_, err := newMesh(o)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err=%v", want, err)
 		}
@@ -74,8 +74,8 @@ func TestNewMeshHooksRejectsBadSettingsBeforeTheNetwork(t *testing.T) {
 	o := testOptions()
 	o.authKey = "k"
 	o.hostname = ""
-	h, err := newMeshHooks(o)
-	if err != nil || h.Prepare == nil || h.BeforeExit == nil {
+	m, err := newMesh(o)
+	if err != nil || m.hooks().Prepare == nil || m.hooks().BeforeExit == nil {
 		t.Fatalf("good settings, hostname from the system: %v", err)
 	}
 }

@@ -18,8 +18,9 @@ type options struct {
 	authKey, authKeyFile, coordinator, hostname, netMode, proxy, forward string
 	waitTimeout, stopTimeout, logoutTimeout                              time.Duration
 	stopSignal                                                           syscall.Signal
-	killGroup, subreaper                                                 bool
+	stopKill, killGroup, subreaper                                       bool
 	controlSocket, healthAddr                                            string
+	connect, waitFor                                                     string
 	log                                                                  *slog.Logger
 }
 
@@ -38,10 +39,13 @@ func optionsFrom(c settings) (*options, error) {
 		netMode:       c.String(flagNet),
 		proxy:         c.String(flagProxy),
 		forward:       c.String(flagForward),
+		stopKill:      c.Bool(flagStopKill),
 		killGroup:     c.Bool(flagKillGroup),
 		subreaper:     c.Bool(flagSubreaper),
 		controlSocket: c.String(flagControlSocket),
 		healthAddr:    c.String(flagHealthAddr),
+		connect:       c.String(flagConnect),
+		waitFor:       c.String(flagWaitFor),
 	}
 	var err error
 	if o.waitTimeout, err = positiveDuration(c, flagWaitTimeout); err != nil {
@@ -56,8 +60,8 @@ func optionsFrom(c settings) (*options, error) {
 	if o.stopSignal, err = shim.ParseSignal(c.String(flagStopSignal)); err != nil {
 		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %w", flagStopSignal, err)
 	}
-	if !shim.Catchable(o.stopSignal) {
-		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %s cannot be caught, so it cannot start a stop budget: use SIGTERM or another catchable signal", flagStopSignal, shim.SignalName(o.stopSignal))
+	if err := shim.CheckStopSignal(o.stopSignal); err != nil {
+		return nil, fmt.Errorf("MESH_STOP_SIGNAL (--%s): %w", flagStopSignal, err)
 	}
 	// Checked here too, not only when the mesh starts, so that a typo fails
 	// even without a key; dataplane owns the list of modes.

@@ -51,4 +51,6 @@ var migrations = []string{
 		reason  TEXT NOT NULL,
 		detail  TEXT NOT NULL
 	);`,
+	// 2: event retention deletes by age.
+	`CREATE INDEX events_time ON events (time);`,
 }

@@ -322,6 +322,18 @@ func (s *SQLite) Events(ctx context.Context, after uint64, limit int) ([]meshapi
 	return out, closeRows(rows)
 }
 
+// PruneEvents implements Store.
+func (s *SQLite) PruneEvents(ctx context.Context, before time.Time, limit int) (int, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE seq IN (
+		SELECT seq FROM events WHERE time < ? AND seq < (SELECT MAX(seq) FROM events)
+		ORDER BY seq LIMIT ?)`, nanos(before), limit)
+	if err != nil {
+		return 0, fmt.Errorf("pruning events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return int(n), err
+}
+
 func closeRows(rows *sql.Rows) error {
 	err := rows.Err()
 	if cerr := rows.Close(); err == nil {

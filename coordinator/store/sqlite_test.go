@@ -121,3 +121,40 @@ func TestBadPath(t *testing.T) {
 		}
 	}
 }
+
+func TestPruneEventsKeepsTheNewest(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "coord.db")
+	s := open(t, path)
+	base := time.Unix(1700000000, 0)
+	var ops []Op
+	for i := range 10 {
+		ops = append(ops, AddEvent(meshapi.Event{Seq: uint64(i + 1), Time: base.Add(time.Duration(i) * time.Minute), Type: meshapi.EventOnline, NodeID: 1, Name: "a"}))
+	}
+	if err := s.Apply(ctx, ops); err != nil {
+		t.Fatal(err)
+	}
+	// Older than minute 4: seq 1..4, at most 3 per call, oldest first.
+	if n, err := s.PruneEvents(ctx, base.Add(4*time.Minute), 3); err != nil || n != 3 {
+		t.Fatalf("first prune: %d, %v; want 3", n, err)
+	}
+	if n, err := s.PruneEvents(ctx, base.Add(4*time.Minute), 3); err != nil || n != 1 {
+		t.Fatalf("second prune: %d, %v; want 1", n, err)
+	}
+	evs, err := s.Events(ctx, 0, 100)
+	if err != nil || len(evs) != 6 || evs[0].Seq != 5 {
+		t.Fatalf("after pruning: %d events from seq %d, %v", len(evs), evs[0].Seq, err)
+	}
+	// Everything is older than this, but the newest event stays, so that
+	// the numbering continues from it after a restart.
+	if _, err := s.PruneEvents(ctx, base.Add(time.Hour), 100); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, path)
+	defer s.Close()
+	snap, err := s.Load(ctx)
+	if err != nil || snap.LastEventSeq != 10 {
+		t.Fatalf("after pruning everything: last seq %d, %v; want 10", snap.LastEventSeq, err)
+	}
+}

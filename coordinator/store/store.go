@@ -24,6 +24,10 @@ type Store interface {
 	Apply(ctx context.Context, ops []Op) error
 	// Events returns up to limit events with Seq > after, oldest first.
 	Events(ctx context.Context, after uint64, limit int) ([]meshapi.Event, error)
+	// PruneEvents deletes up to limit events older than before, oldest
+	// first, and returns how many it deleted. It never deletes the newest
+	// event, so the sequence continues from it after a restart.
+	PruneEvents(ctx context.Context, before time.Time, limit int) (int, error)
 	// Close releases the store.
 	Close() error
 }
@@ -114,3 +118,6 @@ func AddEvent(e meshapi.Event) Op { return Op{kind: opAddEvent, event: e} }
 
 // SetMeta sets a named value (the mesh's ULA prefix, the last node id, …).
 func SetMeta(name, value string) Op { return Op{kind: opSetMeta, name: name, value: value} }
+
+// Event returns the event an AddEvent op appends.
+func (o *Op) Event() (meshapi.Event, bool) { return o.event, o.kind == opAddEvent }

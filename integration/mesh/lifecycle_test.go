@@ -67,36 +67,62 @@ func TestKilledNodeIsCollectedAfterTimeout(t *testing.T) {
 	}
 }
 
-// A command that ignores SIGTERM: the node still logs out when only the
-// logout reserve is left, before the stop deadline kills the command.
+// A command that ignores SIGTERM: the node logs out when only the logout
+// reserve is left, and the command keeps running past the stop deadline
+// (meshinit never cuts its shutdown short); it ends when it wants to, and
+// meshinit exits with its code. With MESH_STOP_KILL=1 it is killed at the
+// deadline instead.
 func TestSlowCommandStillLogsOutBeforeDeadline(t *testing.T) {
 	harness.Integration(t)
 	c := coordtest.Start(t, coordtest.Options{EphemeralTimeout: time.Minute})
 	ns, url := loopbackNS(t, c.Addr)
 	key := c.CreateKey(t, "--ephemeral", "--reusable")
 	const stopTimeout = 3 * time.Second
-	m := startMeshinit(t, nodeSpec{coord: url, netns: ns, key: key, hostname: "slow",
-		env:     []string{"MESH_STOP_TIMEOUT=3s", "MESH_LOGOUT_TIMEOUT=1s"},
-		command: []string{demo(t), "hang", "-ignore-term"}})
-	m.waitUp()
-	m.waitOutput("ignoring SIGTERM")
-	since := lastSeq(t, c)
-	stop := time.Now()
-	m.signal(syscall.SIGTERM)
-	ev := deletion(t, c, "slow", since, waitLimit)
-	if ev.Reason != meshapi.ReasonLogout {
-		t.Fatalf("deleted with reason %q, want logout", ev.Reason)
-	}
-	if ev.Time.After(stop.Add(stopTimeout)) {
-		t.Fatalf("logout %v after the stop signal, past the %v stop deadline", ev.Time.Sub(stop), stopTimeout)
-	}
-	code := m.wait(waitLimit)
-	exited := time.Since(stop)
-	if code != 128+int(syscall.SIGKILL) {
-		t.Errorf("meshinit exited %d; want %d (the command was killed at the deadline)", code, 128+int(syscall.SIGKILL))
-	}
-	if exited < stopTimeout-500*time.Millisecond {
-		t.Errorf("meshinit exited %v after the signal: the command ignoring SIGTERM should have run until the deadline", exited)
+	for _, kill := range []bool{false, true} {
+		name := map[bool]string{false: "slow", true: "slow-kill"}[kill]
+		t.Run(name, func(t *testing.T) {
+			env := []string{"MESH_STOP_TIMEOUT=3s", "MESH_LOGOUT_TIMEOUT=1s"}
+			if kill {
+				env = append(env, "MESH_STOP_KILL=1")
+			}
+			m := startMeshinit(t, nodeSpec{coord: url, netns: ns, key: key, hostname: name, env: env,
+				command: []string{demo(t), "hang", "-ignore-term"}})
+			m.waitUp()
+			m.waitOutput("ignoring SIGTERM")
+			since := lastSeq(t, c)
+			stop := time.Now()
+			m.signal(syscall.SIGTERM)
+			ev := deletion(t, c, name, since, waitLimit)
+			if ev.Reason != meshapi.ReasonLogout {
+				t.Fatalf("deleted with reason %q, want logout", ev.Reason)
+			}
+			if ev.Time.After(stop.Add(stopTimeout)) {
+				t.Fatalf("logout %v after the stop signal, past the %v stop deadline", ev.Time.Sub(stop), stopTimeout)
+			}
+			if kill {
+				code := m.wait(waitLimit)
+				if code != 128+int(syscall.SIGKILL) {
+					t.Errorf("meshinit exited %d; want %d (the command was killed at the deadline)", code, 128+int(syscall.SIGKILL))
+				}
+				if exited := time.Since(stop); exited < stopTimeout-500*time.Millisecond {
+					t.Errorf("meshinit exited %v after the signal: the command ignoring SIGTERM should have run until the deadline", exited)
+				}
+				return
+			}
+			time.Sleep(time.Until(stop.Add(stopTimeout + 1500*time.Millisecond)))
+			select {
+			case <-m.exited:
+				t.Fatalf("meshinit exited %v after SIGTERM: the command's shutdown was cut short\nstderr:\n%s", time.Since(stop), m.stderr)
+			default:
+			}
+			if st, err := m.status(); err != nil || st.State != "logged_out" {
+				t.Fatalf("status past the deadline: %+v, %v", st, err)
+			}
+			m.signal(syscall.SIGINT) // the command's own way out
+			if code := m.wait(waitLimit); code != 0 {
+				t.Fatalf("meshinit exited %d, want the command's 0\nstderr:\n%s", code, m.stderr)
+			}
+		})
 	}
 }
 

@@ -110,6 +110,14 @@ func TestOwnFailuresExit125(t *testing.T) {
 		{"unknown flag", append([]string{"--no-such-flag", "--"}, touch...), nil, "no-such-flag"},
 		{"bad stop timeout", append([]string{"--"}, touch...), []string{"MESH_STOP_TIMEOUT=soon"}, "MESH_STOP_TIMEOUT"},
 		{"uncatchable stop signal", append([]string{"--"}, touch...), []string{"MESH_STOP_SIGNAL=KILL"}, "MESH_STOP_SIGNAL"},
+		// Signals meshinit cannot both receive and forward: refused, with
+		// the allowed set named.
+		{"SIGCHLD stop signal", append([]string{"--"}, touch...), []string{"MESH_STOP_SIGNAL=SIGCHLD"}, "allowed are 1 to 31 except"},
+		{"SIGURG stop signal", append([]string{"--"}, touch...), []string{"MESH_STOP_SIGNAL=URG"}, "allowed are 1 to 31 except"},
+		{"SIGPROF stop signal", append([]string{"--"}, touch...), []string{"MESH_STOP_SIGNAL=27"}, "allowed are 1 to 31 except"},
+		{"signal 32 as stop signal", append([]string{"--"}, touch...), []string{"MESH_STOP_SIGNAL=32"}, "allowed are 1 to 31 except"},
+		{"SIGRTMIN (34) as stop signal", append([]string{"--"}, touch...), []string{"MESH_STOP_SIGNAL=SIGRTMIN"}, "allowed are 1 to 31 except"},
+		{"SIGSTOP as stop signal", []string{"--stop-signal", "STOP", "--", "/bin/sh", "-c", "touch " + marker}, nil, "allowed are 1 to 31 except"},
 		{"unknown stop signal", append([]string{"--"}, touch...), []string{"MESH_STOP_SIGNAL=SIGNOPE"}, "unknown signal"},
 		{"bad log level", append([]string{"--"}, touch...), []string{"MESH_LOG_LEVEL=loud"}, "MESH_LOG_LEVEL"},
 		{"bad net mode", append([]string{"--"}, touch...), []string{"MESH_NET=carrier-pigeon"}, "MESH_NET"},

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshinit/meshinit/integration/internal/harness"
 )
 
 // slack is how late a deadline may be observed on a loaded machine. The
@@ -16,15 +18,43 @@ import (
 // below what the failure would take (a 60 s hook, a child that never ends).
 const slack = 1500 * time.Millisecond
 
-// TestStopDeadlineKillsStubbornChild: a command that ignores SIGTERM is
-// killed, with its process group, when MESH_STOP_TIMEOUT has passed since
-// the first SIGTERM, and meshinit exits 137 (128+SIGKILL) at that moment,
-// not before.
-func TestStopDeadlineKillsStubbornChild(t *testing.T) {
+// TestStopNeverCutsShutdownShort: as a plain init (no key), a command
+// that ignores SIGTERM keeps running past MESH_STOP_TIMEOUT, grandchild
+// and all; meshinit waits for it as tini does and exits with its code.
+func TestStopNeverCutsShutdownShort(t *testing.T) {
+	bin, child := setup(t)
+	bothModes(t, func(t *testing.T, m mode) {
+		// sigchild reports SIGTERM and carries on; it dies of SIGINT.
+		p := start(t, m, bin, []string{"--", child, "-spawn", "1", "-exit-on", "2"}, startOpts{env: []string{"MESH_STOP_TIMEOUT=1s", "MESH_KILL_GROUP=1"}})
+		p.countOutput("ready pid=", 2)
+		t0 := time.Now()
+		p.signal(syscall.SIGTERM)
+		p.countOutput("got=15\n", 2)
+		// Well past the deadline: still there.
+		time.Sleep(time.Until(t0.Add(time.Second + slack)))
+		select {
+		case <-p.exited:
+			t.Fatalf("meshinit exited %v after SIGTERM: the command's shutdown was cut short\nstderr:\n%s", time.Since(t0), p.stderr.String())
+		default:
+		}
+		if strings.Contains(p.stdout.String(), "got=9") || strings.Contains(p.stderr.String(), "killing") {
+			t.Fatalf("something was killed:\nstdout:\n%s\nstderr:\n%s", p.stdout.String(), p.stderr.String())
+		}
+		p.signal(syscall.SIGINT) // to the group: child and grandchild end
+		p.waitCode(128 + int(syscall.SIGINT))
+		p.waitNoSurvivor()
+	})
+}
+
+// TestStopKillOptIn: with MESH_STOP_KILL=1 a command that ignores SIGTERM
+// is killed, with its process group, when MESH_STOP_TIMEOUT has passed
+// since the first SIGTERM, and meshinit exits 137 (128+SIGKILL) at that
+// moment, not before.
+func TestStopKillOptIn(t *testing.T) {
 	bin, child := setup(t)
 	bothModes(t, func(t *testing.T, m mode) {
 		// sigchild catches SIGTERM and carries on; so does its grandchild.
-		p := start(t, m, bin, []string{"--", child, "-spawn", "1"}, startOpts{env: []string{"MESH_STOP_TIMEOUT=1s"}})
+		p := start(t, m, bin, []string{"--", child, "-spawn", "1"}, startOpts{env: []string{"MESH_STOP_TIMEOUT=1s", "MESH_STOP_KILL=1"}})
 		p.countOutput("ready pid=", 2)
 		t0 := time.Now()
 		p.signal(syscall.SIGTERM)
@@ -87,10 +117,34 @@ func TestStopBudget(t *testing.T) {
 	_, child := setup(t)
 	hookinit := prog(t, "hookinit")
 
-	t.Run("slow child: hook when only the reserve is left, kill at the deadline", func(t *testing.T) {
+	t.Run("slow child: hook when only the reserve is left, the child runs on", func(t *testing.T) {
 		bothModes(t, func(t *testing.T, m mode) {
 			hooks := filepath.Join(t.TempDir(), "hooks")
-			p := start(t, m, hookinit, []string{"-stop-timeout", "2s", "-logout-reserve", "1s", "-hook-file", hooks, "--", child}, startOpts{})
+			p := start(t, m, hookinit, []string{"-stop-timeout", "2s", "-logout-reserve", "1s", "-hook-file", hooks, "--", child, "-exit-on", "2"}, startOpts{})
+			p.readyPid()
+			t0 := time.Now()
+			p.signal(syscall.SIGTERM)
+			harness.Eventually(t, waitLimit, "the hook runs", func() (bool, string) { return len(readHookFile(t, hooks)) == 1, "no hook call yet" })
+			call := onlyHookCall(t, hooks)
+			if at := call.start.Sub(t0); at < time.Second || at > time.Second+slack {
+				t.Errorf("hook started %v after SIGTERM, want when 1s of the 2s budget is left", at)
+			}
+			time.Sleep(time.Until(t0.Add(2*time.Second + slack)))
+			select {
+			case <-p.exited:
+				t.Fatalf("exited %v after SIGTERM: the child was not let finish\nstderr:\n%s", time.Since(t0), p.stderr.String())
+			default:
+			}
+			p.signal(syscall.SIGINT)
+			p.waitCode(128 + int(syscall.SIGINT))
+			onlyHookCall(t, hooks)
+		})
+	})
+
+	t.Run("slow child with -stop-kill: hook at the reserve point, kill at the deadline", func(t *testing.T) {
+		bothModes(t, func(t *testing.T, m mode) {
+			hooks := filepath.Join(t.TempDir(), "hooks")
+			p := start(t, m, hookinit, []string{"-stop-timeout", "2s", "-logout-reserve", "1s", "-stop-kill", "-hook-file", hooks, "--", child}, startOpts{})
 			p.readyPid()
 			t0 := time.Now()
 			p.signal(syscall.SIGTERM)
@@ -149,8 +203,8 @@ func TestStopBudget(t *testing.T) {
 			code  int
 			limit time.Duration
 		}{
-			// Child still running: hook at the reserve point, exit at the
-			// 2s stop deadline.
+			// Child still running: hook at the reserve point, kill and exit
+			// at the 2s stop deadline.
 			{"slow child", []string{child}, 137, 2 * time.Second},
 			// Child gone at once: the hook has its 1s reserve, no more.
 			{"child exits on TERM", []string{child, "-exit-on", "15"}, 143, time.Second},
@@ -159,7 +213,7 @@ func TestStopBudget(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				bothModes(t, func(t *testing.T, m mode) {
 					hooks := filepath.Join(t.TempDir(), "hooks")
-					args := append([]string{"-stop-timeout", "2s", "-logout-reserve", "1s", "-hook-file", hooks,
+					args := append([]string{"-stop-timeout", "2s", "-logout-reserve", "1s", "-stop-kill", "-hook-file", hooks,
 						"-hook-sleep", "60s", "-hook-ignore-ctx", "--"}, c.child...)
 					p := start(t, m, hookinit, args, startOpts{})
 					p.readyPid()

@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/tun"
 
 	"github.com/meshinit/meshinit/meshapi"
+	"github.com/meshinit/meshinit/node/dataplane/packetfilter"
 )
 
 // Device is a running WireGuard device with its inside (netstack or kernel
@@ -22,7 +23,9 @@ type Device struct {
 	pub   meshapi.Key // this node's public key
 	mtu   int
 	addrs []netip.Addr
-	log   *slog.Logger
+	// prefixes are the mesh ranges.
+	prefixes []netip.Prefix
+	log      *slog.Logger
 
 	wg   *device.Device
 	bind *meshBind
@@ -33,6 +36,10 @@ type Device struct {
 	closed  bool
 	peers   map[meshapi.Key][]netip.AddrPort // candidate endpoints last configured per peer
 	forward *forwarder                       // Userspace mode only
+
+	// filter judges every packet from the mesh (filter.go), in both modes.
+	filter  *packetfilter.Filter
+	peerIPs map[meshapi.Key][]netip.Addr // each peer's addresses, for the filter
 }
 
 // New creates the device, opens its UDP port and brings it up. In TUN mode
@@ -47,13 +54,16 @@ func New(cfg Config) (*Device, error) {
 		return nil, err
 	}
 	d := &Device{
-		pub:   pub,
-		mode:  cfg.Mode,
-		mtu:   cfg.MTU,
-		addrs: append([]netip.Addr(nil), cfg.Addresses...),
-		log:   cfg.Log.With("component", "dataplane"),
-		peers: make(map[meshapi.Key][]netip.AddrPort),
+		pub:      pub,
+		mode:     cfg.Mode,
+		mtu:      cfg.MTU,
+		addrs:    append([]netip.Addr(nil), cfg.Addresses...),
+		prefixes: append([]netip.Prefix(nil), cfg.Prefixes...),
+		log:      cfg.Log.With("component", "dataplane"),
+		peers:    make(map[meshapi.Key][]netip.AddrPort),
 	}
+	d.filter = packetfilter.New(d.addrs)
+	d.peerIPs = make(map[meshapi.Key][]netip.Addr)
 	var tdev tun.Device
 	switch cfg.Mode {
 	case Userspace:
@@ -61,14 +71,17 @@ func New(cfg Config) (*Device, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.ns, tdev = ns, ns.link.asTUN()
-		d.forward = newForwarder(ns, d.log)
+		d.ns = ns
+		tdev = newFilteredTUN(ns.link.asTUN(), d.filter, ns.link.inject)
+		d.forward = newForwarder(ns, d.filter, d.log)
 	case TUN:
 		kt, err := createKernelTUN(cfg.TUNName, cfg.MTU)
 		if err != nil {
 			return nil, err
 		}
-		d.ktun, tdev = kt, kt.dev
+		d.ktun = kt
+		it := &injectingTUN{Device: kt.dev}
+		tdev = newFilteredTUN(it, d.filter, it.inject)
 	}
 	d.bind, err = d.newBind(cfg)
 	if err != nil {

@@ -318,3 +318,13 @@ func (l *netstackLink) Write(bufs [][]byte, offset int) (int, error) {
 	l.groPool.Put(g)
 	return len(bufs), err
 }
+
+// inject queues a packet the device did not get from the netstack (the
+// packet filter's refusals) to go out like any other.
+func (l *netstackLink) inject(p []byte) {
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(append([]byte(nil), p...))})
+	var list stack.PacketBufferList
+	list.PushBack(pkt)
+	l.WritePackets(list)
+	pkt.DecRef()
+}

@@ -21,6 +21,9 @@ type Peer struct {
 	// completes, packets go to each of them (see candidateBind); then the
 	// peer sticks to the one that answered.
 	Endpoints []netip.AddrPort
+	// Tags are the peer's tags ("tag:ci"): the packet filter judges the
+	// peer's new flows by them.
+	Tags []string
 }
 
 // PeerStatus is a peer's state as the device sees it.
@@ -66,6 +69,10 @@ func (d *Device) UpsertPeer(p Peer) error {
 		// packets at all.
 		fmt.Fprintf(&sb, "endpoint=%s\n", hex.EncodeToString(p.PublicKey[:]))
 	}
+	if known {
+		// The allowed IPs may have changed: forget the old ones first.
+		d.filter.RemovePeer(d.peerIPs[p.PublicKey])
+	}
 	// The bind and the arbiter must know the peer before the device's
 	// first packet to it goes out.
 	d.bind.setPeer(p.PublicKey, cands)
@@ -80,6 +87,8 @@ func (d *Device) UpsertPeer(p Peer) error {
 		return fmt.Errorf("upsert peer %v: %w", p.PublicKey, err)
 	}
 	d.peers[p.PublicKey] = cands
+	d.peerIPs[p.PublicKey] = peerAddrs(allowed)
+	d.filter.SetPeer(d.peerIPs[p.PublicKey], p.Tags)
 	d.bind.arbiter.started(p.PublicKey)
 	if !known {
 		d.log.Debug("peer added", "peer", p.PublicKey.String(), "allowed_ips", allowed, "endpoints", cands)
@@ -140,6 +149,8 @@ func (d *Device) RemovePeer(k meshapi.Key) error {
 	if err := d.wg.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hex.EncodeToString(k[:]))); err != nil {
 		return fmt.Errorf("remove peer %v: %w", k, err)
 	}
+	d.filter.RemovePeer(d.peerIPs[k])
+	delete(d.peerIPs, k)
 	delete(d.peers, k)
 	d.bind.arbiter.removePeer(k)
 	d.bind.removePeer(k)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -42,6 +43,11 @@ type Server struct {
 	HandshakeTimeout time.Duration
 	// DialTimeout: 0 means DefaultDialTimeout.
 	DialTimeout time.Duration
+	// FromMesh, if set, reports whether a client at this address came in
+	// from the mesh (a peer's connection the node forwarded to loopback).
+	// Such clients are closed at once: the proxy is the app's door out, and
+	// a peer using it would reach everything the node can reach.
+	FromMesh func(remote netip.AddrPort) bool
 
 	mu        sync.Mutex
 	closed    bool
@@ -108,6 +114,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
+		if s.fromMesh(c) {
+			s.log().Warn("proxy: refused a connection that came in from the mesh", "remote", c.RemoteAddr().String())
+			c.Close()
+			continue
+		}
 		if !s.track(c) {
 			c.Close()
 			return ErrServerClosed
@@ -117,6 +128,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.ServeConn(c)
 		}()
 	}
+}
+
+func (s *Server) fromMesh(c net.Conn) bool {
+	if s.FromMesh == nil {
+		return false
+	}
+	ta, ok := c.RemoteAddr().(*net.TCPAddr)
+	return ok && s.FromMesh(ta.AddrPort())
 }
 
 func (s *Server) isClosed() bool {

@@ -31,6 +31,7 @@ func main() {
 	stopTimeout := flag.Duration("stop-timeout", 10*time.Second, "Config.StopTimeout")
 	reserve := flag.Duration("logout-reserve", 3*time.Second, "Config.LogoutReserve")
 	killGroup := flag.Bool("kill-group", false, "Config.KillGroup")
+	stopKill := flag.Bool("stop-kill", false, "Config.StopKill")
 	hookFile := flag.String("hook-file", "", "BeforeExit appends a line here")
 	hookSleep := flag.Duration("hook-sleep", 0, "how long BeforeExit takes")
 	hookIgnoreCtx := flag.Bool("hook-ignore-ctx", false, "BeforeExit ignores its deadline")
@@ -81,6 +82,7 @@ func main() {
 		KillGroup:     *killGroup,
 		Subreaper:     true,
 		StopTimeout:   *stopTimeout,
+		StopKill:      *stopKill,
 		LogoutReserve: *reserve,
 		Log:           log,
 		Hooks:         hooks,
