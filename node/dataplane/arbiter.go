@@ -66,6 +66,11 @@ type arbiterPeer struct {
 	// again, once it has gone out.
 	starting bool
 	pending  *sentInitiation // our latest initiation to the peer
+	// askedEarly: a request came while the peer was starting and before
+	// our first initiation; that initiation is then sent again once
+	// (the requester knew us when it asked, so the copy gets through even
+	// if the first one came too early for it).
+	askedEarly bool
 	asked    time.Time       // when a request last made us start a fresh one
 	// unforgotten: the peer is new and the memory of recent handshake
 	// messages may still hold one of its that the device rejected for not
@@ -133,6 +138,13 @@ func (a *handshakeArbiter) started(k meshapi.Key) {
 	if p := a.peers[k]; p != nil {
 		p.starting = false
 		a.deviceKnowsLocked(p)
+		if p.askedEarly && p.pending == nil {
+			// Asked while starting and nothing sent since: start now
+			// rather than leave the peer waiting for its retry.
+			p.askedEarly = false
+			p.asked = a.now()
+			go a.initiate(k)
+		}
 	}
 }
 
@@ -180,12 +192,18 @@ func (a *handshakeArbiter) outgoingInitiation(msg []byte, k meshapi.Key, ep conn
 		return true
 	}
 	p.initiations++
-	a.setPendingLocked(p, &sentInitiation{
+	si := &sentInitiation{
 		at:    a.now(),
 		msg:   append([]byte(nil), msg...),
 		to:    ep,
 		index: binary.LittleEndian.Uint32(msg[4:8]),
-	})
+	}
+	a.setPendingLocked(p, si)
+	if p.askedEarly {
+		p.askedEarly = false
+		si.resends++
+		a.after(resendDelay, func() { a.resendIfUnanswered(si) })
+	}
 	return false
 }
 
@@ -214,8 +232,12 @@ func (a *handshakeArbiter) incomingRequest(k meshapi.Key) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p := a.peers[k]
-	if p == nil || !p.weInitiate || (p.starting && p.pending == nil) {
-		return // a stranger, a peer that should not ask, or the device is about to initiate anyway
+	if p == nil || !p.weInitiate {
+		return // a stranger, or a peer that should not ask
+	}
+	if p.starting && p.pending == nil {
+		p.askedEarly = true // answered when our first initiation goes out
+		return
 	}
 	now := a.now()
 	if s := p.pending; s != nil && now.Sub(s.at) <= device.RekeyTimeout {

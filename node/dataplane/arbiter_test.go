@@ -81,12 +81,18 @@ func TestArbiterLargerSideAnswersRequests(t *testing.T) {
 	r := newArbiterRig(self)
 	r.a.setPeer(smaller, true)
 
-	// While the device has not started the peer, requests are ignored.
+	// While the device has not started the peer, a request is held; once
+	// started, it gets a fresh initiation (the device sends none by itself).
 	r.request(smaller)
 	if len(r.resent) != 0 || len(r.initiated) != 0 {
-		t.Fatal("a request for a starting peer was answered")
+		t.Fatal("a request for a starting peer was answered before the start")
 	}
 	r.a.started(smaller)
+	select {
+	case <-r.initiated:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request held during the start got no initiation")
+	}
 
 	// Our own initiation passes and is kept; a request resends it, a
 	// bounded number of times.
