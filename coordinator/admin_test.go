@@ -105,7 +105,8 @@ func TestEventsInOrderAndFollow(t *testing.T) {
 
 	n := e.register(k.Key, "n")
 	n.connect("").next(wait)
-	n.strm.close()
+	e.drop(n)
+	e.advance(50 * time.Millisecond)
 	e.waitEvent(wait, func(ev meshapi.Event) bool { return ev.Type == meshapi.EventOffline })
 	n.connect("").next(wait)
 	n.logout(nil)

@@ -68,7 +68,7 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusInternalServerError, meshapi.ErrInternal, "%v", err))
 		return
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	rec := store.KeyRecord{
 		ID: k.ID, Hash: k.Hash(), Description: req.Description, Ephemeral: req.Ephemeral,
 		Reusable: req.Reusable, Tags: slices.Clone(req.Tags), Created: now,
@@ -94,7 +94,7 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleKeyList(w http.ResponseWriter, r *http.Request) {
-	now := time.Now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	out := make([]meshapi.AuthKey, 0, len(s.keys))
 	for _, k := range s.keys {
@@ -116,7 +116,7 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("key id %q: want the 16 hex digits shown by \"meshcoord keys list\"", id))
 		return
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	if e := s.refuseLocked(); e != nil {
 		s.mu.Unlock()
@@ -129,15 +129,17 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notFound("no auth key %s: see \"meshcoord keys list\"", id))
 		return
 	}
-	if k.Revoked.IsZero() {
+	revoking := k.Revoked.IsZero()
+	if revoking {
 		k.Revoked = now
 		s.w.enqueue(store.PutKey(k.KeyRecord))
-		s.log.Info("auth key revoked", "key", id)
 	}
 	view := k.api(now)
 	b := s.w.barrier()
 	s.mu.Unlock()
-	s.writeWhenStored(w, r, b, http.StatusOK, view)
+	if s.writeWhenStored(w, r, b, http.StatusOK, view) && revoking {
+		s.log.Info("auth key revoked", "key", id)
+	}
 }
 
 func (s *Server) handleNodeList(w http.ResponseWriter, r *http.Request) {
@@ -202,7 +204,7 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, change func(
 		writeError(w, e)
 		return
 	}
-	deleted, e := change(n, time.Now())
+	deleted, e := change(n, s.clock.Now())
 	if e != nil {
 		s.mu.Unlock()
 		writeError(w, e)
@@ -216,7 +218,7 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, change func(
 
 func (s *Server) handleNodeDelete(w http.ResponseWriter, r *http.Request) {
 	s.nodeAction(w, r, func(n *node, now time.Time) (bool, *apiError) {
-		s.deleteLocked(n, meshapi.ReasonAdmin, now)
+		s.deleteLocked(n, meshapi.ReasonAdmin, "deleted by admin", now)
 		return true, nil
 	})
 }

@@ -40,6 +40,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	flush := func() bool { return bw.Flush() == nil && rc.Flush() == nil }
 	buf := make([]deltalog.Entry, 0, 256)
 	for {
+		// Events past the retention are gone from the store; the ones
+		// still in memory are not shown either.
+		cursor = max(cursor, s.pruned.Load())
 		entries, wait, ok := s.events.Read(cursor, buf[:0], 0)
 		switch {
 		case !ok && cursor+1 < s.events.Oldest():

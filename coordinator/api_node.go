@@ -5,7 +5,6 @@ import (
 	"context"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
@@ -103,7 +102,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	deleted := s.logoutLocked(n, meshapi.ReasonLogout, "logout", time.Now())
+	deleted := s.logoutLocked(n, meshapi.ReasonLogout, "logout", s.clock.Now())
 	b := s.w.barrier()
 	s.mu.Unlock()
 	s.writeWhenStored(w, r, b, http.StatusOK, meshapi.LogoutResponse{Deleted: deleted})

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshinit/meshinit/coordinator/clock"
 	"github.com/meshinit/meshinit/coordinator/names"
 )
 
@@ -54,6 +55,9 @@ type Config struct {
 	MaxQueuedWrites int
 	// Logger receives one line per event and per problem (slog.Default()).
 	Logger *slog.Logger
+	// Clock is the time of the lifecycle rules: change times, the grace,
+	// GC deadlines, reclaim windows, heartbeats, retention (clock.Real).
+	Clock clock.Clock
 }
 
 // Defaults of Config.
@@ -116,6 +120,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real
 	}
 	return c, nil
 }

@@ -56,27 +56,24 @@ func (s *Server) publishStored(ops []store.Op) {
 // pruning a large backlog never holds the store for long.
 const pruneBatch = 5000
 
-// pruneEvents deletes stored events older than the retention, now and then
-// every tenth of the retention (at most hourly), until Close.
+// pruneInterval is how often events past the retention are deleted: a
+// tenth of the retention, at most hourly.
+func pruneInterval(retention time.Duration) time.Duration { return min(retention/10, time.Hour) }
+
+// pruneEvents deletes the stored events older than the retention, in
+// batches, until none is left.
 func (s *Server) pruneEvents() {
-	defer close(s.prunerDone)
-	every := min(s.cfg.EventRetention/10, time.Hour)
-	t := time.NewTicker(every)
-	defer t.Stop()
+	before := s.clock.Now().Add(-s.cfg.EventRetention)
 	for {
-		before := time.Now().Add(-s.cfg.EventRetention)
-		for {
-			n, err := s.st.PruneEvents(context.Background(), before, pruneBatch)
-			if err != nil {
-				s.log.Error("pruning old events", "err", err)
-			}
-			if err != nil || n < pruneBatch {
-				break
-			}
+		n, through, err := s.st.PruneEvents(context.Background(), before, pruneBatch)
+		if err != nil {
+			s.log.Error("pruning old events", "err", err)
+			return
 		}
-		select {
-		case <-t.C:
-		case <-s.done:
+		if through > s.pruned.Load() {
+			s.pruned.Store(through) // followers skip them in memory too
+		}
+		if n < pruneBatch {
 			return
 		}
 	}

@@ -1,8 +1,6 @@
 package coordinator
 
 import (
-	"time"
-
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -19,7 +17,7 @@ func (s *Server) scheduleGC(n *node) {
 		return
 	}
 	gen, id, deadline := n.gcGen, n.ID, n.GCDeadline
-	n.gcTimer = time.AfterFunc(time.Until(deadline), func() { s.gcDue(id, gen) })
+	n.gcTimer = s.clock.AfterFunc(deadline.Sub(s.clock.Now()), func() { s.gcDue(id, gen) })
 }
 
 func (s *Server) gcDue(id meshapi.NodeID, gen uint64) {
@@ -29,7 +27,7 @@ func (s *Server) gcDue(id meshapi.NodeID, gen uint64) {
 	if s.closed || n == nil || n.gcGen != gen || n.stream != nil || n.GCDeadline.IsZero() {
 		return
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	if now.Before(n.GCDeadline) {
 		// Runtime timers do not fire early, but the wall clock may have
 		// been stepped back: never delete before the deadline.
@@ -38,5 +36,5 @@ func (s *Server) gcDue(id meshapi.NodeID, gen uint64) {
 	}
 	n.gcTimer = nil
 	s.metrics.gcLag.Observe(now.Sub(n.GCDeadline).Seconds())
-	s.deleteLocked(n, meshapi.ReasonGC, now)
+	s.deleteLocked(n, meshapi.ReasonGC, "", now)
 }

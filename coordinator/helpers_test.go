@@ -18,16 +18,20 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/adminclient"
+	"github.com/meshinit/meshinit/coordinator/clock"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
 // env is a coordinator on a real SQLite file in t.TempDir(), served over
 // real HTTP on loopback: api (node API) and admin (the admin handler, as
-// the socket would serve it).
+// the socket would serve it). Its lifecycle clock is a fake that moves only
+// when the test advances it, so timing rules are checked exactly; a restart
+// keeps the clock.
 type env struct {
 	t     testing.TB
 	cfg   Config
+	clock *clock.Fake
 	db    string
 	s     *Server
 	api   *httptest.Server
@@ -49,9 +53,21 @@ func (w testWriter) Write(p []byte) (int, error) {
 func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	e := &env{t: t, cfg: cfg, db: filepath.Join(t.TempDir(), "coord.db")}
+	if cfg.Clock == nil {
+		// A round start, so times in failure messages read easily.
+		e.clock = clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+		e.cfg.Clock = e.clock
+	}
 	e.start()
 	return e
 }
+
+// advance moves the coordinator's clock forward by d; every timer due by
+// then has fired when it returns.
+func (e *env) advance(d time.Duration) { e.clock.Advance(d) }
+
+// now is the coordinator's time.
+func (e *env) now() time.Time { return e.clock.Now() }
 
 func (e *env) start() {
 	t := e.t

@@ -59,6 +59,7 @@ func TestKeyKinds(t *testing.T) {
 func TestKeyRefusals(t *testing.T) {
 	e := newEnv(t, Config{})
 	expired := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Expiry: meshapi.Duration(time.Nanosecond)})
+	e.advance(time.Nanosecond) // it expires
 	revoked := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
 	if _, err := e.ac.RevokeKey(context.Background(), revoked.ID); err != nil {
 		t.Fatal(err)

@@ -90,11 +90,13 @@ func TestMapDeltasSeenByPeer(t *testing.T) {
 	}
 
 	// b crashes: offline after the grace, then collected (gc).
-	bs.close()
+	e.drop(b)
+	e.advance(300 * time.Millisecond)
 	off := expect(t, as, meshapi.MsgPresence, b.id(), &v).Presence[0]
 	if off.Online || off.LastSeen.IsZero() {
 		t.Fatalf("presence after b dropped: %+v", off)
 	}
+	e.advance(time.Second)
 	expect(t, as, meshapi.MsgRemove, b.id(), &v)
 	if ev := e.waitEvent(wait, func(ev meshapi.Event) bool { return ev.Type == meshapi.EventDeleted && ev.NodeID == b.id() }); ev.Reason != meshapi.ReasonGC {
 		t.Fatalf("b deleted with reason %q", ev.Reason)

@@ -125,7 +125,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	var online, offline, loggedOut float64
 	keyStates := map[meshapi.KeyState]float64{meshapi.KeyValid: 0, meshapi.KeyExpired: 0, meshapi.KeyRevoked: 0, meshapi.KeyUsed: 0}
-	now := time.Now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	for _, n := range s.nodes {
 		switch {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
+	"github.com/meshinit/meshinit/coordinator/clock"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -33,8 +34,11 @@ type node struct {
 	// graceGen and gcGen invalidate timers that fired after their cause went
 	// away (a reconnect, a deletion).
 	graceGen, gcGen uint64
-	graceTimer      *time.Timer
-	gcTimer         *time.Timer
+	graceTimer      clock.Timer
+	gcTimer         clock.Timer
+
+	// class is the node's tag class (policy.go); 0 until first needed.
+	class classID
 
 	// peerJSON caches the encoded meshapi.Peer for full maps, followed by a
 	// comma (the separator in a full map's peer list, so a full map can be

@@ -58,7 +58,7 @@ func (s *Server) startGrace(n *node) {
 	n.graceGen++
 	gen, id := n.graceGen, n.ID
 	stopTimer(&n.graceTimer)
-	n.graceTimer = time.AfterFunc(s.cfg.ReconnectGrace, func() { s.graceExpired(id, gen) })
+	n.graceTimer = s.clock.AfterFunc(s.cfg.ReconnectGrace, func() { s.graceExpired(id, gen) })
 }
 
 func (s *Server) graceExpired(id meshapi.NodeID, gen uint64) {
@@ -68,7 +68,7 @@ func (s *Server) graceExpired(id meshapi.NodeID, gen uint64) {
 	if s.closed || n == nil || n.graceGen != gen || n.stream != nil || !n.Online {
 		return
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	n.graceTimer = nil
 	n.Online = false
 	n.changed()
@@ -79,7 +79,7 @@ func (s *Server) graceExpired(id meshapi.NodeID, gen uint64) {
 	s.emitLocked(meshapi.EventOffline, n, "", "", now)
 	s.publishPresenceLocked(n)
 	if n.Ephemeral && !n.GCDeadline.After(now) {
-		s.deleteLocked(n, meshapi.ReasonGC, now) // the timeout was shorter than the grace
+		s.deleteLocked(n, meshapi.ReasonGC, "", now) // the timeout was shorter than the grace
 		return
 	}
 	s.scheduleGC(n)

@@ -59,7 +59,7 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	if e := s.refuseLocked(); e != nil {
 		return nil, nil, e
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	ak, e := s.checkKeyLocked(k, now)
 	if e != nil {
 		return nil, nil, e
@@ -71,14 +71,12 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 		}
 		// The same machine (same WireGuard key, same auth key) is back
 		// after a crash: its stale registration gives way.
-		s.log.Info("stale node of the same key and public key replaced", "stale_node", uint64(other.ID))
-		s.deleteLocked(other, meshapi.ReasonReplaced, now)
+		s.deleteLocked(other, meshapi.ReasonReplaced, "its public key registered again with its auth key", now)
 	}
 
 	base := names.Sanitize(req.Hostname)
 	if holder := s.byName[base]; holder != nil && s.reclaimableLocked(holder, ak, now) {
-		s.log.Info("name reclaimed from a stale node of the same key", "name", base, "stale_node", uint64(holder.ID))
-		s.deleteLocked(holder, meshapi.ReasonReplaced, now)
+		s.deleteLocked(holder, meshapi.ReasonReplaced, "name reclaimed by a newcomer of the same auth key", now)
 	}
 	v4, v6, err := s.pool.Allocate()
 	if err == ipam.ErrExhausted {

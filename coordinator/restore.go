@@ -53,13 +53,32 @@ func (s *Server) restore(ctx context.Context, now time.Time) error {
 	for _, k := range snap.Keys {
 		s.keys[k.ID] = &key{KeyRecord: k}
 	}
+	if err := s.restorePolicy(snap.Meta); err != nil {
+		return err
+	}
 	s.eventSeq = snap.LastEventSeq
 	s.events = deltalog.New(s.cfg.EventLogSize, s.eventSeq, 1)
 
-	var expired []*node
+	if len(first) > 0 {
+		if err := s.st.Apply(ctx, first); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range snap.Nodes {
+	err = s.restoreNodesLocked(snap.Nodes, heartbeat, now)
+	nodes, keys := len(s.nodes), len(s.keys)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.log.Info("state loaded", "nodes", nodes, "keys", keys, "ula", ula, "epoch", s.epoch)
+	return nil
+}
+
+// restoreNodesLocked indexes the stored nodes and re-arms their clocks.
+func (s *Server) restoreNodesLocked(records []store.NodeRecord, heartbeat, now time.Time) error {
+	var expired []*node
+	for _, r := range records {
 		n := &node{secretHash: r.SecretHash, gcTimeout: r.GCTimeout}
 		n.Node = meshapi.Node{
 			ID: meshapi.NodeID(r.ID), Name: r.Name, FQDN: s.fqdn(r.Name), Hostname: r.Hostname,
@@ -101,18 +120,10 @@ func (s *Server) restore(ctx context.Context, now time.Time) error {
 			}
 		}
 	}
-	if len(first) > 0 {
-		if err := s.st.Apply(ctx, first); err != nil {
-			return err
-		}
-	}
 	// Nodes whose deadline passed while we were down go now (late, never
 	// early); their deletion events say so.
 	for _, n := range expired {
-		s.log.Info("collecting node whose deadline passed while the coordinator was down",
-			"node", n.ID, "name", n.Name, "deadline", n.GCDeadline)
-		s.deleteLocked(n, meshapi.ReasonGC, now)
+		s.deleteLocked(n, meshapi.ReasonGC, "deadline "+n.GCDeadline.UTC().Format(time.RFC3339Nano)+" passed while the coordinator was down", now)
 	}
-	s.log.Info("state loaded", "nodes", len(s.nodes), "keys", len(s.keys), "ula", ula, "epoch", s.epoch)
 	return nil
 }

@@ -9,12 +9,15 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
+	"github.com/meshinit/meshinit/coordinator/clock"
 	"github.com/meshinit/meshinit/coordinator/deltalog"
 	"github.com/meshinit/meshinit/coordinator/ipam"
 	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/internal/asynclog"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -22,11 +25,15 @@ import (
 // health and metrics, plus the admin API when an admin token is set) and
 // AdminHandler (the admin API for the local socket), and Close it at the end.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	st      store.Store
-	w       *writer
-	metrics *metrics
+	cfg      Config
+	log      *slog.Logger // never blocks: lines are queued (see asynclog)
+	closeLog func()       // flushes and stops the queue, if it is ours
+	clock    clock.Clock
+	st       store.Store
+	w        *writer
+	metrics  *metrics
+	// policyMetrics count policy loads and map lines withheld (policy_api.go).
+	policyMetrics *policyMetrics
 
 	// epoch names this run of the coordinator; map versions are only
 	// comparable within one epoch.
@@ -34,6 +41,7 @@ type Server struct {
 	started time.Time
 	deltas  *deltalog.Log // map changes, one encoded line each
 	events  *deltalog.Log // lifecycle events, one encoded line each
+	pruned  atomic.Uint64 // events up to this seq were deleted for retention
 
 	mu         sync.Mutex
 	closed     bool
@@ -46,14 +54,14 @@ type Server struct {
 	pool       *ipam.Pool
 	lastNodeID uint64
 	eventSeq   uint64
+	acl        *aclState // the access policy (policy.go)
 
 	// nodeGone hears of deleted and logged-out nodes (see relayhook.go).
 	nodeGone func(meshapi.Key)
 
-	done          chan struct{} // closed by Close: ends event streams and the pruner
-	stopHeartbeat chan struct{}
-	heartbeatDone chan struct{}
-	prunerDone    chan struct{}
+	done          chan struct{} // closed by Close: ends event streams
+	stopHeartbeat func()
+	stopPruner    func()
 }
 
 // Meta names in the store.
@@ -82,38 +90,39 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	if _, err := rand.Read(eb[:]); err != nil {
 		return nil, fmt.Errorf("making an epoch: %w", err)
 	}
-	now := time.Now()
+	now := cfg.Clock.Now()
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, st: st,
+		cfg: cfg, clock: cfg.Clock, st: st,
 		epoch:   hex.EncodeToString(eb[:]),
 		started: now,
 		// Versions start from the clock (in microseconds), so a client that
 		// resumes with a version from an earlier run (without its epoch) is
 		// all but certain to hold a version this log never had, and gets a
 		// full map. The epoch parameter makes it certain.
-		deltas:        deltalog.New(cfg.DeltaLogSize, uint64(now.UnixMicro()), streamShards),
-		nodes:         map[meshapi.NodeID]*node{},
-		byName:        map[string]*node{},
-		bySecret:      map[authkey.Hash]*node{},
-		byPubKey:      map[meshapi.Key]*node{},
-		keys:          map[string]*key{},
-		done:          make(chan struct{}),
-		stopHeartbeat: make(chan struct{}),
-		heartbeatDone: make(chan struct{}),
-		prunerDone:    make(chan struct{}),
+		deltas:   deltalog.New(cfg.DeltaLogSize, uint64(time.Now().UnixMicro()), streamShards),
+		nodes:    map[meshapi.NodeID]*node{},
+		byName:   map[string]*node{},
+		bySecret: map[authkey.Hash]*node{},
+		byPubKey: map[meshapi.Key]*node{},
+		keys:     map[string]*key{},
+		acl:      newACLState(),
+		done:     make(chan struct{}),
 	}
+	s.log, s.closeLog = nonBlocking(cfg.Logger)
 	s.metrics = newMetrics(s)
+	s.policyMetrics = newPolicyMetrics(s.metrics.reg)
 	s.metrics.onStreams = s.adaptBatching
 	s.w = newWriter(st, s.log, cfg.MaxQueuedWrites)
 	s.w.healthy = s.metrics.setStoreHealthy
 	s.w.observed = s.metrics.observeCommit
 	s.w.committed = s.publishStored
 	if err := s.restore(ctx, now); err != nil {
+		s.closeLog()
 		return nil, err
 	}
 	go s.w.run()
-	go s.heartbeat()
-	go s.pruneEvents()
+	s.stopHeartbeat = clock.Repeat(s.clock, heartbeatInterval, heartbeatInterval, s.heartbeat)
+	s.stopPruner = clock.Repeat(s.clock, 0, pruneInterval(cfg.EventRetention), s.pruneEvents)
 	return s, nil
 }
 
@@ -159,30 +168,34 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	close(s.done)
-	close(s.stopHeartbeat)
-	<-s.heartbeatDone
-	<-s.prunerDone
+	s.stopHeartbeat()
+	s.stopPruner()
 	s.w.close()
-	return s.st.Close()
+	err := s.st.Close()
+	s.closeLog()
+	return err
 }
 
+// nonBlocking returns a logger that writes to l's handler through a queue,
+// so that no request, timer or commit ever waits for the log output, and
+// the function that flushes and stops that queue.
+func nonBlocking(l *slog.Logger) (*slog.Logger, func()) {
+	h := asynclog.New(l.Handler(), 0)
+	if h == l.Handler() { // already queued by the caller, who closes it
+		return l, func() {}
+	}
+	return slog.New(h), func() { h.Close(time.Second) }
+}
+
+// heartbeat stores that the coordinator is alive now. It bounds how stale
+// last_seen is for nodes that were online at a crash (see restore).
 func (s *Server) heartbeat() {
-	defer close(s.heartbeatDone)
-	t := time.NewTicker(heartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case now := <-t.C:
-			if full, _ := s.w.overloaded(); !full {
-				s.w.enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(now.UnixNano(), 10)))
-			}
-		case <-s.stopHeartbeat:
-			return
-		}
+	if full, _ := s.w.overloaded(); !full {
+		s.w.enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(s.clock.Now().UnixNano(), 10)))
 	}
 }
 
-func stopTimer(t **time.Timer) {
+func stopTimer(t *clock.Timer) {
 	if *t != nil {
 		(*t).Stop()
 		*t = nil

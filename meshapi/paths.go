@@ -26,6 +26,9 @@ const (
 	PathAdminKeys   = "/admin/v1/keys"   // GET list, POST create; DELETE /admin/v1/keys/{id} revokes
 	PathAdminNodes  = "/admin/v1/nodes"  // GET list; GET|DELETE /{id|name}; POST /{id|name}/expire, /{id|name}/rename
 	PathAdminEvents = "/admin/v1/events" // GET ?follow=1&since=SEQ: newline-delimited Event stream
+	PathAdminPolicy = "/admin/v1/policy" // GET the policy in force; PUT a new one (the document as the body); DELETE it
+	// PathAdminPolicyCheck: POST a document to parse it and run its tests without putting it in force.
+	PathAdminPolicyCheck = "/admin/v1/policy/check"
 )
 
 // Operational endpoints.

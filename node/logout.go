@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/meshinit/meshinit/meshapi"
@@ -19,9 +21,17 @@ import (
 // When the coordinator cannot be reached the node still leaves locally and
 // the error says so; an ephemeral node is then collected after its
 // inactivity timeout.
+//
+// Every wait in it ends with ctx: for a concurrent Logout (meshinit logout
+// over the control socket while the stop path logs out), for a registration
+// in flight, for the coordinator, for the background work to stop.
 func (n *Node) Logout(ctx context.Context) (ctlsock.LogoutResult, error) {
-	n.logoutMu.Lock()
-	defer n.logoutMu.Unlock()
+	select {
+	case n.logoutLock <- struct{}{}:
+		defer func() { <-n.logoutLock }()
+	case <-ctx.Done():
+		return ctlsock.LogoutResult{}, fmt.Errorf("logout: another logout (meshinit logout?) was still running when the time ran out: %w", ctx.Err())
+	}
 	n.mu.Lock()
 	if n.logout != nil {
 		res := *n.logout
@@ -38,13 +48,14 @@ func (n *Node) Logout(ctx context.Context) (ctlsock.LogoutResult, error) {
 	// Stop the stream first: its end is expected now, not an error.
 	n.runCancel()
 	// A registration in flight would leave a node behind: wait for its
-	// answer, and give up on it (cancel it) only when ctx runs out.
+	// answer, and give up on it (cancel it) when ctx runs out. There is no
+	// time left then to log out what it might still register; the
+	// coordinator collects that.
 	if started {
 		select {
 		case <-n.regDone:
 		case <-ctx.Done():
 			cancelStart()
-			<-n.regDone
 		}
 	}
 	registered := n.client.HasSecret()
@@ -64,7 +75,9 @@ func (n *Node) Logout(ctx context.Context) (ctlsock.LogoutResult, error) {
 	}
 	took := time.Since(begin).Round(time.Microsecond)
 
-	n.bg.Wait()
+	if !waitCtx(ctx, &n.bg) {
+		n.log.Warn("logout: background work did not stop in time; leaving the mesh without waiting for it")
+	}
 	n.mu.Lock()
 	*n.logout = res
 	takeDown := n.leaveLocked()
@@ -79,4 +92,21 @@ func (n *Node) Logout(ctx context.Context) (ctlsock.LogoutResult, error) {
 		n.log.Info("logged out", "deleted", res.Deleted, "took", took.String())
 	}
 	return res, err
+}
+
+// waitCtx waits for wg, or until ctx ends; it reports whether wg finished.
+// When ctx wins, a goroutine is left waiting for wg: meshinit is on its way
+// out, and the work it waits for has been cancelled.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

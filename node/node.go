@@ -35,7 +35,10 @@ type Node struct {
 	firstMap  chan struct{} // closed when the first full map is applied
 	followEnd chan error    // receives Follow's result once
 
-	logoutMu sync.Mutex // serialises Logout: the socket and the stop path may race
+	// logoutLock serialises Logout (the control socket's and the stop
+	// path's may race) and is taken with a ctx: a logout held up by another
+	// one gives up at its own deadline instead of waiting for the other's.
+	logoutLock chan struct{}
 
 	mu       sync.Mutex
 	state    string // ctlsock.State*
@@ -44,6 +47,7 @@ type Node struct {
 	domain   string
 	prefixes []netip.Prefix
 	peers    map[meshapi.NodeID]meshapi.Peer
+	policy   *meshapi.NodePolicy // as the map gives it; nil: none
 	gotMap   bool
 	dp       *dataplane.Device // nil until up, and again after logout
 	// parked is a TUN device after logout: kept, without peers, until Close
@@ -80,14 +84,15 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       log,
-		client:    client,
-		regDone:   make(chan struct{}),
-		firstMap:  make(chan struct{}),
-		followEnd: make(chan error, 1),
-		state:     ctlsock.StateStarting,
-		peers:     map[meshapi.NodeID]meshapi.Peer{},
+		cfg:        cfg,
+		log:        log,
+		client:     client,
+		regDone:    make(chan struct{}),
+		logoutLock: make(chan struct{}, 1),
+		firstMap:   make(chan struct{}),
+		followEnd:  make(chan error, 1),
+		state:      ctlsock.StateStarting,
+		peers:      map[meshapi.NodeID]meshapi.Peer{},
 	}
 	n.runCtx, n.runCancel = context.WithCancel(context.Background())
 	return n, nil
@@ -330,6 +335,9 @@ func (n *Node) attach(dev *dataplane.Device) error {
 	if n.logout != nil || n.closed {
 		return errors.New("node left the mesh while starting")
 	}
+	// The policy goes in before the peers: no peer is ever let in by the
+	// absence of the rules.
+	n.applyPolicyLocked(dev)
 	for _, p := range n.peers {
 		if err := dev.UpsertPeer(dataplanePeer(p)); err != nil {
 			n.log.Warn("adding peer failed", "peer", p.Name, "err", err)

@@ -38,8 +38,15 @@ func loopbackOnly(n *Node) *Node {
 
 func startNode(t *testing.T, c *coordinatortest.Server, key, host string) *Node {
 	t.Helper()
+	return startNodeAt(t, c.URL, key, host)
+}
+
+// startNodeAt starts a node whose coordinator is at url (a front in
+// front of the real one, say).
+func startNodeAt(t *testing.T, url, key, host string) *Node {
+	t.Helper()
 	n, err := New(Config{
-		Coordinator: c.URL, AuthKey: key, Hostname: host,
+		Coordinator: url, AuthKey: key, Hostname: host,
 		ProxyAddr: "127.0.0.1:0", Forward: Forward{All: true},
 		Log: slog.New(slog.DiscardHandler),
 	})

@@ -25,7 +25,15 @@ func (n *Node) Status() ctlsock.Status {
 		peers = append(peers, p)
 	}
 	dp := n.dp
+	if n.policy != nil {
+		s.Policy.Version, s.Policy.Rules = n.policy.Version, len(n.policy.Rules)
+	}
 	n.mu.Unlock()
+	s.Policy.Drops = map[string]uint64{}
+	if dp != nil {
+		fs := dp.FilterStats()
+		s.Policy.Enforcing, s.Policy.Drops, s.Policy.Flows = fs.Enforcing, fs.Drops, fs.Flows
+	}
 
 	ms := n.client.MapStatus()
 	s.Coordinator = ctlsock.CoordinatorStatus{

@@ -11,8 +11,12 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// controlTimeout bounds one verb; logout waits for the coordinator.
+// controlTimeout bounds "meshinit status".
 const controlTimeout = 15 * time.Second
+
+// logoutVerbMargin is what "meshinit logout" waits beyond the running
+// meshinit's own limit (MESH_LOGOUT_TIMEOUT), for its answer to arrive.
+const logoutVerbMargin = 2 * time.Second
 
 // controlCommands are the verbs that talk to a running meshinit over its
 // control socket (`meshinit status`, `meshinit logout`).
@@ -50,10 +54,17 @@ func controlCommands() []*cli.Command {
 		{
 			Name:      "logout",
 			Usage:     "log the running meshinit's node out of the mesh now; the command keeps running without the mesh",
-			UsageText: "meshinit logout [--control-socket PATH]",
-			Flags:     []cli.Flag{socket()},
+			UsageText: "meshinit logout [--control-socket PATH] [--logout-timeout D]",
+			Flags: []cli.Flag{socket(), &cli.StringFlag{
+				Name: flagLogoutTimeout, Value: "3s", EnvVars: []string{envName(flagLogoutTimeout)},
+				Usage: "the running meshinit's MESH_LOGOUT_TIMEOUT: it gives the logout that long; this verb waits a little longer for its answer",
+			}},
 			Action: func(c *cli.Context) error {
-				ctx, cancel := context.WithTimeout(c.Context, controlTimeout)
+				limit, err := positiveDuration(c, flagLogoutTimeout)
+				if err != nil {
+					return cli.Exit(fmt.Sprintf("logout: %v", err), 1)
+				}
+				ctx, cancel := context.WithTimeout(c.Context, limit+logoutVerbMargin)
 				defer cancel()
 				r, err := ctlsock.NewClient(c.String(flagControlSocket)).Logout(ctx)
 				if err != nil {

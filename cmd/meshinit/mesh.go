@@ -65,6 +65,10 @@ func newMesh(o *options) (*mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
 	}
+	dns, err := parseOnOff(o.dns)
+	if err != nil {
+		return nil, fmt.Errorf("MESH_DNS (--%s) is %q: %w", flagDNS, o.dns, err)
+	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {
 		proxyAddr = ""
@@ -78,6 +82,7 @@ func newMesh(o *options) (*mesh, error) {
 		Forward:     fwd,
 		Connect:     connect,
 		WaitFor:     waitFor,
+		DNS:         dns,
 		Log:         o.log,
 	})
 	if err != nil {
@@ -131,7 +136,7 @@ func (m *mesh) prepare(ctx context.Context) ([]string, error) {
 	}
 	// The socket comes first so that "meshinit status" can watch the start.
 	if m.o.controlSocket != "" {
-		ctl, err := ctlsock.Listen(m.o.controlSocket, m.node, m.o.log)
+		ctl, err := ctlsock.Listen(m.o.controlSocket, m.node, m.o.log, m.o.logoutTimeout)
 		if err != nil {
 			m.o.log.Warn("control socket unavailable: meshinit status and logout will not work", "err", err)
 		} else {
@@ -170,11 +175,26 @@ func (m *mesh) beforeExit(ctx context.Context) error {
 		defer cancel()
 	}
 	_, err := m.node.Logout(ctx)
-	m.node.Close()
+	m.closeNodeWithin(ctx)
 	if err != nil {
 		return fmt.Errorf("logout failed: %w", err)
 	}
 	return nil
+}
+
+// closeNodeWithin takes the node down, waiting for that no longer than
+// ctx allows: meshinit exits at its deadline whatever a device does.
+func (m *mesh) closeNodeWithin(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		m.node.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		m.o.log.Warn("taking the mesh node down took too long; exiting without waiting for it")
+	}
 }
 
 // closeListeners closes the control socket (removing its file) and the
@@ -186,4 +206,16 @@ func (m *mesh) closeListeners() {
 	if m.health != nil {
 		m.health.Close()
 	}
+}
+
+// parseOnOff reads a switch that is on by default, such as MESH_DNS:
+// on/off, also true/false, 1/0; empty means the default, on.
+func parseOnOff(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, errors.New("use on or off")
 }

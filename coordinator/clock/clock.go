@@ -9,7 +9,10 @@
 // the real clock.
 package clock
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Clock tells the time and runs functions later.
 type Clock interface {
@@ -35,3 +38,49 @@ type realClock struct{}
 func (realClock) Now() time.Time { return time.Now() }
 
 func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Repeat calls f after first and then every `every` until the returned stop
+// is called. Calls never overlap, and stop waits for a call in progress, so
+// after stop returns f is not running and will not run again.
+func Repeat(c Clock, first, every time.Duration, f func()) (stop func()) {
+	r := &repeater{c: c, every: every, f: f}
+	r.mu.Lock()
+	r.t = c.AfterFunc(first, r.fire)
+	r.mu.Unlock()
+	return r.stop
+}
+
+type repeater struct {
+	c       Clock
+	every   time.Duration
+	f       func()
+	mu      sync.Mutex
+	t       Timer
+	stopped bool
+	running sync.WaitGroup
+}
+
+func (r *repeater) fire() {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
+	r.running.Add(1)
+	r.mu.Unlock()
+	r.f()
+	r.mu.Lock()
+	if !r.stopped {
+		r.t = r.c.AfterFunc(r.every, r.fire)
+	}
+	r.mu.Unlock()
+	r.running.Done()
+}
+
+func (r *repeater) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.t.Stop()
+	r.mu.Unlock()
+	r.running.Wait()
+}

@@ -57,3 +57,15 @@ func TestFakeZeroDelayWaitsForAdvance(t *testing.T) {
 		t.Fatalf("after Advance(0): fired %v, now %v", fired, c.Now())
 	}
 }
+
+func TestRepeatUntilStopped(t *testing.T) {
+	c := clock.NewFake(start)
+	var at []time.Duration
+	stop := clock.Repeat(c, 0, time.Minute, func() { at = append(at, c.Now().Sub(start)) })
+	c.Advance(150 * time.Second)
+	stop()
+	c.Advance(time.Hour)
+	if fmt.Sprint(at) != "[0s 1m0s 2m0s]" {
+		t.Fatalf("calls at %v, want at 0s, 1m, 2m and none after stop", at)
+	}
+}

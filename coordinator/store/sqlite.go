@@ -323,15 +323,26 @@ func (s *SQLite) Events(ctx context.Context, after uint64, limit int) ([]meshapi
 }
 
 // PruneEvents implements Store.
-func (s *SQLite) PruneEvents(ctx context.Context, before time.Time, limit int) (int, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE seq IN (
+func (s *SQLite) PruneEvents(ctx context.Context, before time.Time, limit int) (n int, through uint64, err error) {
+	rows, err := s.db.QueryContext(ctx, `DELETE FROM events WHERE seq IN (
 		SELECT seq FROM events WHERE time < ? AND seq < (SELECT MAX(seq) FROM events)
-		ORDER BY seq LIMIT ?)`, nanos(before), limit)
+		ORDER BY seq LIMIT ?) RETURNING seq`, nanos(before), limit)
 	if err != nil {
-		return 0, fmt.Errorf("pruning events: %w", err)
+		return 0, 0, fmt.Errorf("pruning events: %w", err)
 	}
-	n, err := res.RowsAffected()
-	return int(n), err
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("pruning events: %w", err)
+		}
+		n++
+		through = max(through, uint64(seq))
+	}
+	if err := closeRows(rows); err != nil {
+		return 0, 0, fmt.Errorf("pruning events: %w", err)
+	}
+	return n, through, nil
 }
 
 func closeRows(rows *sql.Rows) error {

@@ -135,11 +135,11 @@ func TestPruneEventsKeepsTheNewest(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Older than minute 4: seq 1..4, at most 3 per call, oldest first.
-	if n, err := s.PruneEvents(ctx, base.Add(4*time.Minute), 3); err != nil || n != 3 {
-		t.Fatalf("first prune: %d, %v; want 3", n, err)
+	if n, through, err := s.PruneEvents(ctx, base.Add(4*time.Minute), 3); err != nil || n != 3 || through != 3 {
+		t.Fatalf("first prune: %d through %d, %v; want 3 through 3", n, through, err)
 	}
-	if n, err := s.PruneEvents(ctx, base.Add(4*time.Minute), 3); err != nil || n != 1 {
-		t.Fatalf("second prune: %d, %v; want 1", n, err)
+	if n, through, err := s.PruneEvents(ctx, base.Add(4*time.Minute), 3); err != nil || n != 1 || through != 4 {
+		t.Fatalf("second prune: %d through %d, %v; want 1 through 4", n, through, err)
 	}
 	evs, err := s.Events(ctx, 0, 100)
 	if err != nil || len(evs) != 6 || evs[0].Seq != 5 {
@@ -147,7 +147,7 @@ func TestPruneEventsKeepsTheNewest(t *testing.T) {
 	}
 	// Everything is older than this, but the newest event stays, so that
 	// the numbering continues from it after a restart.
-	if _, err := s.PruneEvents(ctx, base.Add(time.Hour), 100); err != nil {
+	if _, _, err := s.PruneEvents(ctx, base.Add(time.Hour), 100); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

@@ -25,9 +25,10 @@ type Store interface {
 	// Events returns up to limit events with Seq > after, oldest first.
 	Events(ctx context.Context, after uint64, limit int) ([]meshapi.Event, error)
 	// PruneEvents deletes up to limit events older than before, oldest
-	// first, and returns how many it deleted. It never deletes the newest
-	// event, so the sequence continues from it after a restart.
-	PruneEvents(ctx context.Context, before time.Time, limit int) (int, error)
+	// first, and returns how many it deleted and the highest Seq among
+	// them. It never deletes the newest event, so the sequence continues
+	// from it after a restart.
+	PruneEvents(ctx context.Context, before time.Time, limit int) (n int, through uint64, err error)
 	// Close releases the store.
 	Close() error
 }

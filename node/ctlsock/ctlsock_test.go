@@ -23,6 +23,7 @@ type backend struct {
 	ready   bool
 	logouts int
 	fail    error
+	limit   time.Duration // the last logout's ctx: deadline minus the call's start
 }
 
 func (b *backend) Status() Status {
@@ -38,6 +39,9 @@ func (b *backend) Status() Status {
 func (b *backend) Logout(ctx context.Context) (LogoutResult, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if dl, ok := ctx.Deadline(); ok {
+		b.limit = time.Until(dl)
+	}
 	if b.fail != nil {
 		return LogoutResult{}, b.fail
 	}
@@ -64,7 +68,7 @@ func sockPath(t *testing.T) string {
 func TestSocketStatusAndLogout(t *testing.T) {
 	path := sockPath(t)
 	b := &backend{}
-	srv, err := Listen(path, b, nil)
+	srv, err := Listen(path, b, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,12 +123,12 @@ func TestStaleSocketIsReplacedLiveOneIsNot(t *testing.T) {
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	srv, err := Listen(path, &backend{}, nil)
+	srv, err := Listen(path, &backend{}, nil, 0)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	defer srv.Close()
-	if _, err := Listen(path, &backend{}, nil); err == nil || !strings.Contains(err.Error(), "another meshinit") {
+	if _, err := Listen(path, &backend{}, nil, 0); err == nil || !strings.Contains(err.Error(), "another meshinit") {
 		t.Fatalf("second Listen on a live socket: err=%v", err)
 	}
 }
@@ -133,7 +137,7 @@ func TestNonSocketInTheWayIsRefused(t *testing.T) {
 	path := sockPath(t)
 	os.MkdirAll(filepath.Dir(path), 0o755)
 	os.WriteFile(path, []byte("precious"), 0o644)
-	if _, err := Listen(path, &backend{}, nil); err == nil {
+	if _, err := Listen(path, &backend{}, nil, 0); err == nil {
 		t.Fatal("Listen replaced a regular file")
 	}
 	if b, _ := os.ReadFile(path); string(b) != "precious" {
@@ -180,6 +184,33 @@ func TestWriteText(t *testing.T) {
 	for _, want := range []string{"web.mesh.internal", "100.64.0.7", "connected", "db", "3s ago", "127.0.0.1:5000"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status text lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestSocketLogoutHonoursTheLogoutTimeout: a logout over the socket gets
+// MESH_LOGOUT_TIMEOUT (what Listen is given), not a fixed limit of its own.
+func TestSocketLogoutHonoursTheLogoutTimeout(t *testing.T) {
+	for _, c := range []struct{ given, want time.Duration }{
+		{1500 * time.Millisecond, 1500 * time.Millisecond},
+		{0, DefaultLogoutTimeout},
+	} {
+		path := sockPath(t)
+		b := &backend{}
+		srv, err := Listen(path, b, nil, c.given)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewClient(path).Logout(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		srv.Close()
+		b.mu.Lock()
+		got := b.limit
+		b.mu.Unlock()
+		// The handler starts the clock a moment before the backend reads it.
+		if got > c.want || got < c.want-time.Second {
+			t.Errorf("Listen(..., %v): the logout got %v, want %v", c.given, got, c.want)
 		}
 	}
 }

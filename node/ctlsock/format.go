@@ -55,6 +55,15 @@ func WriteText(w io.Writer, s Status, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "relay:\t%s\n", line)
 	}
+	if s.Policy.Enforcing {
+		var dropped uint64
+		for _, n := range s.Policy.Drops {
+			dropped += n
+		}
+		fmt.Fprintf(tw, "policy:\tversion %d, %d inbound rules, %d packets dropped\n", s.Policy.Version, s.Policy.Rules, dropped)
+	} else {
+		fmt.Fprintf(tw, "policy:\tnone (every peer may connect)\n")
+	}
 	fmt.Fprintf(tw, "peers:\t%d\n", len(s.Peers))
 	if err := tw.Flush(); err != nil {
 		return err

@@ -24,8 +24,9 @@ const (
 // MESH_CONTROL_SOCKET says otherwise.
 const DefaultSocket = "/run/meshinit.sock"
 
-// logoutTimeout bounds a logout asked for over the socket.
-const logoutTimeout = 10 * time.Second
+// DefaultLogoutTimeout bounds a logout asked for over the socket when
+// Listen is given no limit; meshinit passes MESH_LOGOUT_TIMEOUT.
+const DefaultLogoutTimeout = 3 * time.Second
 
 // Server serves the control socket or the health endpoints until Close.
 type Server struct {
@@ -38,10 +39,15 @@ type Server struct {
 // Listen creates the control socket at path (mode 0600, parent directory
 // created if missing) and serves b on it. A stale socket left by a dead
 // process is replaced; a live one is an error, so two meshinits never
-// fight over one path.
-func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
+// fight over one path. A logout asked for over the socket gets
+// logoutTimeout (MESH_LOGOUT_TIMEOUT; 0 means DefaultLogoutTimeout), as the
+// stop path's does.
+func Listen(path string, b Backend, log *slog.Logger, logoutTimeout time.Duration) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if logoutTimeout <= 0 {
+		logoutTimeout = DefaultLogoutTimeout
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket %s: creating its directory: %w", path, err)

@@ -30,6 +30,8 @@ type Status struct {
 	// Endpoints are the UDP addresses reported to the coordinator.
 	Endpoints   []netip.AddrPort  `json:"endpoints"`
 	Coordinator CoordinatorStatus `json:"coordinator"`
+	// Policy is the access policy as this node enforces it.
+	Policy PolicyStatus `json:"policy"`
 	// Relay is the node's connection to the coordinator's relay (absent
 	// when the data plane is not up).
 	Relay *RelayStatus `json:"relay,omitempty"`
@@ -48,6 +50,23 @@ type RelayStatus struct {
 	Connects int `json:"connects"`
 	// Dropped counts packets not sent: relay down or its queue full.
 	Dropped uint64 `json:"dropped"`
+}
+
+// PolicyStatus is the node's side of the access policy.
+type PolicyStatus struct {
+	// Version is the coordinator's policy version in force (0: none).
+	Version uint64 `json:"version"`
+	// Enforcing is true while a policy is in force: inbound flows need a
+	// rule. False means every peer may open any flow (but never to
+	// meshinit's own listeners).
+	Enforcing bool `json:"enforcing"`
+	// Rules is the number of inbound rules.
+	Rules int `json:"rules"`
+	// Drops counts inbound packets dropped, by reason: policy,
+	// own_listener, not_local, fragment, malformed, unknown_peer.
+	Drops map[string]uint64 `json:"drops"`
+	// Flows is the number of outbound flows tracked for their replies.
+	Flows int `json:"flows"`
 }
 
 // CoordinatorStatus is the health of the node's link to the coordinator.
