@@ -71,7 +71,7 @@ type arbiterPeer struct {
 	// (the requester knew us when it asked, so the copy gets through even
 	// if the first one came too early for it).
 	askedEarly bool
-	asked    time.Time       // when a request last made us start a fresh one
+	asked      time.Time // when a request last made us start a fresh one
 	// unforgotten: the peer is new and the memory of recent handshake
 	// messages may still hold one of its that the device rejected for not
 	// knowing it yet (see deviceKnowsLocked).
