@@ -221,3 +221,7 @@ func (c *Client) readError(resp *http.Response) error {
 	}
 	return &ForeignAnswerError{URL: c.base.Redacted(), Status: resp.StatusCode, Body: body}
 }
+
+// Authorization returns the "Bearer <node secret>" header value for other
+// connections to this coordinator (the relay). Never log it.
+func (c *Client) Authorization() (string, error) { return c.bearer() }
