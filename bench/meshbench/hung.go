@@ -8,7 +8,6 @@ package main
 // delay it (issue 8.3).
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,8 +19,6 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
-
-	"github.com/meshinit/meshinit/meshapi"
 )
 
 func init() {
@@ -46,22 +43,11 @@ func (f *hangingFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 const hungLogoutTimeout = time.Second
 
 func runHung(b binaries, runs int) error {
-	dir, err := os.MkdirTemp("", "meshbench-hung-")
+	dir, coord, k, done, err := benchMesh(b.meshcoord, "meshbench-hung-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	coord, err := startCoordinator(b.meshcoord, dir)
-	if err != nil {
-		return err
-	}
-	defer coord.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	k, err := coord.admin.CreateKey(ctx, meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true, Description: "meshbench hung"})
-	if err != nil {
-		return fmt.Errorf("creating a key: %w", err)
-	}
+	defer done()
 	target, _ := url.Parse(coord.url)
 	front := &hangingFront{proxy: httputil.NewSingleHostReverseProxy(target)}
 	front.proxy.FlushInterval = -1
@@ -115,7 +101,9 @@ func runHung(b binaries, runs int) error {
 		}
 	}
 	fmt.Printf("\nhung coordinator: SIGTERM → meshinit exited (app exits at once, MESH_LOGOUT_TIMEOUT=%v), median of %d runs\n", hungLogoutTimeout, n)
-	share := func(d time.Duration) string { return fmt.Sprintf("%.2f× the timeout", float64(d)/float64(hungLogoutTimeout)) }
+	share := func(d time.Duration) string {
+		return fmt.Sprintf("%.2f× the timeout", float64(d)/float64(hungLogoutTimeout))
+	}
 	fmt.Printf("  %-58s %10s  %s\n", "coordinator holds the logout", fmtDur(median(alone)), share(median(alone)))
 	fmt.Printf("  %-58s %10s  %s\n", "…and a 30 s 'meshinit logout' holds the node's logout too", fmtDur(median(withVerb)), share(median(withVerb)))
 	return nil
