@@ -15,7 +15,7 @@ import (
 func (s *Server) publishLocked(subject *node, msg meshapi.MapMessage, self *meshapi.MapMessage) {
 	v := s.deltas.Next()
 	msg.Version = v
-	e := deltalog.Entry{Version: v, Subject: uint64(subject.ID), Data: encodeLine(&msg)}
+	e := deltalog.Entry{Version: v, Subject: uint64(subject.ID), Data: encodeLine(&msg), Audience: uint32(s.classLocked(subject))}
 	if self != nil {
 		self.Version = v
 		e.Self = encodeLine(self)

@@ -59,6 +59,8 @@ func (s *Server) adminRoutes(mux *http.ServeMux, gate func(http.HandlerFunc) htt
 	mux.Handle(meshapi.PathAdminNodes+"/{ref}/expire", methods{"POST": gate(s.handleNodeExpire)})
 	mux.Handle(meshapi.PathAdminNodes+"/{ref}/rename", methods{"POST": gate(s.handleNodeRename)})
 	mux.Handle(meshapi.PathAdminEvents, methods{"GET": gate(s.handleEvents)})
+	mux.Handle(meshapi.PathAdminPolicy, methods{"GET": gate(s.handlePolicyGet), "PUT": gate(s.handlePolicyPut), "DELETE": gate(s.handlePolicyDelete)})
+	mux.Handle(meshapi.PathAdminPolicyCheck, methods{"POST": gate(s.handlePolicyCheck)})
 }
 
 // methods dispatches on the HTTP method and answers everything else with a

@@ -29,13 +29,16 @@ type fullMap struct {
 	version uint64
 	self    meshapi.Node
 	peers   [][]byte
+	vis     *visibility // the policy in force at version
+	class   classID
 }
 
 // snapshotLocked takes n's full map at the current version.
 func (s *Server) snapshotLocked(n *node) fullMap {
-	fm := fullMap{version: s.deltas.Last(), self: n.view(), peers: make([][]byte, 0, len(s.live))}
+	vis, class := s.acl.vis, s.classLocked(n)
+	fm := fullMap{version: s.deltas.Last(), self: n.view(), peers: make([][]byte, 0, len(s.live)), vis: vis, class: class}
 	for _, p := range s.live {
-		if p == n || p.LoggedOut {
+		if p == n || p.LoggedOut || !vis.sees(class, s.classLocked(p)) {
 			continue
 		}
 		fm.peers = append(fm.peers, p.encodedPeer())
@@ -50,6 +53,7 @@ func (s *Server) writeFull(w *streamWriter, fm *fullMap) error {
 	head, err := json.Marshal(meshapi.MapMessage{
 		Type: meshapi.MsgFull, Version: fm.version, Epoch: s.epoch, Domain: s.cfg.BaseDomain,
 		Prefixes: s.pool.Prefixes(), Self: &fm.self, KeepaliveInterval: meshapi.Duration(s.cfg.KeepaliveInterval),
+		Policy: fm.vis.nodePolicy(fm.class),
 	})
 	if err != nil {
 		return err
@@ -108,10 +112,14 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 			resume = false
 		}
 	}
+	var sv streamView
 	if !resume {
 		snap := s.snapshotLocked(n)
 		fm = &snap
 		since = snap.version
+		sv = streamView{vis: snap.vis, class: snap.class, self: n}
+	} else {
+		sv = streamView{vis: s.visAtLocked(since), class: s.classLocked(n), self: n}
 	}
 	s.mu.Unlock()
 	s.metrics.streamOpened(fm != nil)
@@ -165,9 +173,10 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 			}
 			for i := range entries {
 				e := &entries[i]
-				line := e.Data
-				if e.Subject == self {
-					line = e.Self // nil: the node skips news about itself
+				line, ok := sv.line(e, self)
+				if !ok {
+					behind = true
+					break
 				}
 				if line != nil {
 					sw.add(line)
@@ -176,6 +185,9 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 				cursor = e.Version
 			}
 			clear(entries) // do not pin old lines in buf's backing array
+			if behind {
+				break
+			}
 		}
 		if behind {
 			// Fell out of the log (or cannot have been in it): resynchronise.
@@ -186,12 +198,17 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 			}
 			snap := s.snapshotLocked(n)
 			s.mu.Unlock()
+			sv.vis, sv.class = snap.vis, snap.class
 			s.metrics.fullResync.Inc()
 			if s.writeFull(sw, &snap) != nil || flush() != nil {
 				return
 			}
 			cursor, wrote = snap.version, true
 			continue
+		}
+		if sv.withheld > 0 {
+			s.policyMetrics.withheld.Add(float64(sv.withheld))
+			sv.withheld = 0
 		}
 		if added {
 			if flush() != nil {
@@ -216,4 +233,35 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 			return
 		}
 	}
+}
+
+// streamView is what a stream needs to know to filter the map log for its
+// node: the policy in force at its cursor and the node's tag class.
+type streamView struct {
+	vis      *visibility
+	class    classID
+	self     *node
+	withheld int // lines not sent because of the policy, since last counted
+}
+
+// line returns what the stream writes for e (nil: nothing), and moves the
+// view past a policy change. ok is false when the stream must start over
+// with a full map.
+func (sv *streamView) line(e *deltalog.Entry, self uint64) (line []byte, ok bool) {
+	if pc, isPolicy := e.Payload.(*policyChange); isPolicy {
+		line = pc.lineFor(sv.class, sv.self)
+		if line == nil {
+			return nil, false
+		}
+		sv.vis = pc.vis
+		return line, true
+	}
+	if e.Subject == self {
+		return e.Self, true // nil: the node skips news about itself
+	}
+	if e.Audience != 0 && !sv.vis.sees(sv.class, classID(e.Audience)) {
+		sv.withheld++
+		return nil, true
+	}
+	return e.Data, true
 }

@@ -37,6 +37,9 @@ type node struct {
 	graceTimer      clock.Timer
 	gcTimer         clock.Timer
 
+	// class is the node's tag class (policy.go); 0 until first needed.
+	class classID
+
 	// peerJSON caches the encoded meshapi.Peer for full maps, followed by a
 	// comma (the separator in a full map's peer list, so a full map can be
 	// written straight from these slices); nil when the node changed since.

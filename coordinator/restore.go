@@ -53,6 +53,9 @@ func (s *Server) restore(ctx context.Context, now time.Time) error {
 	for _, k := range snap.Keys {
 		s.keys[k.ID] = &key{KeyRecord: k}
 	}
+	if err := s.restorePolicy(snap.Meta); err != nil {
+		return err
+	}
 	s.eventSeq = snap.LastEventSeq
 	s.events = deltalog.New(s.cfg.EventLogSize, s.eventSeq, 1)
 

@@ -32,6 +32,8 @@ type Server struct {
 	st       store.Store
 	w        *writer
 	metrics  *metrics
+	// policyMetrics count policy loads and map lines withheld (policy_api.go).
+	policyMetrics *policyMetrics
 
 	// epoch names this run of the coordinator; map versions are only
 	// comparable within one epoch.
@@ -52,6 +54,10 @@ type Server struct {
 	pool       *ipam.Pool
 	lastNodeID uint64
 	eventSeq   uint64
+	acl        *aclState // the access policy (policy.go)
+
+	// nodeGone hears of deleted and logged-out nodes (see relayhook.go).
+	nodeGone func(meshapi.Key)
 
 	done          chan struct{} // closed by Close: ends event streams
 	stopHeartbeat func()
@@ -99,10 +105,12 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		bySecret: map[authkey.Hash]*node{},
 		byPubKey: map[meshapi.Key]*node{},
 		keys:     map[string]*key{},
+		acl:      newACLState(),
 		done:     make(chan struct{}),
 	}
 	s.log, s.closeLog = nonBlocking(cfg.Logger)
 	s.metrics = newMetrics(s)
+	s.policyMetrics = newPolicyMetrics(s.metrics.reg)
 	s.metrics.onStreams = s.adaptBatching
 	s.w = newWriter(st, s.log, cfg.MaxQueuedWrites)
 	s.w.healthy = s.metrics.setStoreHealthy

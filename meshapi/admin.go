@@ -93,3 +93,22 @@ type Event struct {
 	// Detail is free text for humans (the new name of a rename, say).
 	Detail string `json:"detail,omitempty"`
 }
+
+// PolicyResponse is the answer to GET /admin/v1/policy and to a successful
+// PUT: the policy in force. Version 0 and an empty Source mean no policy
+// (every node may reach every other).
+type PolicyResponse struct {
+	Version uint64    `json:"version"`
+	Source  string    `json:"source"`
+	Updated time.Time `json:"updated,omitzero"`
+	// Hash identifies Source (hex of the first 8 bytes of its SHA-256).
+	Hash string `json:"hash,omitempty"`
+}
+
+// PolicyCheckResponse is the answer to POST /admin/v1/policy/check: the
+// document parsed and its tests passed (problems are 400 errors instead).
+type PolicyCheckResponse struct {
+	Grants int    `json:"grants"`
+	Tests  int    `json:"tests"`
+	Hash   string `json:"hash"`
+}

@@ -19,6 +19,9 @@ const (
 	ErrLoggedOut      ErrorCode = "logged_out"      // 401: the node logged out or was expired
 	ErrPoolExhausted  ErrorCode = "pool_exhausted"  // 503: no free address
 	ErrInternal       ErrorCode = "internal"        // 500
+	// ErrPolicyInvalid: 400, the policy document does not parse or its
+	// tests fail; the message names the line or the failing test.
+	ErrPolicyInvalid ErrorCode = "policy_invalid"
 )
 
 // ErrorBody is the JSON body of every non-2xx answer.

@@ -23,6 +23,10 @@ const (
 	MsgPresence MessageType = "presence"
 	// MsgSelf replaces Self (the node was renamed, or its state changed).
 	MsgSelf MessageType = "self"
+	// MsgPolicy: the access policy changed. It replaces the node's Policy
+	// (absent: no policy, allow all), and trims or widens its map to match:
+	// the peers in Removed are gone, the peers in Peers are added.
+	MsgPolicy MessageType = "policy"
 	// MsgKeepalive carries no change; it proves the stream is alive. Its
 	// Version is the last version the stream has delivered (the client's
 	// version once it applied everything before), and it carries Epoch.
@@ -46,9 +50,13 @@ type MapMessage struct {
 	Domain   string         `json:"domain,omitempty"`   // full
 	Prefixes []netip.Prefix `json:"prefixes,omitempty"` // full
 	Self     *Node          `json:"self,omitempty"`     // full, self
-	Peers    []Peer         `json:"peers,omitempty"`    // full, upsert
-	Removed  []NodeID       `json:"removed,omitempty"`  // remove
+	Peers    []Peer         `json:"peers,omitempty"`    // full, upsert, policy
+	Removed  []NodeID       `json:"removed,omitempty"`  // remove, policy
 	Presence []Presence     `json:"presence,omitempty"` // presence
+
+	// Policy is the access policy as this node enforces it (full, policy);
+	// nil means no policy: every peer may open any flow to this node.
+	Policy *NodePolicy `json:"policy,omitempty"`
 
 	// KeepaliveInterval, in a full message, tells the client how often to
 	// expect a line; a stream silent for three intervals is dead.
@@ -60,4 +68,24 @@ type Presence struct {
 	ID       NodeID    `json:"id"`
 	Online   bool      `json:"online"`
 	LastSeen time.Time `json:"last_seen"`
+}
+
+// NodePolicy is the access policy as one node enforces it: the grants
+// whose destination selects the node, without that destination. A peer may
+// open a flow to the node if one rule's Src selects one of the peer's tags
+// (or is "*") and one of its IP specs allows the flow. An empty Rules list
+// allows no new inbound flow at all.
+type NodePolicy struct {
+	// Version is the policy's version in the coordinator (it grows by one
+	// with every change).
+	Version uint64       `json:"version"`
+	Rules   []PolicyRule `json:"rules"`
+}
+
+// PolicyRule is one inbound rule: selectors ("tag:ci", "*") and port specs
+// ("tcp:5432", "udp:53,5353", "tcp:8000-8999", "icmp", "*") as in the
+// policy language.
+type PolicyRule struct {
+	Src []string `json:"src"`
+	IP  []string `json:"ip"`
 }

@@ -7,6 +7,9 @@ const (
 	PathMap       = "/v1/map"
 	PathEndpoints = "/v1/endpoints"
 	PathLogout    = "/v1/logout"
+	// PathRelay is the packet relay: an HTTP/1.1 upgrade or a WebSocket
+	// (see meshapi/relayproto).
+	PathRelay = "/v1/relay"
 )
 
 // Query parameters of GET /v1/map. A reconnecting client sends both: since
@@ -23,6 +26,9 @@ const (
 	PathAdminKeys   = "/admin/v1/keys"   // GET list, POST create; DELETE /admin/v1/keys/{id} revokes
 	PathAdminNodes  = "/admin/v1/nodes"  // GET list; GET|DELETE /{id|name}; POST /{id|name}/expire, /{id|name}/rename
 	PathAdminEvents = "/admin/v1/events" // GET ?follow=1&since=SEQ: newline-delimited Event stream
+	PathAdminPolicy = "/admin/v1/policy" // GET the policy in force; PUT a new one (the document as the body); DELETE it
+	// PathAdminPolicyCheck: POST a document to parse it and run its tests without putting it in force.
+	PathAdminPolicyCheck = "/admin/v1/policy/check"
 )
 
 // Operational endpoints.

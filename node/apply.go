@@ -2,12 +2,14 @@ package node
 
 import (
 	"net/netip"
+	"strconv"
 
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/controlclient"
 	"github.com/meshinit/meshinit/node/ctlsock"
 	"github.com/meshinit/meshinit/node/dataplane"
 	"github.com/meshinit/meshinit/node/nametable"
+	"github.com/meshinit/meshinit/policy"
 )
 
 // follow runs the map stream until the node leaves, and reports how it
@@ -28,6 +30,12 @@ func (n *Node) onMap(c controlclient.Change, m *controlclient.NetMap) {
 	defer n.mu.Unlock()
 	if n.logout != nil || n.closed {
 		return
+	}
+	if c.PolicyChanged {
+		n.policy = m.Policy
+		if n.dp != nil {
+			n.applyPolicyLocked(n.dp)
+		}
 	}
 	// The proxy resolves names without n.mu: a name must never point at a
 	// peer the device does not have yet (its first SYN would be dropped and
@@ -158,4 +166,26 @@ func dataplanePeer(p meshapi.Peer) dataplane.Peer {
 		}
 	}
 	return dataplane.Peer{PublicKey: p.PublicKey, AllowedIPs: allowed, Endpoints: p.Endpoints, Tags: p.Tags}
+}
+
+// applyPolicyLocked hands the node's inbound rules to the device. Rules
+// that do not parse (a newer coordinator's syntax) are left out, which
+// denies what they would have allowed: failing closed.
+func (n *Node) applyPolicyLocked(dev *dataplane.Device) {
+	if n.policy == nil {
+		dev.SetPolicy("", nil)
+		n.log.Info("no access policy: every peer may connect")
+		return
+	}
+	rules := make([]policy.Rule, 0, len(n.policy.Rules))
+	for _, wr := range n.policy.Rules {
+		r, err := policy.ParseRule(wr.Src, wr.IP)
+		if err != nil {
+			n.log.Warn("ignoring an inbound rule this node cannot read", "src", wr.Src, "ip", wr.IP, "err", err)
+			continue
+		}
+		rules = append(rules, r)
+	}
+	dev.SetPolicy(strconv.FormatUint(n.policy.Version, 10), rules)
+	n.log.Info("access policy in force", "version", n.policy.Version, "inbound_rules", len(rules))
 }

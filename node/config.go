@@ -51,6 +51,14 @@ type Config struct {
 	// WaitFor are peers that must accept a TCP connection over the mesh
 	// before Start returns (MESH_WAIT_FOR), within Start's context.
 	WaitFor []hostport.HostPort
+	// DNS runs the mesh resolver and points resolv.conf at it while the
+	// node runs (MESH_DNS, on by default). TUN mode only: in userspace mode
+	// mesh addresses have no route, so names would not help.
+	DNS bool
+	// ResolvConf is the file DNS rewrites; "" means /etc/resolv.conf.
+	ResolvConf string
+	// DNSAddr is where the resolver listens; "" means DefaultDNSAddr.
+	DNSAddr string
 	// Log receives one line per event; nil discards.
 	Log *slog.Logger
 }

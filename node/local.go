@@ -7,19 +7,21 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/meshinit/meshinit/node/dataplane"
 	"github.com/meshinit/meshinit/node/localfwd"
 	"github.com/meshinit/meshinit/node/waitfor"
 )
 
 // Reaching peers by name without a proxy: local forwarders (MESH_CONNECT),
 // waiting for peers before the app starts (MESH_WAIT_FOR), and in TUN mode
-// the DNS resolver (dns.go). All of them resolve names from the node's
+// the DNS resolver and resolv.conf (dns.go). All of them resolve names from the node's
 // name table, which the map stream keeps: a peer resolves as soon as it is
 // in the map and stops when it leaves it.
 
 // localAccess is what the node runs for apps on its own host.
 type localAccess struct {
 	fwd *localfwd.Forwarders
+	dns *dnsAccess // TUN mode with MESH_DNS on
 }
 
 // ErrNotInMesh is DialMesh's error for a destination that is not a node of
@@ -36,6 +38,14 @@ func (n *Node) openLocal() error {
 			return localError(StageLocal, err)
 		}
 		l.fwd = f
+	}
+	if n.cfg.DNS && n.cfg.Mode == dataplane.TUN {
+		d, err := openDNS(n.cfg, &n.names)
+		if err != nil {
+			l.close()
+			return localError(StageLocal, err)
+		}
+		l.dns = d
 	}
 	n.mu.Lock()
 	if n.closed {
@@ -59,6 +69,14 @@ func (n *Node) serveLocal() error {
 		// closed, so the accept loops end at once.
 		l.fwd.Serve(n.DialMesh, n.cfg.Log)
 		n.log.Info("local forwarders listening", "rules", fmt.Sprint(n.cfg.Connect))
+	}
+	if l.dns != nil {
+		n.mu.Lock()
+		domain := n.domain
+		n.mu.Unlock()
+		if err := l.dns.start(domain); err != nil {
+			return localError(StageLocal, err)
+		}
 	}
 	return nil
 }
@@ -92,6 +110,9 @@ func (n *Node) closeLocal() error {
 
 func (l localAccess) close() error {
 	var errs []error
+	if l.dns != nil {
+		errs = append(errs, l.dns.close())
+	}
 	if l.fwd != nil {
 		errs = append(errs, l.fwd.Close())
 	}
@@ -103,18 +124,27 @@ func (l localAccess) close() error {
 // address. Anything else fails at once with ErrNotInMesh, and is never
 // looked up or dialled on the normal network.
 func (n *Node) DialMesh(ctx context.Context, network, address string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", address, err)
-	}
-	addr, mesh, err := n.names.Resolve(host)
+	addr, port, mesh, err := n.resolveDest(address)
 	if err != nil {
 		return nil, err
 	}
 	if !mesh {
+		host, _, _ := net.SplitHostPort(address)
 		return nil, fmt.Errorf("%s: %w", host, ErrNotInMesh)
 	}
 	return n.dialMeshAddr(ctx, network, addr, port)
+}
+
+// resolveDest splits "host:port" and resolves host from the name table:
+// mesh is true for a mesh node (addr is then its address); an unknown name
+// under the mesh domain is an error.
+func (n *Node) resolveDest(address string) (addr netip.Addr, port string, mesh bool, err error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return netip.Addr{}, "", false, fmt.Errorf("dial %s: %w", address, err)
+	}
+	addr, mesh, err = n.names.Resolve(host)
+	return addr, port, mesh, err
 }
 
 // dialMeshAddr dials a mesh address through the tunnel.

@@ -47,6 +47,7 @@ type Node struct {
 	domain   string
 	prefixes []netip.Prefix
 	peers    map[meshapi.NodeID]meshapi.Peer
+	policy   *meshapi.NodePolicy // as the map gives it; nil: none
 	gotMap   bool
 	dp       *dataplane.Device // nil until up, and again after logout
 	// parked is a TUN device after logout: kept, without peers, until Close
@@ -179,6 +180,12 @@ func (n *Node) Start(ctx context.Context) error {
 		Prefixes:   reg.Prefixes,
 		Mode:       n.cfg.Mode,
 		Log:        n.cfg.Log,
+		// Peers are reached through the coordinator's relay from the first
+		// packet, and directly once a path is validated.
+		Relay: &dataplane.RelayConfig{URL: n.client.URL(), Authorization: n.client.Authorization},
+	}
+	if n.endpointsFor != nil {
+		devCfg.AdvertiseEndpoints = func(port uint16) []netip.AddrPort { return n.endpointsFor(int(port)) }
 	}
 	devCh := make(chan devResult, 1)
 	go func(cfg dataplane.Config) {
@@ -328,6 +335,9 @@ func (n *Node) attach(dev *dataplane.Device) error {
 	if n.logout != nil || n.closed {
 		return errors.New("node left the mesh while starting")
 	}
+	// The policy goes in before the peers: no peer is ever let in by the
+	// absence of the rules.
+	n.applyPolicyLocked(dev)
 	for _, p := range n.peers {
 		if err := dev.UpsertPeer(dataplanePeer(p)); err != nil {
 			n.log.Warn("adding peer failed", "peer", p.Name, "err", err)
@@ -340,11 +350,7 @@ func (n *Node) attach(dev *dataplane.Device) error {
 // Dial is the proxy's dial function: mesh names and mesh addresses go
 // through the tunnel, everything else to the normal network.
 func (n *Node) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", address, err)
-	}
-	addr, mesh, err := n.names.Resolve(host)
+	addr, port, mesh, err := n.resolveDest(address)
 	if err != nil {
 		return nil, err
 	}

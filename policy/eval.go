@@ -109,3 +109,33 @@ func TagSetKey(tags []string) string {
 	slices.Sort(s)
 	return strings.Join(slices.Compact(s), ",")
 }
+
+// ParseRule reads an inbound rule as it travels to nodes (selectors and
+// port specs as strings).
+func ParseRule(src, ip []string) (Rule, error) {
+	var r Rule
+	var err error
+	if r.Src, err = parseSelectors("src", src); err != nil {
+		return Rule{}, err
+	}
+	for _, spec := range ip {
+		prs, err := ParsePortSpec(spec)
+		if err != nil {
+			return Rule{}, err
+		}
+		r.IP = append(r.IP, prs...)
+	}
+	return r, nil
+}
+
+// Strings returns the rule's selectors and port specs as ParseRule reads
+// them.
+func (r Rule) Strings() (src, ip []string) {
+	for _, s := range r.Src {
+		src = append(src, s.String())
+	}
+	for _, p := range r.IP {
+		ip = append(ip, p.String())
+	}
+	return src, ip
+}

@@ -184,3 +184,24 @@ func TestTagSetKey(t *testing.T) {
 		t.Error(TagSetKey([]string{"tag:b", "tag:a", "tag:b"}))
 	}
 }
+
+func TestRuleRoundTrip(t *testing.T) {
+	p, err := Load([]byte(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range p.InboundRules([]string{"tag:web", "tag:db"}) {
+		src, ip := r.Strings()
+		back, err := ParseRule(src, ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, ip2 := back.Strings()
+		if strings.Join(src, " ") != strings.Join(s2, " ") || strings.Join(ip, " ") != strings.Join(ip2, " ") {
+			t.Errorf("%v %v → %v %v", src, ip, s2, ip2)
+		}
+	}
+	if _, err := ParseRule([]string{"bad"}, []string{"tcp:1"}); err == nil {
+		t.Error("bad selector accepted")
+	}
+}

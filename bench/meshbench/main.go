@@ -4,7 +4,11 @@
 //   - lifecycle (lifecycle.go): exec → app running with the mesh up (join),
 //     and stop signal / app exit → node deleted at the coordinator;
 //
-//   - the data plane's throughput and memory, in the data plane's own file.
+//   - the data plane's throughput and memory, in the data plane's own file;
+//
+//   - names (names.go): the mesh resolver's answer latency against a
+//     caching dnsmasq, and MESH_CONNECT's throughput against the SOCKS5
+//     proxy.
 //
 //     go run ./bench/meshbench [-runs 15] [-only lifecycle]
 //

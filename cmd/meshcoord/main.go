@@ -37,6 +37,7 @@ func newApp() *cli.App {
 			keysCommand(),
 			nodesCommand(),
 			eventsCommand(),
+			policyCommand(),
 		},
 		HideHelpCommand: true,
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {

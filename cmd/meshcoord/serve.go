@@ -30,7 +30,7 @@ func serveCommand() *cli.Command {
 and --tls-key) and the admin API on --admin-socket. State lives in one SQLite file (--db),
 created on first start, or in a PostgreSQL database (--db postgres://...). When the server listens it logs "msg=listening url=..." and, with
 --addr-file, writes its URL to that file (handy with --listen 127.0.0.1:0).`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", EnvVars: []string{"MESHCOORD_LISTEN"}, Value: DefaultListen,
 				Usage: "TCP address of the node API (port 0: any free port)"},
 			&cli.StringFlag{Name: "db", EnvVars: []string{"MESHCOORD_DB"}, Value: "meshcoord.db",
@@ -51,9 +51,11 @@ created on first start, or in a PostgreSQL database (--db postgres://...). When 
 				Usage: "DNS domain of node names (name.base-domain)"},
 			&cli.StringFlag{Name: "addr-file", EnvVars: []string{"MESHCOORD_ADDR_FILE"},
 				Usage: "write the server's URL to this file once it listens"},
+			&cli.StringFlag{Name: "policy", EnvVars: []string{"MESHCOORD_POLICY"},
+				Usage: "access policy file (docs/policy.md): put in force at start and again on SIGHUP"},
 			&cli.StringFlag{Name: "log-format", EnvVars: []string{"MESHCOORD_LOG_FORMAT"}, Value: "text", Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", EnvVars: []string{"MESHCOORD_LOG_LEVEL"}, Value: "info", Usage: "debug, info, warn or error"},
-		},
+		}, relayFlags()...),
 		Action: serve,
 	}
 }
@@ -131,6 +133,14 @@ func serve(c *cli.Context) error {
 		st.Close()
 		return err
 	}
+	if path := c.String("policy"); path != "" {
+		if err := loadPolicyFile(coord, path, log); err != nil {
+			coord.Close()
+			return err
+		}
+		stopReload := reloadOnHangup(coord, path, log)
+		defer stopReload()
+	}
 
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // TLS handshake noise and the like
 	newServer := func(h http.Handler, tc *tls.Config) *http.Server {
@@ -145,7 +155,13 @@ func serve(c *cli.Context) error {
 		}
 		return srv
 	}
-	apiSrv := newServer(coord.Handler(), tlsConfig)
+	api, stopRelay, err := startRelay(c, coord, coord.Handler(), log)
+	if err != nil {
+		coord.Close()
+		return err
+	}
+	defer stopRelay()
+	apiSrv := newServer(api, tlsConfig)
 	adminSrv := newServer(coord.AdminHandler(), nil)
 
 	scheme := "http"
@@ -183,6 +199,7 @@ func serve(c *cli.Context) error {
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
+		stopRelay() // hijacked connections are not the HTTP server's to close
 		apiSrv.Shutdown(shutCtx)
 		adminSrv.Shutdown(shutCtx)
 		close(done)
@@ -242,4 +259,40 @@ func writeFileAtomic(path, content string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// loadPolicyFile puts the policy in path in force.
+func loadPolicyFile(coord *coordinator.Server, path string, log *slog.Logger) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--policy: %w", err)
+	}
+	if _, err := coord.SetPolicy(doc); err != nil {
+		return fmt.Errorf("--policy %s: %w", path, err)
+	}
+	return nil
+}
+
+// reloadOnHangup reloads the policy file on every SIGHUP. A file that is
+// unreadable or refused leaves the policy in force and is logged.
+func reloadOnHangup(coord *coordinator.Server, path string, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := loadPolicyFile(coord, path, log); err != nil {
+					log.Error("SIGHUP: policy not reloaded; the previous one stays in force", "err", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }

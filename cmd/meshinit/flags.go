@@ -22,6 +22,7 @@ const (
 	flagWaitTimeout   = "wait-timeout"
 	flagConnect       = "connect"
 	flagWaitFor       = "wait-for"
+	flagDNS           = "dns"
 	flagStopSignal    = "stop-signal"
 	flagStopTimeout   = "stop-timeout"
 	flagLogoutTimeout = "logout-timeout"
@@ -64,6 +65,7 @@ func flags() []cli.Flag {
 		str(flagForward, catMesh, "all", "inbound TCP ports on the node's mesh address forwarded to 127.0.0.1:<same port> (userspace mode): all, a list such as 80,443, or off"),
 		str(flagWaitTimeout, catMesh, "30s", "how long to wait for the mesh (and the MESH_WAIT_FOR peers) before giving up with exit code 125 (the command is then not started)"),
 		str(flagConnect, catMesh, "", "local forwarders into the mesh for apps that ignore proxies: LOCAL_PORT:NAME:PORT,... (e.g. 5432:db:5432 listens on 127.0.0.1:5432 and connects to db:5432 over the mesh)"),
+		str(flagDNS, catMesh, "on", "TUN mode: answer mesh names with a resolver at 127.0.0.153 and make it the only nameserver in /etc/resolv.conf (rewritten in place, restored on exit; other names go to the original nameservers), or off to leave resolv.conf alone"),
 		str(flagWaitFor, catMesh, "", "start the command only once these peers accept a TCP connection over the mesh: NAME:PORT,... (e.g. db:5432), within MESH_WAIT_TIMEOUT"),
 		str(flagControlSocket, catMesh, ctlsock.DefaultSocket, "unix socket for the meshinit status and meshinit logout verbs"),
 		str(flagHealthAddr, catMesh, "", "address for an HTTP health endpoint, e.g. 127.0.0.1:9090 (default: off)"),

@@ -65,6 +65,10 @@ func newMesh(o *options) (*mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MESH_WAIT_FOR (--%s): %w", flagWaitFor, err)
 	}
+	dns, err := parseOnOff(o.dns)
+	if err != nil {
+		return nil, fmt.Errorf("MESH_DNS (--%s) is %q: %w", flagDNS, o.dns, err)
+	}
 	proxyAddr := strings.TrimSpace(o.proxy)
 	if strings.EqualFold(proxyAddr, "off") {
 		proxyAddr = ""
@@ -78,6 +82,7 @@ func newMesh(o *options) (*mesh, error) {
 		Forward:     fwd,
 		Connect:     connect,
 		WaitFor:     waitFor,
+		DNS:         dns,
 		Log:         o.log,
 	})
 	if err != nil {
@@ -201,4 +206,16 @@ func (m *mesh) closeListeners() {
 	if m.health != nil {
 		m.health.Close()
 	}
+}
+
+// parseOnOff reads a switch that is on by default, such as MESH_DNS:
+// on/off, also true/false, 1/0; empty means the default, on.
+func parseOnOff(s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "on", "true", "1":
+		return true, nil
+	case "off", "false", "0":
+		return false, nil
+	}
+	return false, errors.New("use on or off")
 }

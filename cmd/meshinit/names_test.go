@@ -36,3 +36,17 @@ func TestNewMeshHooksQuotesBadConnectAndWaitFor(t *testing.T) {
 		t.Fatalf("good settings: %v", err)
 	}
 }
+
+func TestMeshDNSSwitch(t *testing.T) {
+	for in, want := range map[string]bool{"on": true, "ON": true, " off ": false, "0": false, "true": true} {
+		if got, err := parseOnOff(in); err != nil || got != want {
+			t.Errorf("parseOnOff(%q) = %v, %v", in, got, err)
+		}
+	}
+	o := testOptions()
+	o.authKey = "k"
+	o.dns = "maybe"
+	if _, err := newMesh(o); err == nil || !strings.Contains(err.Error(), `MESH_DNS (--dns) is "maybe": use on or off`) {
+		t.Fatalf("bad MESH_DNS: %v", err)
+	}
+}

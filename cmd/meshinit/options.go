@@ -20,7 +20,7 @@ type options struct {
 	stopSignal                                                           syscall.Signal
 	stopKill, killGroup, subreaper                                       bool
 	controlSocket, healthAddr                                            string
-	connect, waitFor                                                     string
+	connect, waitFor, dns                                                string
 	log                                                                  *slog.Logger
 }
 
@@ -46,6 +46,7 @@ func optionsFrom(c settings) (*options, error) {
 		healthAddr:    c.String(flagHealthAddr),
 		connect:       c.String(flagConnect),
 		waitFor:       c.String(flagWaitFor),
+		dns:           c.String(flagDNS),
 	}
 	var err error
 	if o.waitTimeout, err = positiveDuration(c, flagWaitTimeout); err != nil {

@@ -58,7 +58,9 @@ func NewHTTP(serverURL, token string, tlsConfig *tls.Config) (*Client, error) {
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
-	if body != nil {
+	if raw, ok := body.(rawBody); ok {
+		rd = bytes.NewReader(raw)
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return err
@@ -209,3 +211,33 @@ var ErrStop = errors.New("stop")
 
 // Timeout is a sensible per-call bound for one-shot admin calls.
 const Timeout = 30 * time.Second
+
+// rawBody is a request body sent as it is (a policy document, which may
+// hold comments, is not JSON-encoded again).
+type rawBody []byte
+
+// Policy returns the access policy in force.
+func (c *Client) Policy(ctx context.Context) (*meshapi.PolicyResponse, error) {
+	var out meshapi.PolicyResponse
+	return &out, c.do(ctx, "GET", meshapi.PathAdminPolicy, nil, &out)
+}
+
+// SetPolicy puts the policy document doc in force; a document that does
+// not parse or whose tests fail is refused (error code policy_invalid).
+func (c *Client) SetPolicy(ctx context.Context, doc []byte) (*meshapi.PolicyResponse, error) {
+	var out meshapi.PolicyResponse
+	return &out, c.do(ctx, "PUT", meshapi.PathAdminPolicy, rawBody(doc), &out)
+}
+
+// ClearPolicy removes the policy: every node may reach every other again.
+func (c *Client) ClearPolicy(ctx context.Context) (*meshapi.PolicyResponse, error) {
+	var out meshapi.PolicyResponse
+	return &out, c.do(ctx, "DELETE", meshapi.PathAdminPolicy, nil, &out)
+}
+
+// CheckPolicy parses doc and runs its tests on the coordinator without
+// putting it in force.
+func (c *Client) CheckPolicy(ctx context.Context, doc []byte) (*meshapi.PolicyCheckResponse, error) {
+	var out meshapi.PolicyCheckResponse
+	return &out, c.do(ctx, "POST", meshapi.PathAdminPolicyCheck, rawBody(doc), &out)
+}

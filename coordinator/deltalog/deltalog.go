@@ -32,6 +32,12 @@ type Entry struct {
 	// Self is the line the subject writes instead; nil means the subject
 	// skips the entry.
 	Self []byte
+	// Audience labels who may read Data (opaque to the log: the reader
+	// decides; the coordinator puts the subject's tag class here).
+	Audience uint32
+	// Payload is anything else a reader needs to write the entry (opaque to
+	// the log: the coordinator's per-reader policy changes).
+	Payload any
 }
 
 // Log is a bounded ring of entries with one appender and any number of

@@ -36,6 +36,10 @@ type nodeSpec struct {
 	uts      string // run in a new UTS namespace with this hostname (as a container has)
 	env      []string
 	command  []string // the command after "--"; defaults to meshdemo hang
+	// resolvConf is bind-mounted over /etc/resolv.conf in the node's mount
+	// namespace, as Docker does; "" gives the node an empty one of its own
+	// (a TUN node rewrites it: never the host's).
+	resolvConf string
 }
 
 // meshinit is one running meshinit, PID 1 of its own PID namespace.
@@ -79,6 +83,14 @@ func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 		// sh sets the hostname, then becomes meshinit (still PID 1).
 		argv = append(argv, "--uts", "sh", "-c", `hostname "$0" && exec "$@"`, spec.uts)
 	}
+	resolv := spec.resolvConf
+	if resolv == "" {
+		resolv = filepath.Join(t.TempDir(), "resolv.conf")
+		if err := os.WriteFile(resolv, []byte("# no nameserver: the test's node resolves nothing outside the mesh\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	argv = append(argv, "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, resolv)
 	argv = append(argv, bin, "--")
 	argv = append(argv, command...)
 	if spec.netns != "" {
@@ -86,18 +98,21 @@ func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 	}
 	m := &meshinit{t: t, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{}),
 		socket: filepath.Join(shortDir(t), "ctl.sock")}
-	env := []string{
+	// spec.env overrides these defaults (a process sees the first of two
+	// entries with one name, so the defaults it sets are left out).
+	overridden := func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.ContainsFunc(spec.env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
+	}
+	env := slices.DeleteFunc([]string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"MESH_COORDINATOR=" + spec.coord,
 		"MESH_CONTROL_SOCKET=" + m.socket,
 		"MESH_WAIT_TIMEOUT=10s",
 		"MESH_LOG_LEVEL=debug",
-	}
-	// Nodes of one test share a loopback: each proxy takes a free port,
-	// unless the spec says otherwise.
-	if !slices.ContainsFunc(spec.env, func(kv string) bool { return strings.HasPrefix(kv, "MESH_PROXY=") }) {
-		env = append(env, "MESH_PROXY=127.0.0.1:0")
-	}
+		// Nodes of one test share a loopback: each proxy takes a free port.
+		"MESH_PROXY=127.0.0.1:0",
+	}, overridden)
 	if spec.hostname != "" {
 		env = append(env, "MESH_HOSTNAME="+spec.hostname)
 	}

@@ -169,8 +169,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 }
 
 // do sends req and decodes a 2xx JSON answer into out (nil: discard it).
-// Transport failures come back as *UnreachableError, non-2xx answers as
-// *meshapi.Error.
+// Transport failures come back as *UnreachableError, the coordinator's
+// error answers as *meshapi.Error, other error answers as
+// *ForeignAnswerError.
 func (c *Client) do(req *http.Request, out any) error {
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -178,7 +179,7 @@ func (c *Client) do(req *http.Request, out any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return readError(resp)
+		return c.readError(resp)
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
@@ -203,9 +204,10 @@ func decodeLenient(r io.Reader, limit int64, v any) error {
 	return nil
 }
 
-// readError turns a non-2xx answer into a *meshapi.Error, keeping the
-// server's code and message when the body is an ErrorBody.
-func readError(resp *http.Response) error {
+// readError turns a non-2xx answer into the coordinator's *meshapi.Error
+// when the body is its ErrorBody, and into a *ForeignAnswerError when it is
+// not: then something in front of the coordinator answered.
+func (c *Client) readError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	var eb meshapi.ErrorBody
 	if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
@@ -213,21 +215,13 @@ func readError(resp *http.Response) error {
 		e.Status = resp.StatusCode
 		return &e
 	}
-	msg := strings.TrimSpace(string(data))
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+	body := strings.TrimSpace(string(data))
+	if len(body) > 200 {
+		body = body[:200] + "…"
 	}
-	if msg == "" {
-		msg = http.StatusText(resp.StatusCode)
-	}
-	code := meshapi.ErrInternal
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		code = meshapi.ErrUnauthorized
-	case resp.StatusCode == http.StatusNotFound:
-		code = meshapi.ErrNotFound
-	case resp.StatusCode < 500:
-		code = meshapi.ErrInvalidRequest
-	}
-	return &meshapi.Error{Code: code, Message: msg, Status: resp.StatusCode}
+	return &ForeignAnswerError{URL: c.base.Redacted(), Status: resp.StatusCode, Body: body}
 }
+
+// Authorization returns the "Bearer <node secret>" header value for other
+// connections to this coordinator (the relay). Never log it.
+func (c *Client) Authorization() (string, error) { return c.bearer() }

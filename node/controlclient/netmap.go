@@ -22,6 +22,9 @@ type NetMap struct {
 	Self     meshapi.Node
 	Peers    map[meshapi.NodeID]meshapi.Peer
 
+	// Policy is the access policy as this node enforces it; nil: none.
+	Policy *meshapi.NodePolicy
+
 	// KeepaliveInterval is how often the coordinator promised a line.
 	KeepaliveInterval time.Duration
 
@@ -45,11 +48,13 @@ type Change struct {
 	Removed []meshapi.NodeID
 	// Presence are online/offline patches of peers that exist.
 	Presence []meshapi.Presence
+	// PolicyChanged is set when Policy differs from before.
+	PolicyChanged bool
 }
 
 // Empty reports whether the change did nothing.
 func (c Change) Empty() bool {
-	return !c.SelfChanged && len(c.Upserted) == 0 && len(c.Removed) == 0 && len(c.Presence) == 0
+	return !c.SelfChanged && !c.PolicyChanged && len(c.Upserted) == 0 && len(c.Removed) == 0 && len(c.Presence) == 0
 }
 
 // HasMap reports whether a full map has been applied.
@@ -84,23 +89,14 @@ func (m *NetMap) Apply(msg *meshapi.MapMessage) (Change, error) {
 	var c Change
 	switch msg.Type {
 	case meshapi.MsgUpsert:
-		for _, p := range msg.Peers {
-			if p.ID == m.Self.ID {
-				continue // the coordinator never lists us as our own peer; be safe
-			}
-			if old, ok := m.Peers[p.ID]; ok && samePeer(old, p) {
-				continue
-			}
-			m.Peers[p.ID] = p
-			c.Upserted = append(c.Upserted, p)
-		}
+		m.upsert(msg.Peers, &c)
 	case meshapi.MsgRemove:
-		for _, id := range msg.Removed {
-			if _, ok := m.Peers[id]; ok {
-				delete(m.Peers, id)
-				c.Removed = append(c.Removed, id)
-			}
-		}
+		m.remove(msg.Removed, &c)
+	case meshapi.MsgPolicy:
+		m.remove(msg.Removed, &c)
+		m.upsert(msg.Peers, &c)
+		c.PolicyChanged = !samePolicy(m.Policy, msg.Policy)
+		m.Policy = msg.Policy
 	case meshapi.MsgPresence:
 		for _, pr := range msg.Presence {
 			p, ok := m.Peers[pr.ID]
@@ -126,6 +122,37 @@ func (m *NetMap) Apply(msg *meshapi.MapMessage) (Change, error) {
 	return c, nil
 }
 
+func (m *NetMap) upsert(peers []meshapi.Peer, c *Change) {
+	for _, p := range peers {
+		if p.ID == m.Self.ID {
+			continue // the coordinator never lists us as our own peer; be safe
+		}
+		if old, ok := m.Peers[p.ID]; ok && samePeer(old, p) {
+			continue
+		}
+		m.Peers[p.ID] = p
+		c.Upserted = append(c.Upserted, p)
+	}
+}
+
+func (m *NetMap) remove(ids []meshapi.NodeID, c *Change) {
+	for _, id := range ids {
+		if _, ok := m.Peers[id]; ok {
+			delete(m.Peers, id)
+			c.Removed = append(c.Removed, id)
+		}
+	}
+}
+
+func samePolicy(a, b *meshapi.NodePolicy) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Version == b.Version && slices.EqualFunc(a.Rules, b.Rules, func(x, y meshapi.PolicyRule) bool {
+		return slices.Equal(x.Src, y.Src) && slices.Equal(x.IP, y.IP)
+	})
+}
+
 func (m *NetMap) applyFull(msg *meshapi.MapMessage) (Change, error) {
 	if msg.Self == nil {
 		return Change{}, fmt.Errorf("map stream: full map without self")
@@ -148,6 +175,8 @@ func (m *NetMap) applyFull(msg *meshapi.MapMessage) (Change, error) {
 		}
 	}
 	slices.Sort(c.Removed)
+	c.PolicyChanged = !m.HasMap() || !samePolicy(m.Policy, msg.Policy)
+	m.Policy = msg.Policy
 	m.Epoch, m.Version, m.resync = msg.Epoch, msg.Version, false
 	m.Domain, m.Prefixes, m.Self, m.Peers = msg.Domain, msg.Prefixes, *msg.Self, next
 	if msg.KeepaliveInterval > 0 {

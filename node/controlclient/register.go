@@ -20,9 +20,12 @@ type Registration struct {
 	Endpoints []netip.AddrPort
 }
 
-// Register joins the mesh. It retries while the coordinator is unreachable
-// or failing (5xx), with backoff, until ctx ends; a refused key or another
-// 4xx answer fails at once. On success the client keeps the node secret.
+// Register joins the mesh. It retries every transient failure with
+// backoff until ctx ends: an unreachable coordinator (refused, reset, a
+// connect that timed out), a 5xx or 429, an answer from something in front
+// of the coordinator (ForeignAnswerError). The coordinator's own refusal
+// (a refused key, another 4xx with its error body) fails at once. On
+// success the client keeps the node secret.
 //
 // The error says which failure it was: KeyRefusal reports a refused key,
 // *UnreachableError a coordinator that never answered (wrapped with the
@@ -42,7 +45,7 @@ func (c *Client) Register(ctx context.Context, r Registration) (*meshapi.Registe
 				"id", resp.Node.ID, "ephemeral", resp.Node.Ephemeral, "attempts", attempt)
 			return resp, nil
 		}
-		if !retryable(err) {
+		if ctx.Err() != nil || !retryable(err) {
 			if ctx.Err() != nil && attempt > 1 {
 				return nil, fmt.Errorf("registering: gave up after %d attempts in %v: %w", attempt, time.Since(start).Round(time.Millisecond), err)
 			}
@@ -109,10 +112,12 @@ func (c *Client) Logout(ctx context.Context) (*meshapi.LogoutResponse, error) {
 		if IsLoggedOut(err) {
 			return &meshapi.LogoutResponse{Deleted: false}, fmt.Errorf("%w: %w", ErrAlreadyGone, err)
 		}
-		if !retryable(err) {
+		if ctx.Err() != nil || !retryable(err) {
 			return nil, err
 		}
-		t := time.NewTimer(bo.Next())
+		d := bo.Next()
+		c.log.Warn("logout failed, retrying", "err", err, "attempt", attempt, "retry_in", d.Round(time.Millisecond))
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()

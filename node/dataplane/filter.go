@@ -65,15 +65,35 @@ func scratch(b **[]byte) []byte {
 	return **b
 }
 
-// Read passes outbound packets on after recording new flows.
+// Read passes outbound packets on after recording new flows. A new flow
+// to an address no peer holds is refused on the spot: its size is set to
+// 0 (wireguard-go skips such slots) and the refusal is written back into
+// the node's own stack, so the app fails at once instead of waiting on a
+// packet WireGuard would drop.
 func (t *filteredTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n, err := t.Device.Read(bufs, sizes, offset)
 	now := time.Now().Unix()
+	var reply []byte
 	for i := 0; i < n; i++ {
-		t.f.Outbound(bufs[i][offset:offset+sizes[i]], now)
+		if reply == nil {
+			reply = make([]byte, writeHeadroom+packetfilter.MaxRejectSize)
+		}
+		v, rn := t.f.Outbound(bufs[i][offset:offset+sizes[i]], reply[writeHeadroom:], now)
+		if v == packetfilter.Pass {
+			continue
+		}
+		sizes[i] = 0
+		if v == packetfilter.Reject {
+			t.Device.Write([][]byte{reply[:writeHeadroom+rn]}, writeHeadroom)
+			reply = nil
+		}
 	}
 	return n, err
 }
+
+// writeHeadroom is the offset of packets written to the inside: a kernel
+// TUN with offloads needs room for its virtio header in front.
+const writeHeadroom = 16
 
 // injectingTUN lets packets the filter builds (refusals) go out through a
 // kernel TUN's Read: they wait in a queue, and a read deadline wakes the

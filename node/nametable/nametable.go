@@ -155,6 +155,28 @@ func (t *Table) InMesh(a netip.Addr) bool {
 	return false
 }
 
+// Domain is the mesh domain, lower case, without a leading or final dot
+// ("mesh.internal"); "" before the first Reset.
+func (t *Table) Domain() string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.domain
+}
+
+// LookupAddr returns the node that holds mesh address a (for reverse
+// lookups). It scans the table: a reverse lookup is rare next to names.
+func (t *Table) LookupAddr(a netip.Addr) (Entry, bool) {
+	a = a.Unmap()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, e := range t.byID {
+		if e.IPv4 == a || e.IPv6 == a {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
 // Lookup returns the entry for a mesh name (a label or an FQDN).
 func (t *Table) Lookup(name string) (Entry, bool) {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))

@@ -119,3 +119,22 @@ func FuzzResolve(f *testing.F) {
 		}
 	})
 }
+
+func TestDomainAndLookupAddr(t *testing.T) {
+	tb := testTable()
+	if d := tb.Domain(); d != "mesh.internal" {
+		t.Errorf("Domain() = %q, want mesh.internal", d)
+	}
+	for _, a := range []string{"100.64.0.2", "fd7a:115c:a1e0::2", "::ffff:100.64.0.2"} {
+		if e, ok := tb.LookupAddr(netip.MustParseAddr(a)); !ok || e.Name != "web" {
+			t.Errorf("LookupAddr(%s) = %+v, %v; want web", a, e, ok)
+		}
+	}
+	if e, ok := tb.LookupAddr(netip.MustParseAddr("100.64.0.9")); ok {
+		t.Errorf("LookupAddr of an unused address found %+v", e)
+	}
+	var zero Table
+	if zero.Domain() != "" {
+		t.Error("zero table has a domain")
+	}
+}

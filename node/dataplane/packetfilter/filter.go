@@ -335,35 +335,53 @@ func (f *Filter) rejectAllowed() bool {
 // Outbound records a packet this node sends into the mesh: a new TCP
 // connection (SYN), a UDP datagram or an ICMP echo request opens a
 // tracked flow whose replies Inbound lets in. Other packets cost a header
-// check only.
-func (f *Filter) Outbound(pkt []byte, now int64) {
+// check only. A new flow to an address that is neither this node's nor a
+// peer's in the map (a node the policy keeps out of the map, or none at
+// all) is refused at once: Outbound returns Reject with the answer, from
+// that address, written into reply (a TCP reset or an ICMP port
+// unreachable), for the caller to hand back to the node's own stack.
+func (f *Filter) Outbound(pkt []byte, reply []byte, now int64) (Verdict, int) {
 	if len(pkt) < 20 {
-		return
+		return Pass, 0
 	}
 	// Fast path: TCP segments without SYN (the bulk of any transfer) need
 	// no parsing beyond the protocol and flags.
 	if v := pkt[0] >> 4; v == 4 {
 		ihl := int(pkt[0]&0x0f) * 4
 		if pkt[9] == protoTCP && len(pkt) > ihl+13 && pkt[ihl+13]&tcpSYN == 0 {
-			return
+			return Pass, 0
 		}
 	} else if v == 6 && len(pkt) > 53 && pkt[6] == protoTCP && pkt[53]&tcpSYN == 0 {
-		return
+		return Pass, 0
 	}
 	h, ok := parse(pkt)
 	if !ok || h.fragment {
-		return
+		return Pass, 0
 	}
+	var k flowKey
 	switch h.proto {
 	case protoTCP:
-		if h.tcpFlags&(tcpSYN|tcpACK) == tcpSYN {
-			f.ct.track(flowKey{protoTCP, h.src, h.dst, h.sport, h.dport}, now)
+		if h.tcpFlags&(tcpSYN|tcpACK) != tcpSYN {
+			return Pass, 0
 		}
 	case protoUDP:
-		f.ct.track(flowKey{protoUDP, h.src, h.dst, h.sport, h.dport}, now)
 	case protoICMP, protoICMPv6:
-		if isEchoRequest(&h) {
-			f.ct.track(flowKey{h.proto, h.src, h.dst, h.sport, h.dport}, now)
+		if !isEchoRequest(&h) {
+			return Pass, 0
 		}
+	default:
+		return Pass, 0
 	}
+	k = flowKey{h.proto, h.src, h.dst, h.sport, h.dport}
+	if _, known := f.state.Load().peerTags[h.dst]; !known && !f.isLocal(h.dst) {
+		if h.proto == protoICMP || h.proto == protoICMPv6 || !f.rejectAllowed() {
+			return Drop, 0
+		}
+		if h.proto == protoTCP {
+			return Reject, buildReset(reply, &h)
+		}
+		return Reject, buildUnreachable(reply, pkt, &h)
+	}
+	f.ct.track(k, now)
+	return Pass, 0
 }

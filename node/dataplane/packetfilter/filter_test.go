@@ -94,9 +94,9 @@ func TestPolicyInbound(t *testing.T) {
 // the other direction; unrelated packets from the same peer do not.
 func TestRepliesToOutboundFlowsPass(t *testing.T) {
 	f := newTestFilter(t, `{"grants": []}`, nil) // deny every inbound flow
-	f.Outbound(tcpPacket(me4, web4, 50000, 80, tcpSYN, 0), now)
-	f.Outbound(udpPacket(me6, ci6, 50001, 53), now)
-	f.Outbound(echoPacket(me4, ci4, false, 9), now)
+	outbound(f, tcpPacket(me4, web4, 50000, 80, tcpSYN, 0), now)
+	outbound(f, udpPacket(me6, ci6, 50001, 53), now)
+	outbound(f, echoPacket(me4, ci4, false, 9), now)
 	pass := [][]byte{
 		tcpPacket(web4, me4, 80, 50000, tcpSYN|tcpACK, 0),
 		tcpPacket(web4, me4, 80, 50000, tcpACK, 1000),
@@ -120,7 +120,7 @@ func TestRepliesToOutboundFlowsPass(t *testing.T) {
 		}
 	}
 	// An outbound ACK (no SYN) opens nothing.
-	f.Outbound(tcpPacket(me4, web4, 50002, 80, tcpACK, 0), now)
+	outbound(f, tcpPacket(me4, web4, 50002, 80, tcpACK, 0), now)
 	if v := verdict(f, tcpPacket(web4, me4, 80, 50002, tcpACK, 0)); v == Pass {
 		t.Error("a flow was tracked from a bare ACK")
 	}
@@ -135,7 +135,7 @@ func TestRepliesToOutboundFlowsPass(t *testing.T) {
 func TestICMPErrorsAboutTrackedFlows(t *testing.T) {
 	f := newTestFilter(t, `{"grants": []}`, nil)
 	sent := udpPacket(me4, ci4, 50000, 53)
-	f.Outbound(sent, now)
+	outbound(f, sent, now)
 	errPkt := func(quoted []byte) []byte {
 		h, _ := parse(quoted)
 		buf := make([]byte, MaxRejectSize)
@@ -260,5 +260,34 @@ func BenchmarkInboundAllowed(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		f.Inbound(pkt, reply, now)
+	}
+}
+
+func outbound(f *Filter, pkt []byte, now int64) Verdict {
+	v, _ := f.Outbound(pkt, make([]byte, MaxRejectSize), now)
+	return v
+}
+
+// A new flow to an address no peer holds is refused on the way out, with
+// an answer from that address; flows to known peers and to itself pass.
+func TestOutboundToUnknownAddressIsRefused(t *testing.T) {
+	f := newTestFilter(t, "", nil)
+	unknown := netip.MustParseAddr("100.64.0.99")
+	reply := make([]byte, MaxRejectSize)
+	v, n := f.Outbound(tcpPacket(me4, unknown, 50000, 80, tcpSYN, 0), reply, now)
+	if v != Reject {
+		t.Fatalf("SYN to an unknown address: %v", v)
+	}
+	h, ok := parse(reply[:n])
+	if !ok || h.src != unknown || h.dst != me4 || h.tcpFlags&tcpRST == 0 || h.dport != 50000 {
+		t.Errorf("answer %+v", h)
+	}
+	if v := outbound(f, udpPacket(me4, unknown, 50000, 53), now); v != Reject {
+		t.Errorf("UDP to an unknown address: %v", v)
+	}
+	for _, p := range [][]byte{tcpPacket(me4, ci4, 50000, 80, tcpSYN, 0), tcpPacket(me4, me4, 50000, 80, tcpSYN, 0), tcpPacket(me4, unknown, 50000, 80, tcpACK, 10)} {
+		if v := outbound(f, p, now); v != Pass {
+			t.Errorf("%x: %v", p[:20], v)
+		}
 	}
 }

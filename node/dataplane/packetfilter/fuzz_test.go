@@ -26,7 +26,7 @@ func FuzzInbound(f *testing.F) {
 		flt := New([]netip.Addr{me4, me6})
 		flt.SetPeer([]netip.Addr{ci4, ci6}, []string{"tag:ci"})
 		flt.SetProtectedPorts([]uint16{22})
-		flt.Outbound(pkt, now)
+		flt.Outbound(pkt, make([]byte, MaxRejectSize), now)
 		flt.SetRules("v", p.InboundRules([]string{"tag:db"}))
 		reply := make([]byte, MaxRejectSize)
 		v, n := flt.Inbound(pkt, reply, now)
