@@ -34,7 +34,10 @@ func (c *Client) Register(ctx context.Context, r Registration) (*meshapi.Registe
 	if r.AuthKey == "" {
 		return nil, errors.New("no auth key: set MESH_AUTHKEY or MESH_AUTHKEY_FILE")
 	}
-	body := meshapi.RegisterRequest{AuthKey: r.AuthKey, Hostname: r.Hostname, PublicKey: r.PublicKey, Endpoints: r.Endpoints}
+	// One node secret for every attempt: a retry whose first attempt was
+	// registered (the answer lost, a 5xx, a timeout) gets that same node.
+	body := meshapi.RegisterRequest{AuthKey: r.AuthKey, Hostname: r.Hostname, PublicKey: r.PublicKey, Endpoints: r.Endpoints,
+		Secret: meshapi.NewNodeSecret()}
 	var bo Backoff
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
