@@ -8,7 +8,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
-	"github.com/meshinit/meshinit/coordinator/ipam"
 	"github.com/meshinit/meshinit/coordinator/names"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
@@ -79,26 +78,42 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	if e != nil {
 		return nil, nil, "", e
 	}
-	if other := s.byPubKey[req.PublicKey]; other != nil && !other.LoggedOut {
-		if !s.reclaimableLocked(other, ak, now) {
+	// The same machine (same WireGuard key, same auth key) back after a
+	// crash: its stale registration gives way; a live one keeps its key.
+	pubHolder := s.byPubKey[req.PublicKey]
+	if pubHolder != nil && (pubHolder.LoggedOut || !s.replaceableLocked(pubHolder, ak, now)) {
+		if !pubHolder.LoggedOut {
 			return nil, nil, "", errorf(http.StatusConflict, meshapi.ErrConflict,
-				"public key already registered to node %d (%s): every node needs its own WireGuard key", other.ID, other.Name)
+				"public key already registered to node %d (%s), which is online or was seen within the last %v: every node needs its own WireGuard key",
+				pubHolder.ID, pubHolder.Name, s.cfg.ReconnectGrace)
 		}
-		// The same machine (same WireGuard key, same auth key) is back
-		// after a crash: its stale registration gives way.
-		s.deleteLocked(other, meshapi.ReasonReplaced, "its public key registered again with its auth key", now)
+		pubHolder = nil // a logged-out node's key is free
 	}
-
 	base := names.Sanitize(req.Hostname)
-	if holder := s.byName[base]; holder != nil && s.reclaimableLocked(holder, ak, now) {
-		s.deleteLocked(holder, meshapi.ReasonReplaced, "name reclaimed by a newcomer of the same auth key", now)
+	name := names.Unique(base, func(l string) bool {
+		h := s.byName[l]
+		return h != nil && h != pubHolder && !(names.Sanitize(h.Hostname) == base && s.replaceableLocked(h, ak, now))
+	})
+	nameHolder := s.byName[name]
+	if nameHolder == pubHolder {
+		nameHolder = nil
 	}
-	v4, v6, err := s.pool.Allocate()
-	if err == ipam.ErrExhausted {
+	// Check the pool before replacing anyone: a refused registration
+	// changes nothing. (A replaced node's addresses are free again.)
+	if s.pool.Free() == 0 && pubHolder == nil && nameHolder == nil {
 		return nil, nil, "", errorf(http.StatusServiceUnavailable, meshapi.ErrPoolExhausted,
 			"no free mesh address: delete unused nodes (meshcoord nodes list)")
 	}
-	name := names.Unique(base, func(l string) bool { return s.byName[l] != nil })
+	if pubHolder != nil {
+		s.deleteLocked(pubHolder, meshapi.ReasonReplaced, "its public key registered again with its auth key", now)
+	}
+	if nameHolder != nil {
+		s.deleteLocked(nameHolder, meshapi.ReasonReplaced, "its name "+name+" taken by a newcomer of the same auth key", now)
+	}
+	v4, v6, err := s.pool.Allocate()
+	if err != nil {
+		panic("coordinator: no address although one is free: " + err.Error()) // checked above
+	}
 
 	s.lastNodeID++
 	n := &node{secretHash: secretHash, clockFrom: now}
@@ -186,16 +201,22 @@ func (s *Server) checkKeyLocked(k authkey.Key, now time.Time) (*key, *apiError) 
 	return ak, nil
 }
 
-// reclaimableLocked reports whether holder's name may go to a newcomer that
-// registers with key ak: holder is ephemeral, of the same key, holds no map
-// stream, and is stale. It is stale once it has held a stream and lost it
-// (offline, or in its reconnect grace: a crash-looping container comes back
-// within the grace), or when it registered longer than one grace ago and
-// never connected. A node registered just now and not yet connected is not
-// stale: replicas that start together with one key must not evict each other.
-func (s *Server) reclaimableLocked(holder *node, ak *key, now time.Time) bool {
-	if !holder.Ephemeral || holder.KeyID != ak.ID || holder.stream != nil || holder.LoggedOut {
+// replaceableLocked reports whether holder may give way (its name, its
+// public key) to a newcomer that registers with key ak: holder is an
+// ephemeral node of the same key, not logged out, and has been absent for
+// longer than the reconnect grace. Absent means holding no stream since it
+// dropped its last one, or since it registered if it never connected, but
+// never since before this coordinator started: a node the coordinator could
+// not see while it was down gets one grace from the start to reconnect
+// (its reconnect backoff stays below the grace). So a live node, one that
+// is in its grace or has just registered, is never replaced.
+func (s *Server) replaceableLocked(holder *node, ak *key, now time.Time) bool {
+	if !holder.Ephemeral || holder.KeyID != ak.ID || holder.LoggedOut || holder.stream != nil || holder.Online {
 		return false
 	}
-	return holder.connected || now.Sub(holder.Created) >= s.cfg.ReconnectGrace
+	absentSince := holder.clockFrom
+	if absentSince.Before(s.started) {
+		absentSince = s.started
+	}
+	return now.Sub(absentSince) > s.cfg.ReconnectGrace
 }
