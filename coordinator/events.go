@@ -22,7 +22,7 @@ import (
 // and is queued for the store. Callers hold s.mu.
 func (s *Server) emitLocked(typ meshapi.EventType, n *node, reason meshapi.DeleteReason, detail string, at time.Time) {
 	s.eventSeq++
-	s.w.enqueue(store.AddEvent(meshapi.Event{
+	s.w.Enqueue(store.AddEvent(meshapi.Event{
 		Seq: s.eventSeq, Time: at, Type: typ, NodeID: n.ID, Name: n.Name, Reason: reason, Detail: detail,
 	}))
 }

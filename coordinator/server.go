@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
 	"github.com/meshinit/meshinit/coordinator/clock"
+	"github.com/meshinit/meshinit/coordinator/commit"
 	"github.com/meshinit/meshinit/coordinator/deltalog"
 	"github.com/meshinit/meshinit/coordinator/ipam"
 	"github.com/meshinit/meshinit/coordinator/store"
@@ -30,7 +31,7 @@ type Server struct {
 	closeLog func()       // flushes and stops the queue, if it is ours
 	clock    clock.Clock
 	st       store.Store
-	w        *writer
+	w        *commit.Queue // the store's writer
 	metrics  *metrics
 	// policyMetrics count policy loads and map lines withheld (policy_api.go).
 	policyMetrics *policyMetrics
@@ -112,15 +113,14 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.policyMetrics = newPolicyMetrics(s.metrics.reg)
 	s.metrics.onStreams = s.adaptBatching
-	s.w = newWriter(st, s.log, cfg.MaxQueuedWrites)
-	s.w.healthy = s.metrics.setStoreHealthy
-	s.w.observed = s.metrics.observeCommit
-	s.w.committed = s.publishStored
+	s.w = commit.New(st, s.log, cfg.MaxQueuedWrites, commit.Hooks{
+		Healthy: s.metrics.setStoreHealthy, Observed: s.metrics.observeCommit, Committed: s.publishStored,
+	})
 	if err := s.restore(ctx, now); err != nil {
 		s.closeLog()
 		return nil, err
 	}
-	go s.w.run()
+	go s.w.Run()
 	s.stopHeartbeat = clock.Repeat(s.clock, heartbeatInterval, heartbeatInterval, s.heartbeat)
 	s.stopPruner = clock.Repeat(s.clock, 0, pruneInterval(cfg.EventRetention), s.pruneEvents)
 	return s, nil
@@ -134,7 +134,7 @@ func (s *Server) refuseLocked() *apiError {
 	if s.closed {
 		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
 	}
-	if full, n := s.w.overloaded(); full {
+	if full, n := s.w.Overloaded(); full {
 		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal,
 			"the coordinator's store is behind (%d writes queued): retry in a moment", n)
 	}
@@ -170,7 +170,7 @@ func (s *Server) Close() error {
 	close(s.done)
 	s.stopHeartbeat()
 	s.stopPruner()
-	s.w.close()
+	s.w.Close()
 	err := s.st.Close()
 	s.closeLog()
 	return err
@@ -190,8 +190,8 @@ func nonBlocking(l *slog.Logger) (*slog.Logger, func()) {
 // heartbeat stores that the coordinator is alive now. It bounds how stale
 // last_seen is for nodes that were online at a crash (see restore).
 func (s *Server) heartbeat() {
-	if full, _ := s.w.overloaded(); !full {
-		s.w.enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(s.clock.Now().UnixNano(), 10)))
+	if full, _ := s.w.Overloaded(); !full {
+		s.w.Enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(s.clock.Now().UnixNano(), 10)))
 	}
 }
 
