@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
 	"github.com/meshinit/meshinit/coordinator/clock"
 	"github.com/meshinit/meshinit/coordinator/commit"
 	"github.com/meshinit/meshinit/coordinator/deltalog"
+	"github.com/meshinit/meshinit/coordinator/eventlog"
 	"github.com/meshinit/meshinit/coordinator/ipam"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/internal/asynclog"
@@ -41,8 +41,7 @@ type Server struct {
 	epoch   string
 	started time.Time
 	deltas  *deltalog.Log // map changes, one encoded line each
-	events  *deltalog.Log // lifecycle events, one encoded line each
-	pruned  atomic.Uint64 // events up to this seq were deleted for retention
+	events  *eventlog.Log // the stored lifecycle events, for followers
 
 	mu         sync.Mutex
 	closed     bool
@@ -114,7 +113,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.policyMetrics = newPolicyMetrics(s.metrics.reg)
 	s.metrics.onStreams = s.adaptBatching
 	s.w = commit.New(st, s.log, cfg.MaxQueuedWrites, commit.Hooks{
-		Healthy: s.metrics.setStoreHealthy, Observed: s.metrics.observeCommit, Committed: s.publishStored,
+		Healthy: s.metrics.setStoreHealthy, Observed: s.metrics.observeCommit, Committed: func(ops []store.Op) { s.events.Publish(ops) },
 	})
 	if err := s.restore(ctx, now); err != nil {
 		s.closeLog()
@@ -122,7 +121,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	}
 	go s.w.Run()
 	s.stopHeartbeat = clock.Repeat(s.clock, heartbeatInterval, heartbeatInterval, s.heartbeat)
-	s.stopPruner = clock.Repeat(s.clock, 0, pruneInterval(cfg.EventRetention), s.pruneEvents)
+	s.stopPruner = clock.Repeat(s.clock, 0, eventlog.PruneInterval(cfg.EventRetention), s.pruneEvents)
 	return s, nil
 }
 
