@@ -166,7 +166,7 @@ func (b *meshBind) sendPathMsg(p *peerPath, m *pathMsg, to netip.AddrPort) error
 		return b.sendUDP([][]byte{pkt}, to)
 	}
 	p.mu.Lock()
-	r := p.routeLocked(b.now(), b.relayUp())
+	r := p.routeLocked(b.now(), b.relayState())
 	p.mu.Unlock()
 	if m.typ == msgCallMeMaybe && r.kind != PathRelay {
 		if !b.relayUp() {
