@@ -21,7 +21,8 @@ const DefaultProxyAddr = "127.0.0.1:1055"
 // Config describes one node. Coordinator, AuthKey and Hostname are
 // required.
 type Config struct {
-	// Coordinator is the meshcoord URL (MESH_COORDINATOR).
+	// Coordinator is the meshcoord URL, or a comma-separated list of the
+	// URLs of replicas of one mesh (MESH_COORDINATOR).
 	Coordinator string
 	// AuthKey is the secret auth key (MESH_AUTHKEY or the content of
 	// MESH_AUTHKEY_FILE). It is sent once, to register, and never logged.
@@ -65,7 +66,7 @@ type Config struct {
 
 func (c *Config) validate() error {
 	var errs []error
-	if _, err := controlclient.ParseCoordinatorURL(c.Coordinator); err != nil {
+	if _, err := controlclient.ParseCoordinatorList(c.Coordinator); err != nil {
 		errs = append(errs, err)
 	}
 	if c.AuthKey == "" {

@@ -350,11 +350,7 @@ func (n *Node) attach(dev *dataplane.Device) error {
 // Dial is the proxy's dial function: mesh names and mesh addresses go
 // through the tunnel, everything else to the normal network.
 func (n *Node) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", address, err)
-	}
-	addr, mesh, err := n.names.Resolve(host)
+	addr, port, mesh, err := n.resolveDest(address)
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,9 @@ type nodeSpec struct {
 	// namespace, as Docker does; "" gives the node an empty one of its own
 	// (a TUN node rewrites it: never the host's).
 	resolvConf string
+	bin        string   // the meshinit binary; defaults to the harness's
+	wrap       []string // runs meshinit (as its last argument list) inside the PID namespace
+	args       []string // meshinit's own arguments before "--"
 }
 
 // meshinit is one running meshinit, PID 1 of its own PID namespace.
@@ -73,7 +76,10 @@ func shortDir(t *testing.T) string {
 // proxy is on a free port unless spec.env says otherwise.
 func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 	t.Helper()
-	bin := harness.Binary(t, "meshinit")
+	bin := spec.bin
+	if bin == "" {
+		bin = harness.Binary(t, "meshinit")
+	}
 	command := spec.command
 	if command == nil {
 		command = []string{demo(t), "hang"}
@@ -91,7 +97,10 @@ func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 		}
 	}
 	argv = append(argv, "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, resolv)
-	argv = append(argv, bin, "--")
+	argv = append(argv, spec.wrap...)
+	argv = append(argv, bin)
+	argv = append(argv, spec.args...)
+	argv = append(argv, "--")
 	argv = append(argv, command...)
 	if spec.netns != "" {
 		argv = append([]string{harness.LookPath(t, "ip"), "netns", "exec", spec.netns}, argv...)

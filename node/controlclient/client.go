@@ -33,14 +33,15 @@ type Options struct {
 	UserAgent string
 }
 
-// Client talks to one coordinator on behalf of one node. After Register it
-// holds the node secret (in memory only) and authenticates every call with
-// it. Its methods are safe for concurrent use.
+// Client talks to the coordinator on behalf of one node: to one of a list
+// of replicas, failing over to the next when one fails (see New). After
+// Register it holds the node secret (in memory only) and authenticates
+// every call with it. Its methods are safe for concurrent use.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
-	log  *slog.Logger
-	ua   string
+	coords *coordinators
+	hc     *http.Client
+	log    *slog.Logger
+	ua     string
 
 	mu     sync.Mutex
 	secret string
@@ -49,9 +50,15 @@ type Client struct {
 }
 
 // New returns a client for the coordinator at base ("http://host:port" or
-// "https://…"; a bare "host:port" means http).
+// "https://…"; a bare "host:port" means http), or for the replicas of one
+// mesh given as a comma-separated list of such addresses. With a list, the
+// client uses one replica at a time and stays with it while it works; a
+// failure another replica could serve (unreachable, a 5xx or 429, an answer
+// from something in front of the coordinator) moves the next attempt to the
+// next replica, round robin. The coordinator's own refusals (4xx) are final
+// whichever replica gave them: all of them share one state.
 func New(base string, opts Options) (*Client, error) {
-	u, err := ParseCoordinatorURL(base)
+	urls, err := ParseCoordinatorList(base)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +74,7 @@ func New(base string, opts Options) (*Client, error) {
 	if ua == "" {
 		ua = "meshinit"
 	}
-	return &Client{base: u, hc: hc, log: log, ua: ua}, nil
+	return &Client{coords: &coordinators{urls: urls, log: log}, hc: hc, log: log, ua: ua}, nil
 }
 
 // ParseCoordinatorURL checks and normalises a coordinator address.
@@ -96,8 +103,8 @@ func ParseCoordinatorURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// URL returns the coordinator's base URL.
-func (c *Client) URL() string { return c.base.String() }
+// URL returns the base URL of the coordinator in use now.
+func (c *Client) URL() string { return c.coords.current().String() }
 
 func defaultHTTPClient() *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
@@ -137,7 +144,7 @@ func (c *Client) bearer() (string, error) {
 
 // newRequest builds a request to path; auth adds the node secret.
 func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body any, auth bool) (*http.Request, error) {
-	u := *c.base
+	u := *c.coords.current()
 	u.Path += path
 	if query != nil {
 		u.RawQuery = query.Encode()
@@ -175,11 +182,11 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 func (c *Client) do(req *http.Request, out any) error {
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &UnreachableError{URL: c.base.Redacted(), Err: err}
+		return c.failed(req, &UnreachableError{URL: baseOf(req), Err: err})
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return c.readError(resp)
+		return c.failed(req, c.readError(resp))
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
@@ -219,7 +226,26 @@ func (c *Client) readError(resp *http.Response) error {
 	if len(body) > 200 {
 		body = body[:200] + "…"
 	}
-	return &ForeignAnswerError{URL: c.base.Redacted(), Status: resp.StatusCode, Body: body}
+	where := c.URL()
+	if resp.Request != nil {
+		where = baseOf(resp.Request)
+	}
+	return &ForeignAnswerError{URL: where, Status: resp.StatusCode, Body: body}
+}
+
+// failed returns err, after moving off the coordinator req went to when
+// another one could serve what it failed (the caller's ctx did not end).
+func (c *Client) failed(req *http.Request, err error) error {
+	if req.Context().Err() == nil && retryable(err) {
+		c.coords.failed(req.URL, err)
+	}
+	return err
+}
+
+// baseOf names the coordinator a request went to, for messages.
+func baseOf(req *http.Request) string {
+	u := url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host}
+	return u.String()
 }
 
 // Authorization returns the "Bearer <node secret>" header value for other

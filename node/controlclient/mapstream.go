@@ -140,11 +140,11 @@ func (c *Client) streamOnce(ctx context.Context, m *NetMap, h MapHandler, firstT
 		if cause := context.Cause(ctx); errors.Is(cause, errStreamSilent) {
 			return false, cause
 		}
-		return false, &UnreachableError{URL: c.base.Redacted(), Err: err}
+		return false, c.failed(req, &UnreachableError{URL: baseOf(req), Err: err})
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, c.readError(resp)
+		return false, c.failed(req, c.readError(resp))
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
 	for {

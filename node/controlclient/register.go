@@ -34,7 +34,10 @@ func (c *Client) Register(ctx context.Context, r Registration) (*meshapi.Registe
 	if r.AuthKey == "" {
 		return nil, errors.New("no auth key: set MESH_AUTHKEY or MESH_AUTHKEY_FILE")
 	}
-	body := meshapi.RegisterRequest{AuthKey: r.AuthKey, Hostname: r.Hostname, PublicKey: r.PublicKey, Endpoints: r.Endpoints}
+	// One node secret for every attempt: a retry whose first attempt was
+	// registered (the answer lost, a 5xx, a timeout) gets that same node.
+	body := meshapi.RegisterRequest{AuthKey: r.AuthKey, Hostname: r.Hostname, PublicKey: r.PublicKey, Endpoints: r.Endpoints,
+		Secret: meshapi.NewNodeSecret()}
 	var bo Backoff
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -73,7 +76,7 @@ func (c *Client) registerOnce(ctx context.Context, body *meshapi.RegisterRequest
 		return nil, err
 	}
 	if resp.Secret == "" || resp.Node.ID == 0 || !resp.Node.IPv4.IsValid() {
-		return nil, fmt.Errorf("coordinator answered register without a node secret, id or address: is %s a meshcoord?", c.base.Redacted())
+		return nil, fmt.Errorf("coordinator answered register without a node secret, id or address: is %s a meshcoord?", baseOf(req))
 	}
 	return &resp, nil
 }
@@ -97,15 +100,16 @@ func (c *Client) ReportEndpoints(ctx context.Context, eps []netip.AddrPort) erro
 // outcome, so nothing runs on with a dead identity. A node the coordinator
 // already forgot (logged out, collected) counts as logged out.
 func (c *Client) Logout(ctx context.Context) (*meshapi.LogoutResponse, error) {
-	req, err := c.newRequest(ctx, http.MethodPost, meshapi.PathLogout, nil, nil, true)
-	if err != nil {
-		return nil, err
-	}
 	defer c.setSecret("")
 	var bo Backoff
 	for attempt := 1; ; attempt++ {
+		// A request per attempt: the next may go to another replica.
+		req, err := c.newRequest(ctx, http.MethodPost, meshapi.PathLogout, nil, nil, true)
+		if err != nil {
+			return nil, err
+		}
 		var resp meshapi.LogoutResponse
-		err := c.do(req.Clone(ctx), &resp)
+		err = c.do(req, &resp)
 		if err == nil {
 			return &resp, nil
 		}
