@@ -52,4 +52,11 @@ var pgMigrations = []string{
 		detail  TEXT NOT NULL
 	);
 	CREATE INDEX events_time ON events (time);`,
+	// 2: the change log of replicas (docs/replicas.md): one row per write
+	// transaction, keyed by the first map version it takes.
+	`CREATE TABLE changes (
+		first    BIGINT PRIMARY KEY,
+		versions BIGINT NOT NULL CHECK (versions >= 1),
+		ops      JSONB NOT NULL
+	);`,
 }

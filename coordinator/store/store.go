@@ -141,3 +141,15 @@ func Redacted(db string) string {
 	}
 	return db
 }
+
+// Key returns the record a PutKey op writes.
+func (o *Op) Key() (KeyRecord, bool) { return o.key, o.kind == opPutKey }
+
+// Node returns the record a PutNode op writes.
+func (o *Op) Node() (NodeRecord, bool) { return o.node, o.kind == opPutNode }
+
+// Deleted returns the id of the node a DeleteNode op removes.
+func (o *Op) Deleted() (uint64, bool) { return o.id, o.kind == opDeleteNode }
+
+// Meta returns the name and value a SetMeta op sets.
+func (o *Op) Meta() (name, value string, ok bool) { return o.name, o.value, o.kind == opSetMeta }
