@@ -60,4 +60,3 @@ func (s *Server) adminAllowed(r *http.Request) *apiError {
 	}
 	return nil
 }
-

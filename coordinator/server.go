@@ -42,7 +42,7 @@ type Server struct {
 	// policyMetrics count policy loads and map lines withheld (policy_api.go).
 	policyMetrics *policyMetrics
 
-	epoch  string       // names this run: map versions are comparable within it
+	epoch  string        // names this run: map versions are comparable within it
 	maps   *maps.Log     // the map lines that streams copy, and full maps
 	events *eventlog.Log // the stored lifecycle events, for followers
 
@@ -166,4 +166,3 @@ func (s *Server) heartbeat() {
 		s.w.Enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(s.clock.Now().UnixNano(), 10)))
 	}
 }
-

@@ -17,12 +17,18 @@ import (
 // recorder is a Listener that writes down what it heard.
 type recorder struct{ heard []string }
 
-func (r *recorder) NodeAdded(n *Node) { r.heard = append(r.heard, fmt.Sprintf("added %d %s", n.ID, n.Name)) }
+func (r *recorder) NodeAdded(n *Node) {
+	r.heard = append(r.heard, fmt.Sprintf("added %d %s", n.ID, n.Name))
+}
 func (r *recorder) NodeChanged(n *Node, before *meshapi.Node) {
 	r.heard = append(r.heard, fmt.Sprintf("changed %d %s online=%v->%v out=%v", n.ID, n.Name, before.Online, n.Online, n.LoggedOut))
 }
-func (r *recorder) NodeRemoved(n *Node)     { r.heard = append(r.heard, fmt.Sprintf("removed %d %s", n.ID, n.Name)) }
-func (r *recorder) PolicyChanged(p *Policy) { r.heard = append(r.heard, fmt.Sprintf("policy %d", p.Version)) }
+func (r *recorder) NodeRemoved(n *Node) {
+	r.heard = append(r.heard, fmt.Sprintf("removed %d %s", n.ID, n.Name))
+}
+func (r *recorder) PolicyChanged(p *Policy) {
+	r.heard = append(r.heard, fmt.Sprintf("policy %d", p.Version))
+}
 
 var t0 = time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
 
