@@ -41,8 +41,21 @@ func newRelayRig(t testing.TB) *relayRig {
 }
 
 // newRelayNode is newTestNode with the rig's relay and, when advertise is
-// set, the node's loopback endpoint as its only own candidate.
+// set, the node's loopback endpoint as its only own candidate. It returns
+// once the relay connection is up.
 func newRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket bool) *testNode {
+	t.Helper()
+	tn := startRelayNode(t, n, rig, advertise, websocket)
+	waitFor(t, 20*time.Second, "relay connected", func() bool { return rig.srv.Connected(tn.pub) })
+	return tn
+}
+
+// newRelayNodeNoWait returns at once, with the relay still connecting.
+func newRelayNodeNoWait(t testing.TB, n int, rig *relayRig) *testNode {
+	return startRelayNode(t, n, rig, false, false)
+}
+
+func startRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket bool) *testNode {
 	t.Helper()
 	priv, _ := GeneratePrivateKey()
 	pub, _ := PublicKey(priv)
@@ -66,7 +79,6 @@ func newRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Close() })
-	waitFor(t, 20*time.Second, "relay connected", func() bool { return rig.srv.Connected(pub) })
 	return &testNode{dev: dev, pub: pub, ipv4: v4, ipv6: v6}
 }
 
