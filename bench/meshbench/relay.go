@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/dataplane"
 )
@@ -116,27 +117,21 @@ func benchPair(relayURL string) (a, b *benchNode, err error) {
 	return a, b, nil
 }
 
-// sink accepts connections on loopback and discards what they send,
-// answering one byte at the end.
-func startDiscardSink() (net.Listener, error) {
+// listenLoopback serves handle on a free loopback port.
+func listenLoopback(handle func(net.Conn)) (net.Listener, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-				c.Write([]byte{1})
-			}()
-		}
-	}()
+	go testnet.ServeListener(ln, handle)
 	return ln, nil
+}
+
+// discardThenAck reads until the sender half-closes, then answers one
+// byte: the end of a timed transfer.
+func discardThenAck(c net.Conn) {
+	io.Copy(io.Discard, c)
+	c.Write([]byte{1})
 }
 
 // timedTransfer sends size bytes over c, half-closes, and waits for the
@@ -246,32 +241,15 @@ func firstByteAndDirect(relayURL string, echoPort int) (first, direct time.Durat
 	}
 }
 
-func startEchoSink() (net.Listener, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return ln, nil
-}
-
 func runRelayBench(_ binaries, _ int) error {
 	_, url, stop := benchRelay()
 	defer stop()
-	sink, err := startDiscardSink()
+	sink, err := listenLoopback(discardThenAck)
 	if err != nil {
 		return err
 	}
 	defer sink.Close()
-	echo, err := startEchoSink()
+	echo, err := listenLoopback(func(c net.Conn) { io.Copy(c, c) })
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,9 @@ package dataplane
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -111,8 +110,8 @@ func TestRelayCarriesTrafficWithoutEndpoints(t *testing.T) {
 			if err := b.dev.Forward(nil); err != nil {
 				t.Fatal(err)
 			}
-			sum := startSHA256Sink(t)
-			c, err := a.dev.DialContext(withTimeout(t, 20*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, sum.port).String())
+			sink := testnet.Serve(t, "tcp", "127.0.0.1:0", testnet.SHA256Sink)
+			c, err := a.dev.DialContext(withTimeout(t, 20*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, sink).String())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -176,32 +175,3 @@ func TestPathTurnsDirectAndConnectionSurvives(t *testing.T) {
 	}
 	echo("after")
 }
-
-// startSHA256Sink listens on 127.0.0.1 and answers each connection, once
-// its sender half-closes, with the hex SHA-256 of what it read.
-type sha256Sink struct{ port uint16 }
-
-func startSHA256Sink(t testing.TB) sha256Sink {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				h := sha256.New()
-				io.Copy(h, c)
-				fmt.Fprintf(c, "%x", h.Sum(nil))
-			}()
-		}
-	}()
-	return sha256Sink{port: uint16(ln.Addr().(*net.TCPAddr).Port)}
-}
-
-var _ = context.Background
