@@ -3,6 +3,8 @@ package dataplane
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,6 +25,21 @@ import (
 type relayRig struct {
 	srv *relay.Server
 	url string
+	tls *tls.Config // clients' TLS config for an HTTPS rig
+}
+
+// newTLSRelayRig serves the relay over HTTPS with HTTP/2 offered too (the
+// client must pick HTTP/1.1 to upgrade).
+func newTLSRelayRig(t testing.TB) *relayRig {
+	rig := newRelayRig(t)
+	hs := httptest.NewUnstartedServer(rig.srv)
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(hs.Certificate())
+	rig.url, rig.tls = hs.URL, &tls.Config{RootCAs: pool}
+	return rig
 }
 
 func newRelayRig(t testing.TB) *relayRig {
@@ -62,7 +79,7 @@ func startRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocke
 	v6 := netip.MustParseAddr(fmt.Sprintf("fd7a:6d65:7368::%x", n))
 	cfg := Config{
 		PrivateKey: priv, Addresses: []netip.Addr{v4, v6}, Prefixes: testPrefixes, Log: testLogger(t).With("node", n),
-		Relay: &RelayConfig{URL: rig.url, WebSocket: websocket, Authorization: func() (string, error) {
+		Relay: &RelayConfig{URL: rig.url, TLS: rig.tls, WebSocket: websocket, Authorization: func() (string, error) {
 			b, _ := pub.MarshalText()
 			return "Bearer " + string(b), nil
 		}},
@@ -94,12 +111,16 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // TestRelayCarriesTrafficWithoutEndpoints: two nodes that know no UDP
 // endpoint of each other talk through the relay from the first packet,
-// over the plain upgrade and over WebSocket, and a 4 MiB transfer arrives
-// intact.
+// over the plain upgrade and over WebSocket, on HTTP and on HTTPS, and a
+// 4 MiB transfer arrives intact.
 func TestRelayCarriesTrafficWithoutEndpoints(t *testing.T) {
-	for _, ws := range []bool{false, true} {
-		t.Run(fmt.Sprintf("websocket=%v", ws), func(t *testing.T) {
+	for _, tc := range []struct{ ws, https bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		ws := tc.ws
+		t.Run(fmt.Sprintf("websocket=%v,https=%v", tc.ws, tc.https), func(t *testing.T) {
 			rig := newRelayRig(t)
+			if tc.https {
+				rig = newTLSRelayRig(t)
+			}
 			a, b := newRelayNode(t, 1, rig, false, ws), newRelayNode(t, 2, rig, false, ws)
 			if err := a.dev.UpsertPeer(b.asPeer()); err != nil {
 				t.Fatal(err)
@@ -174,4 +195,31 @@ func TestPathTurnsDirectAndConnectionSurvives(t *testing.T) {
 		t.Errorf("direct endpoint %v, want %v", ep, b.loopbackEndpoint())
 	}
 	echo("after")
+}
+
+// TestRelayFallsBackToWebSocket: in front of the relay sits something that
+// passes only WebSocket upgrades (as many ingresses do); the client's plain
+// upgrade is refused, it tries WebSocket, and keeps using it.
+func TestRelayFallsBackToWebSocket(t *testing.T) {
+	rig := newRelayRig(t)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.Error(w, "this ingress passes WebSocket only", http.StatusBadRequest)
+			return
+		}
+		rig.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	rig.url = hs.URL
+	a, b := newRelayNode(t, 1, rig, false, false), newRelayNode(t, 2, rig, false, false)
+	a.dev.UpsertPeer(b.asPeer())
+	b.dev.UpsertPeer(a.asPeer())
+	b.dev.Forward(nil)
+	port := startEcho(t, "b")
+	if _, err := echoOnce(withTimeout(t, 20*time.Second), a.dev, netip.AddrPortFrom(b.ipv4, port).String(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := a.dev.Relay(); rs.Kind != "websocket" || rs.State != "connected" {
+		t.Errorf("relay status %+v, want connected over websocket", rs)
+	}
 }
