@@ -76,7 +76,7 @@ func TestChangeLogConcurrentWritersNoChangeSkipped(t *testing.T) {
 	harness.Integration(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	pg := pgtest.Start(t)
+	pg := pgtest.Shared(t)
 	url := pg.NewDatabase(t)
 	const replicas, writersPer, writes = 3, 3, 40
 	var stores []*store.Postgres
@@ -170,7 +170,7 @@ func TestChangeLogConcurrentWritersNoChangeSkipped(t *testing.T) {
 func TestChangeLogFailedDecisionWritesNothing(t *testing.T) {
 	harness.Integration(t)
 	ctx := context.Background()
-	pg := pgtest.Start(t)
+	pg := pgtest.Shared(t)
 	s := openReplica(t, pg.NewDatabase(t))
 	boom := errors.New("refused")
 	_, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
