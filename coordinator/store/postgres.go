@@ -368,6 +368,8 @@ func queueOp(b *pgx.Batch, op *Op) error {
 		e := &op.event
 		b.Queue(`INSERT INTO events (seq, time, type, node_id, name, reason, detail) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
 			int64(e.Seq), nanos(e.Time), string(e.Type), int64(e.NodeID), e.Name, string(e.Reason), e.Detail)
+	case opRemoveReplica:
+		b.Queue(`DELETE FROM replicas WHERE id = $1`, op.name)
 	case opSetMeta:
 		if op.name == metaOwner {
 			return fmt.Errorf("store: meta %q is the store's own", op.name)
@@ -389,6 +391,8 @@ func opError(op *Op, err error) error {
 		return fmt.Errorf("storing node %d: %w", op.node.ID, err)
 	case opDeleteNode:
 		return fmt.Errorf("deleting node %d: %w", op.id, err)
+	case opRemoveReplica:
+		return fmt.Errorf("removing replica %s: %w", op.name, err)
 	case opAddEvent:
 		return fmt.Errorf("storing event %d: %w", op.event.Seq, err)
 	default:
@@ -426,6 +430,9 @@ func (s *Postgres) Load(ctx context.Context) (*Snapshot, error) {
 	}
 	if seq != nil {
 		snap.LastEventSeq = uint64(*seq)
+	}
+	if snap.LogVersion, err = lastVersion(ctx, tx); err != nil {
+		return nil, err
 	}
 	return snap, nil
 }
