@@ -83,42 +83,44 @@ func loggedOut(n *mesh.Node) *apiError {
 // graceEnded is the presence table's call when a node's grace ended: if it
 // has not reconnected, it is offline now.
 func (s *Server) graceEnded(id meshapi.NodeID, gen uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	a, ok := s.presence.GraceEnded(id, gen)
-	n := s.mesh.Node(id)
-	if !ok || n == nil {
-		return
-	}
-	s.w.Enqueue(s.mesh.GoOffline(n, mesh.Absence{LastSeen: a.LastSeen, ClockFrom: a.ClockFrom}, s.clock.Now())...)
+	s.whileOpen(func() {
+		a, ok := s.presence.GraceEnded(id, gen)
+		if n := s.mesh.Node(id); ok && n != nil {
+			s.w.Enqueue(s.mesh.GoOffline(n, mesh.Absence{LastSeen: a.LastSeen, ClockFrom: a.ClockFrom}, s.clock.Now())...)
+		}
+	})
 }
 
 // gcDue is a GC timer's call when a node's deadline came: collect it, if
 // the mesh agrees it is due.
 func (s *Server) gcDue(id meshapi.NodeID, gen uint64) {
+	s.whileOpen(func() {
+		deadline, ok := s.gc.Due(id, gen)
+		n := s.mesh.Node(id)
+		if !ok || n == nil {
+			return
+		}
+		now := s.clock.Now()
+		ch, due := s.mesh.Collect(n, "", now)
+		if !due {
+			// Runtime timers do not fire early, but the wall clock may
+			// have been stepped back: never delete before the deadline.
+			s.trackGC(n)
+			return
+		}
+		s.metrics.gcLag.Observe(now.Sub(deadline).Seconds())
+		s.w.Enqueue(ch...)
+	})
+}
+
+// whileOpen runs f under the lock, unless the coordinator is closed (a
+// timer that fires during Close does nothing).
+func (s *Server) whileOpen(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return
+	if !s.closed {
+		f()
 	}
-	deadline, ok := s.gc.Due(id, gen)
-	n := s.mesh.Node(id)
-	if !ok || n == nil {
-		return
-	}
-	now := s.clock.Now()
-	ch, due := s.mesh.Collect(n, "", now)
-	if !due {
-		// Runtime timers do not fire early, but the wall clock may have
-		// been stepped back: never delete before the deadline.
-		s.trackGC(n)
-		return
-	}
-	s.metrics.gcLag.Observe(now.Sub(deadline).Seconds())
-	s.w.Enqueue(ch...)
 }
 
 // trackGC arms n's GC timer while it is an offline ephemeral node with a
