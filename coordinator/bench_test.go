@@ -48,3 +48,21 @@ func BenchmarkJoinLeave(b *testing.B) {
 		resp.Body.Close()
 	}
 }
+
+// BenchmarkRegister is registrations from 16 clients at once, each answered
+// once stored (group commit): the registration rate.
+func BenchmarkRegister(b *testing.B) {
+	e := newEnv(b, Config{})
+	k := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
+	b.ReportAllocs()
+	b.SetParallelism(8) // 16 clients on this 2-core box
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if c, status, er := e.tryRegister(k.Key, "node"); c == nil {
+				b.Errorf("register: %d %+v", status, er)
+				return
+			}
+		}
+	})
+}
