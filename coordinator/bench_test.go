@@ -2,10 +2,13 @@ package coordinator
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 
+	"github.com/meshinit/meshinit/coordinator/clock"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -52,14 +55,15 @@ func BenchmarkJoinLeave(b *testing.B) {
 // BenchmarkRegister is registrations from 16 clients at once, each answered
 // once stored (group commit): the registration rate.
 func BenchmarkRegister(b *testing.B) {
-	e := newEnv(b, Config{})
+	e := newEnv(b, Config{Clock: clock.Real}) // real GC timers, as in production
 	k := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
 	b.ReportAllocs()
 	b.SetParallelism(8) // 16 clients on this 2-core box
+	var seq atomic.Int64
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if c, status, er := e.tryRegister(k.Key, "node"); c == nil {
+			if c, status, er := e.tryRegister(k.Key, fmt.Sprintf("node-%d", seq.Add(1))); c == nil {
 				b.Errorf("register: %d %+v", status, er)
 				return
 			}
