@@ -242,7 +242,11 @@ func runHelper() int {
 	if err != nil {
 		return fail(err)
 	}
-	dev, err := dataplane.New(dataplane.Config{PrivateKey: priv, Addresses: addrs, Prefixes: prefixes, Mode: dataplane.TUN, TUNName: "mesh0"})
+	cfg := dataplane.Config{PrivateKey: priv, Addresses: addrs, Prefixes: prefixes, Mode: dataplane.TUN, TUNName: "mesh0"}
+	if url := os.Getenv("DP_RELAY"); url != "" {
+		cfg.Relay = &dataplane.RelayConfig{URL: url}
+	}
+	dev, err := dataplane.New(cfg)
 	if err != nil {
 		return fail(err)
 	}
