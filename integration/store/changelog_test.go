@@ -256,3 +256,44 @@ func TestChangeLogWatchSurvivesServerRestart(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// Retention keeps the newest versions, and always the newest change, so
+// the log's last version survives; a cursor older than what is kept is a
+// gap (the replica reloads), a newer one reads on.
+func TestChangeLogPruneKeepsTheNewest(t *testing.T) {
+	harness.Integration(t)
+	ctx := context.Background()
+	s := openReplica(t, pgtest.Shared(t).NewDatabase(t))
+	var cs []store.Change
+	for i := range 10 {
+		c, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
+			return []store.Op{store.SetMeta(fmt.Sprint("k", i), "v")}, 2, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	last := cs[9].Last() // 20
+	// Keep 5 versions: changes ending at 15 or later stay (the last three).
+	n, err := s.PruneChanges(ctx, 5, 3)
+	if err != nil || n != 3 {
+		t.Fatalf("first prune: %d, %v; want 3 (the limit)", n, err)
+	}
+	if n, err = s.PruneChanges(ctx, 5, 100); err != nil || n != 4 {
+		t.Fatalf("second prune: %d, %v; want 4", n, err)
+	}
+	if _, err := s.ChangesAfter(ctx, 0, 100); !errors.Is(err, store.ErrLogGap) {
+		t.Fatalf("reading from the start after pruning: %v; want ErrLogGap", err)
+	}
+	rest, err := s.ChangesAfter(ctx, cs[6].Last(), 100)
+	if err != nil || len(rest) != 3 || rest[2].Last() != last {
+		t.Fatalf("reading what is kept: %+v, %v", rest, err)
+	}
+	if n, err = s.PruneChanges(ctx, 0, 100); err != nil || n != 2 {
+		t.Fatalf("pruning to nothing: %d, %v; want 2 (the newest stays)", n, err)
+	}
+	if v, err := s.LastVersion(ctx); err != nil || v != last {
+		t.Fatalf("last version after pruning: %d, %v; want %d", v, err, last)
+	}
+}
