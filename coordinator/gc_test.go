@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -49,13 +50,14 @@ func (e *env) advanceTo(deadline time.Time, id meshapi.NodeID) {
 
 func (e *env) node(id meshapi.NodeID) (meshapi.Node, bool) {
 	e.t.Helper()
-	e.s.mu.Lock()
-	defer e.s.mu.Unlock()
-	n := e.s.nodes[id]
-	if n == nil {
-		return meshapi.Node{}, false
-	}
-	return n.view(), true
+	var v meshapi.Node
+	ok := false
+	e.s.read(func(m *mesh.Mesh) {
+		if n := m.Node(id); n != nil {
+			v, ok = n.View(), true
+		}
+	})
+	return v, ok
 }
 
 // drop closes n's stream from the client side and waits until the server
@@ -215,7 +217,7 @@ func TestRestartTakesLastSeenFromHeartbeat(t *testing.T) {
 	e.advance(2*heartbeatInterval + time.Second)
 	beat := before.LastSeen.Add(2 * heartbeatInterval)
 	eventually(t, wait, "the heartbeat is stored", func() bool {
-		e.s.w.barrier().wait(context.Background(), wait)
+		e.s.w.Barrier().Wait(context.Background(), wait)
 		return storedMeta(t, e, metaHeartbeat) == strconv.FormatInt(beat.UnixNano(), 10)
 	})
 	e.stop()

@@ -186,7 +186,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Log:        n.cfg.Log,
 		// Peers are reached through the coordinator's relay from the first
 		// packet, and directly once a path is validated.
-		Relay: &dataplane.RelayConfig{URL: n.client.URL(), Authorization: n.client.Authorization},
+		Relay: &dataplane.RelayConfig{CurrentURL: n.client.URL, Authorization: n.client.Authorization},
 	}
 	if n.endpointsFor != nil {
 		devCfg.AdvertiseEndpoints = func(port uint16) []netip.AddrPort { return n.endpointsFor(int(port)) }

@@ -71,9 +71,9 @@ func (b *bench) noteStart(k changeKey, t time.Time) {
 
 func (b *bench) hostname() string { return fmt.Sprintf("sim-%06d", b.hostSeq.Add(1)) }
 
-func runSize(bin string, n int, churnFor time.Duration, rate, runs int) (result, error) {
+func runSize(bin string, n int, churnFor time.Duration, rate, runs int, serveArgs ...string) (result, error) {
 	res := result{nodes: n}
-	srv, err := startServer(bin)
+	srv, err := startServer(bin, serveArgs...)
 	if err != nil {
 		return res, err
 	}
@@ -199,7 +199,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	count := int(d.Seconds() * float64(rate))
 	w := &window{v0: b.obsLast.Load(), size: 3*count + 64, base: time.Now()}
 	b.cur.Store(w)
-	cpu0, wall0, busy0 := cpuTime(b.srv.cmd.Process.Pid), time.Now(), busyTime()
+	cpu0, db0, wall0, busy0 := cpuTime(b.srv.cmd.Process.Pid), dbCPU(), time.Now(), busyTime()
 	var ru0 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 
@@ -282,7 +282,8 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	res.benchCores = (tv(ru1.Utime) + tv(ru1.Stime) - tv(ru0.Utime) - tv(ru0.Stime)).Seconds() / time.Since(wall0).Seconds()
 	// Clock-tick accounting makes this jitter around zero on a quiet box.
-	res.otherCores = max(0, (busyTime()-busy0).Seconds()/time.Since(wall0).Seconds()-res.cpuCores-res.benchCores)
+	res.dbCores = (dbCPU() - db0).Seconds() / time.Since(wall0).Seconds()
+	res.otherCores = max(0, (busyTime()-busy0).Seconds()/time.Since(wall0).Seconds()-res.cpuCores-res.benchCores-res.dbCores)
 	b.cur.Store(nil)
 
 	// Measure every change of the window that a client started.

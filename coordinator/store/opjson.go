@@ -21,7 +21,7 @@ type opJSON struct {
 
 var opKindNames = map[opKind]string{
 	opPutKey: "put_key", opPutNode: "put_node", opDeleteNode: "delete_node",
-	opAddEvent: "add_event", opSetMeta: "set_meta",
+	opAddEvent: "add_event", opSetMeta: "set_meta", opRemoveReplica: "remove_replica",
 }
 
 // MarshalJSON implements json.Marshaler.
@@ -38,6 +38,8 @@ func (o Op) MarshalJSON() ([]byte, error) {
 		j.Event = &o.event
 	case opSetMeta:
 		j.Name, j.Value = o.name, o.value
+	case opRemoveReplica:
+		j.Name = o.name
 	default:
 		return nil, fmt.Errorf("store: unknown op %d", o.kind)
 	}
@@ -71,6 +73,8 @@ func (o *Op) UnmarshalJSON(b []byte) error {
 		*o = AddEvent(*j.Event)
 	case "set_meta":
 		*o = SetMeta(j.Name, j.Value)
+	case "remove_replica":
+		*o = RemoveReplica(j.Name)
 	default:
 		return fmt.Errorf("store: unknown op %q", j.Kind)
 	}

@@ -214,3 +214,20 @@ func (s *Postgres) listen(ctx context.Context, poll time.Duration, wake func()) 
 		}
 	}
 }
+
+// PruneChanges deletes the changes that end more than keep versions before
+// the last one, at most limit of them, oldest first, and returns how many
+// it deleted. The newest change always stays: the log's last version is
+// read from it. A replica whose cursor is older than what is kept reloads
+// (ChangesAfter reports ErrLogGap).
+func (s *Postgres) PruneChanges(ctx context.Context, keep uint64, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM changes WHERE first IN (
+		SELECT first FROM changes
+		WHERE first + versions - 1 + $1 < (SELECT MAX(first + versions - 1) FROM changes)
+		  AND first < (SELECT MAX(first) FROM changes)
+		ORDER BY first LIMIT $2)`, int64(keep), limit)
+	if err != nil {
+		return 0, fmt.Errorf("pruning the change log: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}

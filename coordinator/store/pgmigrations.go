@@ -59,4 +59,11 @@ var pgMigrations = []string{
 		versions BIGINT NOT NULL CHECK (versions >= 1),
 		ops      JSONB NOT NULL
 	);`,
+	// 3: the replicas and their heartbeats, on the database's clock.
+	`CREATE TABLE replicas (
+		id        TEXT PRIMARY KEY,
+		url       TEXT NOT NULL,
+		started   TIMESTAMPTZ NOT NULL,
+		heartbeat TIMESTAMPTZ NOT NULL
+	);`,
 }

@@ -40,6 +40,9 @@ type Snapshot struct {
 	Keys         []KeyRecord
 	Nodes        []NodeRecord
 	LastEventSeq uint64
+	// LogVersion is the change log's last version this snapshot includes
+	// (PostgreSQL; always 0 on SQLite, which has no change log).
+	LogVersion uint64
 }
 
 // KeyRecord is a stored auth key. The secret is kept only as its hash.
@@ -104,6 +107,7 @@ const (
 	opDeleteNode
 	opAddEvent
 	opSetMeta
+	opRemoveReplica // PostgreSQL replicas only
 )
 
 // PutKey inserts or replaces a key.

@@ -71,7 +71,7 @@ func TestMeshIdleContainersKeepTheNeighbourTableSmall(t *testing.T) {
 // runAll runs "docker <args(name)>" for every name, a few at a time.
 func runAll(t *testing.T, names []string, args func(string) []string) {
 	t.Helper()
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	errs := make(chan string, len(names))
 	for _, n := range names {

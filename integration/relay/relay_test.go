@@ -18,6 +18,7 @@ import (
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
 	"github.com/meshinit/meshinit/integration/internal/netns"
+	"github.com/meshinit/meshinit/internal/testnet"
 )
 
 func TestMain(m *testing.M) { harness.Main(m) }
@@ -55,15 +56,7 @@ func (m *mesh) serve(t *testing.T, h func(net.Conn)) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); h(c) }()
-		}
-	}()
+	go testnet.ServeListener(ln, h)
 	return net.JoinHostPort(m.bIP, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
 }
 
@@ -75,14 +68,6 @@ func (m *mesh) dial(t *testing.T, addr string) net.Conn {
 		t.Fatalf("dial %s from site A: %v", addr, err)
 	}
 	return c
-}
-
-// sha256Sink answers with the hex SHA-256 of what it read once the
-// sender half-closes.
-func sha256Sink(c net.Conn) {
-	h := sha256.New()
-	io.Copy(h, c)
-	fmt.Fprintf(c, "%x", h.Sum(nil))
 }
 
 // transfer sends size bytes from site A to a sink in site B and checks
@@ -152,7 +137,7 @@ func TestRelayOnlyBetweenSitesWithoutUDP(t *testing.T) {
 	if string(body) != "hello /through-the-relay" {
 		t.Fatalf("HTTP answer %q", body)
 	}
-	m.transfer(t, m.serve(t, sha256Sink), 64<<20, nil)
+	m.transfer(t, m.serve(t, testnet.SHA256Sink), 64<<20, nil)
 	for _, n := range []*node{m.a, m.b} {
 		if p := n.path(); p.Path != "relay" {
 			t.Errorf("%s: path %q (%s), want relay", n.name, p.Path, p.PathReason)
@@ -168,25 +153,12 @@ type echoConn struct {
 	r *bufio.Reader
 }
 
-func lineEcho(c net.Conn) {
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		if _, err := io.WriteString(c, "echo "+line); err != nil {
-			return
-		}
-	}
-}
-
 func (e *echoConn) roundTrip(line string) {
 	e.t.Helper()
 	e.c.SetDeadline(time.Now().Add(30 * time.Second))
 	fmt.Fprintln(e.c, line)
 	got, err := e.r.ReadString('\n')
-	if err != nil || got != "echo "+line+"\n" {
+	if err != nil || got != "echo: "+line+"\n" {
 		e.t.Fatalf("round trip %q on the open connection: %q, %v", line, got, err)
 	}
 }
@@ -196,7 +168,7 @@ func (e *echoConn) roundTrip(line string) {
 func TestPathTurnsDirectThroughNATAndConnectionSurvives(t *testing.T) {
 	harness.Integration(t)
 	m := startMesh(t, newTopology(t))
-	c := m.dial(t, m.serve(t, lineEcho))
+	c := m.dial(t, m.serve(t, testnet.EchoLines("echo")))
 	defer c.Close()
 	e := &echoConn{t: t, c: c, r: bufio.NewReader(c)}
 	e.roundTrip("first")
@@ -218,8 +190,8 @@ func TestBlackholedDirectPathFallsBackToTheRelay(t *testing.T) {
 	harness.Integration(t)
 	tp := newTopology(t)
 	m := startMesh(t, tp)
-	sink := m.serve(t, sha256Sink)
-	c := m.dial(t, m.serve(t, lineEcho))
+	sink := m.serve(t, testnet.SHA256Sink)
+	c := m.dial(t, m.serve(t, testnet.EchoLines("echo")))
 	defer c.Close()
 	e := &echoConn{t: t, c: c, r: bufio.NewReader(c)}
 	n := 0
@@ -241,7 +213,7 @@ func TestCoordinatorRestartMidTransfer(t *testing.T) {
 	tp.dropUDPBetweenSites()
 	m := startMesh(t, tp)
 	before := m.a.waitUp(1).Relay.Connects
-	m.transfer(t, m.serve(t, sha256Sink), 32<<20, func() {
+	m.transfer(t, m.serve(t, testnet.SHA256Sink), 32<<20, func() {
 		m.coord.Restart(t)
 		t.Log("meshcoord restarted")
 	})
@@ -259,7 +231,7 @@ func TestRelayThroughHTTPConnectProxy(t *testing.T) {
 	proxy := startTinyproxy(t, tp.natA, natALAN, coordPort)
 	env := []string{"HTTP_PROXY=" + proxy, "HTTPS_PROXY=" + proxy, "http_proxy=" + proxy, "https_proxy=" + proxy}
 	m := startMesh(t, tp, env...)
-	m.transfer(t, m.serve(t, sha256Sink), 8<<20, nil)
+	m.transfer(t, m.serve(t, testnet.SHA256Sink), 8<<20, nil)
 	if p := m.a.path(); p.Path != "relay" {
 		t.Errorf("a's path %q (%s), want relay (no UDP leaves site A)", p.Path, p.PathReason)
 	}

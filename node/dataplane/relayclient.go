@@ -223,7 +223,7 @@ func (c *relayClient) stunAddr(rc *relayConn) netip.AddrPort {
 	var ip netip.Addr
 	if ta, ok := rc.remote.(*net.TCPAddr); ok && rc.remote != nil {
 		ip = ta.AddrPort().Addr().Unmap()
-	} else if u, err := url.Parse(c.cfg.URL); err == nil {
+	} else if u, err := url.Parse(c.cfg.baseURL()); err == nil {
 		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
 			ip = a
 		} else if ips, err := net.DefaultResolver.LookupNetIP(c.ctx, "ip", u.Hostname()); err == nil && len(ips) > 0 {

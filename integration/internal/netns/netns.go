@@ -11,13 +11,20 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Path is where "ip netns" keeps namespace name.
-func Path(name string) string { return "/run/netns/" + name }
+// Path is where "ip netns" keeps namespace name; a name that is already a
+// path ("/proc/PID/ns/net", "/run/netns/x") is returned as it is.
+func Path(name string) string {
+	if strings.HasPrefix(name, "/") {
+		return name
+	}
+	return "/run/netns/" + name
+}
 
 // Do runs open on an OS thread switched into namespace name and returns
 // what it opened.
