@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/meshinit/meshinit/integration/internal/harness"
 )
 
 // A TUN device whose setup fails returns at once with the step named and
@@ -17,11 +15,7 @@ import (
 // failure here: IPv6 is disabled in the namespace and the node has only an
 // IPv6 address, so the interface would carry nothing.
 func TestTUNSetupFailureIsPromptAndLeavesNoInterface(t *testing.T) {
-	harness.Integration(t)
-	ipCmd := harness.LookPath(t, "ip")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		harness.Missing(t, "/dev/net/tun")
-	}
+	ipCmd := needTUN(t)
 	ns, _ := makeNamespacePair(t, ipCmd, "198.18.5.1", "198.18.5.2")
 	for _, key := range []string{"all", "default"} {
 		run(t, ipCmd, "netns", "exec", ns, "sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/"+key+"/disable_ipv6")
