@@ -73,18 +73,22 @@ func (s *Server) setPolicy(src []byte) (uint64, *batch, error) {
 		src = nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if e := s.refuseLocked(); e != nil {
+		s.mu.Unlock()
 		return 0, nil, e
 	}
 	if bytes.Equal(src, s.acl.source) && (s.acl.version > 0 || src == nil) {
 		s.policyMetrics.loads.WithLabelValues("unchanged").Inc()
-		return s.acl.version, s.w.barrier(), nil
+		v, b := s.acl.version, s.w.barrier()
+		s.mu.Unlock()
+		return v, b, nil
 	}
 	v := s.setPolicyLocked(p, src, time.Now())
 	s.policyMetrics.loads.WithLabelValues("ok").Inc()
+	b := s.w.barrier()
+	s.mu.Unlock()
 	s.log.Info("access policy in force", "version", v, "grants", grants(p), "hash", p.Hash())
-	return v, s.w.barrier(), nil
+	return v, b, nil
 }
 
 func grants(p *policy.Policy) int {

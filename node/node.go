@@ -79,7 +79,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	log := cfg.Log.With("component", "node")
-	client, err := controlclient.New(cfg.Coordinator, controlclient.Options{Logger: cfg.Log.With("component", "control")})
+	client, err := controlclient.New(cfg.Coordinator, controlclient.Options{Logger: cfg.Log.With("component", "control"), RootCAs: cfg.CoordinatorCAs})
 	if err != nil {
 		return nil, err
 	}
@@ -324,6 +324,8 @@ func (n *Node) waitFirstMap(ctx context.Context) error {
 // attach hands the device every peer of the map and makes it the target of
 // all later deltas, atomically with respect to the map stream.
 func (n *Node) attach(dev *dataplane.Device) error {
+	logs := &logAfter{}
+	defer logs.writeTo(n.log) // deferred first, so it runs after the unlock
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.logout != nil || n.closed {
@@ -331,10 +333,10 @@ func (n *Node) attach(dev *dataplane.Device) error {
 	}
 	// The policy goes in before the peers: no peer is ever let in by the
 	// absence of the rules.
-	n.applyPolicyLocked(dev)
+	n.applyPolicyLocked(dev, logs)
 	for _, p := range n.peers {
 		if err := dev.UpsertPeer(dataplanePeer(p)); err != nil {
-			n.log.Warn("adding peer failed", "peer", p.Name, "err", err)
+			logs.warn("adding peer failed", "peer", p.Name, "err", err)
 		}
 	}
 	n.dp = dev

@@ -3,6 +3,8 @@ package controlclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +33,10 @@ type Options struct {
 	Logger *slog.Logger
 	// UserAgent is sent with every request.
 	UserAgent string
+	// RootCAs, when not nil, are the only authorities an https
+	// coordinator's certificate may chain to (a private CA); nil means the
+	// system's roots. Ignored with HTTPClient.
+	RootCAs *x509.CertPool
 }
 
 // Client talks to one coordinator on behalf of one node. After Register it
@@ -57,7 +63,7 @@ func New(base string, opts Options) (*Client, error) {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = defaultHTTPClient()
+		hc = defaultHTTPClient(opts.RootCAs)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -99,9 +105,10 @@ func ParseCoordinatorURL(s string) (*url.URL, error) {
 // URL returns the coordinator's base URL.
 func (c *Client) URL() string { return c.base.String() }
 
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(rootCAs *x509.CertPool) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
+		TLSClientConfig:       &tls.Config{RootCAs: rootCAs, MinVersion: tls.VersionTLS12},
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
@@ -174,6 +181,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 func (c *Client) do(req *http.Request, out any) error {
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if cv := (*tls.CertificateVerificationError)(nil); errors.As(err, &cv) {
+			return &CertificateError{URL: c.base.Redacted(), Err: cv}
+		}
 		return &UnreachableError{URL: c.base.Redacted(), Err: err}
 	}
 	defer resp.Body.Close()

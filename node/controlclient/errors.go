@@ -21,6 +21,20 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
+// CertificateError is a coordinator whose TLS certificate this node does
+// not trust (an unknown authority, another host's name, expired). Retrying
+// cannot help until the configuration changes, so Register fails at once.
+type CertificateError struct {
+	URL string
+	Err error
+}
+
+func (e *CertificateError) Error() string {
+	return fmt.Sprintf("coordinator %s: its TLS certificate is not trusted: %v; if a private CA signed it, give that CA's PEM file in MESH_COORDINATOR_CA", e.URL, e.Err)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
+
 // KeyRefusal says why the coordinator refused an auth key: "expired",
 // "revoked", "used" (a one-off key already registered its node) or
 // "invalid" (no such key). ok is false when err is not a key refusal.
