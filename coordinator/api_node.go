@@ -19,20 +19,21 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		writeError(w, decodeError(err))
 		return
 	}
-	resp, b, e := s.register(&req)
+	resp, b, result, e := s.register(&req)
 	if e != nil {
 		s.metrics.registration(string(e.code))
 		writeError(w, e)
 		return
 	}
 	// Answer only once the node is stored: a secret handed out must still
-	// work after a coordinator crash.
+	// work after a coordinator crash. If the store is slow, the node is
+	// registered all the same and a retry with the same secret gets it.
 	if err := b.wait(r.Context(), s.cfg.CommitTimeout); err != nil {
 		s.metrics.registration("store")
 		writeError(w, unavailable(err))
 		return
 	}
-	s.metrics.registration("ok")
+	s.metrics.registration(result)
 	writeJSON(w, http.StatusOK, resp)
 }
 

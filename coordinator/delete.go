@@ -13,6 +13,7 @@ import (
 // the reason (and detail, if any).
 func (s *Server) deleteLocked(n *node, reason meshapi.DeleteReason, detail string, now time.Time) {
 	endSessionLocked(n)
+	s.nodeGoneLocked(n)
 	s.unindexLocked(n)
 	if err := s.pool.Release(n.IPv4, n.IPv6); err != nil {
 		// A bug (the index and the pool disagree). It is told with the
@@ -37,6 +38,7 @@ func (s *Server) logoutLocked(n *node, reason meshapi.DeleteReason, detail strin
 		return true
 	}
 	endSessionLocked(n)
+	s.nodeGoneLocked(n)
 	if n.Online {
 		n.LastSeen = now
 	}

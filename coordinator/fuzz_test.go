@@ -62,6 +62,9 @@ func FuzzRegisterBody(f *testing.F) {
 		`{"auth_key":"mkey-0123456789abcdef-00","hostname":"x"}`,
 		`{"auth_key":1}`, `[]`, `null`, `{}`, ``, `{"auth_key":"$KEY"} {}`, `{"endpoints":["0.0.0.0:0"]}`,
 		`{"auth_key":"$KEY","hostname":"\u00ff\u0000","public_key":"` + randomKey().String() + `","extra":true}`,
+		`{"auth_key":"$KEY","hostname":"web","public_key":"` + randomKey().String() + `","secret":"` + meshapi.NewNodeSecret() + `"}`,
+		`{"auth_key":"$KEY","hostname":"web","public_key":"` + randomKey().String() + `","secret":"$SECRET"}`,
+		`{"auth_key":"$KEY","hostname":"web","public_key":"` + randomKey().String() + `","secret":"mnode-XYZ"}`,
 	} {
 		f.Add([]byte(s))
 	}

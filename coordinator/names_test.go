@@ -100,111 +100,199 @@ func TestRefusedRegistrationLeaksNothing(t *testing.T) {
 	}
 }
 
-func TestNameReclaim(t *testing.T) {
-	// A long grace: the dropped node is still in it when the newcomer comes,
-	// as with a container restarting at once, and replicas registered
-	// together stay within it.
-	e := newEnv(t, Config{ReconnectGrace: 30 * time.Second})
-	key := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
-	other := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
-	plain := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
+// The reclaim window, on the fake clock: a holder absent for exactly the
+// grace keeps its name; one nanosecond more and a newcomer of its key takes
+// it. So a node in its grace (a blip, a reconnect) is never replaced.
+const reclaimGrace = 5 * time.Second
 
-	// A crash-looping container: connected, dropped without logout.
-	old := e.register(key.Key, "web")
-	old.connect("").close()
-	e.streamGone(old)
-	// While it is offline (or in its grace), a newcomer of the same key
-	// takes the plain name and the stale node is deleted (replaced).
-	fresh := e.register(key.Key, "web")
-	if fresh.reg.Node.Name != "web" {
-		t.Fatalf("newcomer got %q, want the reclaimed plain name", fresh.reg.Node.Name)
+// newcomer registers with key and hostname, checks the name it got, and
+// logs it out again unless keep (so it does not hold a name afterwards).
+func (e *env) newcomer(key, hostname, want string, keep bool) *client {
+	e.t.Helper()
+	c := e.register(key, hostname)
+	if c.reg.Node.Name != want {
+		e.t.Fatalf("newcomer %q at +%v got %q, want %q", hostname, e.now().Sub(e.start0()), c.reg.Node.Name, want)
 	}
-	ev := e.waitEvent(5*time.Second, func(ev meshapi.Event) bool { return ev.Type == meshapi.EventDeleted && ev.NodeID == old.id() })
+	if !keep {
+		if status, _, _ := c.logout(nil); status != http.StatusOK {
+			e.t.Fatalf("logout of the newcomer %s: %d", want, status)
+		}
+	}
+	return c
+}
+
+func (e *env) start0() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
+
+func (e *env) replaced(c *client) meshapi.Event {
+	e.t.Helper()
+	ev := deletedEvent(e, c.id())
 	if ev.Reason != meshapi.ReasonReplaced {
-		t.Fatalf("stale node deleted with reason %q, want replaced", ev.Reason)
+		e.t.Fatalf("%s deleted with reason %q, want replaced", c.reg.Node.Name, ev.Reason)
 	}
-	if status, _ := do(t, "GET", e.api.URL+meshapi.PathMap, old.reg.Secret, nil, nil); status != http.StatusUnauthorized {
+	return ev
+}
+
+func (e *env) listed(c *client) bool {
+	_, ok := e.node(c.id())
+	return ok
+}
+
+func TestNameReclaim(t *testing.T) {
+	e := newEnv(t, Config{ReconnectGrace: reclaimGrace})
+	key := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
+
+	// A container killed hard (no logout) and started again.
+	old := e.register(key.Key, "web")
+	old.connect("").next(wait)
+	dropped := e.drop(old)
+	e.clock.AdvanceTo(dropped.Add(reclaimGrace - time.Nanosecond)) // in its grace: online
+	e.newcomer(key.Key, "web", "web-1", false)
+	e.clock.AdvanceTo(dropped.Add(reclaimGrace)) // offline, absent for exactly the grace
+	e.newcomer(key.Key, "web", "web-1", false)
+	if !e.listed(old) {
+		t.Fatal("a node absent for no longer than the grace was replaced")
+	}
+	e.clock.AdvanceTo(dropped.Add(reclaimGrace + time.Nanosecond))
+	fresh := e.newcomer(key.Key, "web", "web", true)
+	if ev := e.replaced(old); !strings.Contains(ev.Detail, "web") {
+		t.Fatalf("the replacement's event does not say which name: %+v", ev)
+	}
+	if status, _ := do(t, "GET", e.api.URL+meshapi.PathMap+"?since=x", old.reg.Secret, nil, nil); status != http.StatusUnauthorized {
 		t.Fatalf("the replaced node's secret still works: %d", status)
 	}
 
-	// Not reclaimed: the holder is online.
-	fresh.connect("")
-	e.waitEvent(5*time.Second, func(ev meshapi.Event) bool { return ev.Type == meshapi.EventOnline && ev.NodeID == fresh.id() })
-	if c := e.register(key.Key, "web"); c.reg.Node.Name != "web-1" {
-		t.Fatalf("online holder: newcomer got %q, want web-1", c.reg.Node.Name)
+	// An online holder is never replaced, however long it has been there.
+	fresh.connect("").next(wait)
+	e.advance(time.Hour)
+	e.newcomer(key.Key, "web", "web-1", false)
+
+	// A node that registered and has not connected yet gets one grace from
+	// its registration: replicas that start together keep their names.
+	first := e.register(key.Key, "job")
+	registered := e.now()
+	e.clock.AdvanceTo(registered.Add(reclaimGrace))
+	e.newcomer(key.Key, "job", "job-1", false)
+	e.clock.AdvanceTo(registered.Add(reclaimGrace + time.Nanosecond))
+	e.newcomer(key.Key, "job", "job", true)
+	e.replaced(first)
+}
+
+// TestReplicaKeepsItsSuffixedName: replicas of one hostname hold web,
+// web-1, web-2; the one named web-1 is killed and comes back after the
+// grace: it gets web-1 again, not web-3.
+func TestReplicaKeepsItsSuffixedName(t *testing.T) {
+	e := newEnv(t, Config{ReconnectGrace: reclaimGrace})
+	key := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
+	var replicas []*client
+	for _, want := range []string{"web", "web-1", "web-2"} {
+		r := e.newcomer(key.Key, "web", want, true)
+		r.connect("").next(wait)
+		replicas = append(replicas, r)
 	}
-	// Not reclaimed: another key. (Each holder below has dropped its stream
-	// and the server has noticed, so only the rule under test keeps it.)
+	dropped := e.drop(replicas[1])
+	e.clock.AdvanceTo(dropped.Add(reclaimGrace + time.Nanosecond))
+	e.newcomer(key.Key, "web", "web-1", true)
+	e.replaced(replicas[1])
+}
+
+// TestReclaimOnlyFromItsOwnKind: a stale holder gives way only to a
+// newcomer of its own auth key, only if it is ephemeral, and only a name it
+// got from the newcomer's hostname.
+func TestReclaimOnlyFromItsOwnKind(t *testing.T) {
+	e := newEnv(t, Config{ReconnectGrace: reclaimGrace, EphemeralTimeout: 24 * time.Hour})
+	key := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
+	other := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
+	plain := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
 	db := e.register(key.Key, "db")
-	db.connect("").close()
-	e.streamGone(db)
-	if c := e.register(other.Key, "db"); c.reg.Node.Name != "db-1" {
-		t.Fatalf("other key: newcomer got %q, want db-1", c.reg.Node.Name)
-	}
-	// Not reclaimed: the holder is not ephemeral.
-	p := e.register(plain.Key, "api")
-	p.connect("").close()
-	e.streamGone(p)
-	if c := e.register(plain.Key, "api"); c.reg.Node.Name != "api-1" {
-		t.Fatalf("non-ephemeral holder: newcomer got %q, want api-1", c.reg.Node.Name)
-	}
-	// Not reclaimed: replicas starting together (registered, not yet
-	// connected, within the grace) do not evict each other.
-	r1 := e.register(key.Key, "job")
-	if r2 := e.register(key.Key, "job"); r2.reg.Node.Name != "job-1" {
-		t.Fatalf("simultaneous replicas: second got %q, want job-1", r2.reg.Node.Name)
-	}
-	_ = r1
-	for _, n := range e.nodes() {
-		if n.ID == old.id() {
-			t.Fatal("the replaced node is still listed")
+	api := e.register(plain.Key, "api")
+	live := e.register(key.Key, "cache")
+	live.connect("").next(wait)
+	own := e.register(key.Key, "cache-1") // a hostname of its own, not a suffix given to "cache"
+	e.advance(time.Hour)                  // all of them (but live) long absent
+
+	e.newcomer(other.Key, "db", "db-1", false)       // another key
+	e.newcomer(plain.Key, "api", "api-1", false)     // not ephemeral
+	e.newcomer(key.Key, "cache", "cache-2", false)   // cache-1 is not one of cache's names
+	e.newcomer(key.Key, "cache-1", "cache-1", false) // but its own hostname takes it
+	for _, c := range []*client{db, api, live} {
+		if !e.listed(c) {
+			t.Fatalf("%s was replaced", c.reg.Node.Name)
 		}
 	}
+	e.replaced(own)
+}
+
+// TestReclaimAfterRestart: after a coordinator restart, no holder can be
+// replaced until one grace after the start, whether it was online when the
+// coordinator went down (it may be reconnecting right now) or offline.
+func TestReclaimAfterRestart(t *testing.T) {
+	e := newEnv(t, Config{ReconnectGrace: reclaimGrace, EphemeralTimeout: 24 * time.Hour})
+	key := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
+	online := e.register(key.Key, "up")
+	online.connect("").next(wait)
+	offline := e.register(key.Key, "down")
+	offline.connect("").next(wait)
+	e.drop(offline)
+	e.advance(time.Hour) // offline long before the restart
+	e.stop()
+	online.strm.close() // the coordinator is down: its streams are gone
+	e.advance(time.Minute)
+	started := e.now()
+	e.start()
+	e.clock.AdvanceTo(started.Add(reclaimGrace))
+	e.newcomer(key.Key, "up", "up-1", false)
+	e.newcomer(key.Key, "down", "down-1", false)
+	e.clock.AdvanceTo(started.Add(reclaimGrace + time.Nanosecond))
+	e.newcomer(key.Key, "up", "up", true)
+	e.newcomer(key.Key, "down", "down", true)
+	e.replaced(online)
+	e.replaced(offline)
 }
 
 func TestPublicKeyReuse(t *testing.T) {
-	e := newEnv(t, Config{ReconnectGrace: 30 * time.Second})
+	e := newEnv(t, Config{ReconnectGrace: reclaimGrace})
 	eph := e.createKey(meshapi.KeyCreateRequest{Reusable: true, Ephemeral: true})
 	plain := e.createKey(meshapi.KeyCreateRequest{Reusable: true})
+	same := func(key, hostname string, pub meshapi.Key) (int, meshapi.Error, meshapi.RegisterResponse) {
+		var out meshapi.RegisterResponse
+		status, er := do(t, "POST", e.api.URL+meshapi.PathRegister, "",
+			meshapi.RegisterRequest{AuthKey: key, Hostname: hostname, PublicKey: pub}, &out)
+		return status, er, out
+	}
 
 	// The same machine back after a crash (same key, same WireGuard key):
-	// the stale registration gives way.
+	// refused while the old registration may still be alive, then the
+	// stale registration gives way.
 	old := e.register(eph.Key, "box")
-	old.connect("").close()
-	e.streamGone(old)
-	var back meshapi.RegisterResponse
-	status, er := do(t, "POST", e.api.URL+meshapi.PathRegister, "",
-		meshapi.RegisterRequest{AuthKey: eph.Key, Hostname: "box", PublicKey: old.reg.Node.PublicKey}, &back)
-	if status != http.StatusOK || back.Node.Name != "box" {
+	old.connect("").next(wait)
+	dropped := e.drop(old)
+	e.clock.AdvanceTo(dropped.Add(reclaimGrace))
+	if status, er, _ := same(eph.Key, "box", old.reg.Node.PublicKey); status != http.StatusConflict {
+		t.Fatalf("same public key within the grace: %d %+v, want 409", status, er)
+	}
+	e.clock.AdvanceTo(dropped.Add(reclaimGrace + time.Nanosecond))
+	if status, er, back := same(eph.Key, "box", old.reg.Node.PublicKey); status != http.StatusOK || back.Node.Name != "box" {
 		t.Fatalf("same machine back: %d %+v %+v", status, er, back.Node)
 	}
-	if ev := e.waitEvent(wait, func(ev meshapi.Event) bool { return ev.Type == meshapi.EventDeleted && ev.NodeID == old.id() }); ev.Reason != meshapi.ReasonReplaced {
-		t.Fatalf("stale holder deleted with %q", ev.Reason)
-	}
+	e.replaced(old)
 	// A live node's key is never taken.
 	live := e.register(plain.Key, "live")
 	live.connect("")
-	status, er = do(t, "POST", e.api.URL+meshapi.PathRegister, "",
-		meshapi.RegisterRequest{AuthKey: plain.Key, Hostname: "thief", PublicKey: live.reg.Node.PublicKey}, nil)
-	if status != http.StatusConflict {
+	if status, er, _ := same(plain.Key, "thief", live.reg.Node.PublicKey); status != http.StatusConflict {
 		t.Fatalf("taking a live node's key: %d %+v", status, er)
 	}
 	// A logged-out node's key is free again (the node stays listed).
 	if status, _, _ := live.logout(nil); status != http.StatusOK {
 		t.Fatal("logout failed")
 	}
-	status, er = do(t, "POST", e.api.URL+meshapi.PathRegister, "",
-		meshapi.RegisterRequest{AuthKey: plain.Key, Hostname: "again", PublicKey: live.reg.Node.PublicKey}, nil)
-	if status != http.StatusOK {
+	if status, er, _ := same(plain.Key, "again", live.reg.Node.PublicKey); status != http.StatusOK {
 		t.Fatalf("re-registering a logged-out node's key: %d %+v", status, er)
 	}
 	// Deleting the logged-out node does not free the key of the new one.
 	if _, err := e.ac.DeleteNode(context.Background(), "live"); err != nil {
 		t.Fatal(err)
 	}
-	status, _ = do(t, "POST", e.api.URL+meshapi.PathRegister, "",
-		meshapi.RegisterRequest{AuthKey: plain.Key, Hostname: "third", PublicKey: live.reg.Node.PublicKey}, nil)
-	if status != http.StatusConflict {
+	if status, _, _ := same(plain.Key, "third", live.reg.Node.PublicKey); status != http.StatusConflict {
 		t.Fatalf("after deleting the old holder, the new holder's key was free: %d", status)
 	}
 }

@@ -29,8 +29,6 @@ type node struct {
 
 	// stream is the node's live map stream; nil when none is held.
 	stream *stream
-	// connected is true once the node has held a stream.
-	connected bool
 	// graceGen and gcGen invalidate timers that fired after their cause went
 	// away (a reconnect, a deletion).
 	graceGen, gcGen uint64

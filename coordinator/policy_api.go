@@ -83,11 +83,11 @@ func (s *Server) setPolicy(src []byte) (uint64, *batch, error) {
 		s.mu.Unlock()
 		return v, b, nil
 	}
-	v := s.setPolicyLocked(p, src, time.Now())
+	v := s.setPolicyLocked(p, src, s.clock.Now())
 	s.policyMetrics.loads.WithLabelValues("ok").Inc()
 	b := s.w.barrier()
 	s.mu.Unlock()
-	s.log.Info("access policy in force", "version", v, "grants", grants(p), "hash", p.Hash())
+	s.log.Info("access policy in force", "version", v, "grants", grants(p), "hash", p.Hash()) // never under s.mu
 	return v, b, nil
 }
 

@@ -17,7 +17,6 @@ func (s *Server) attachLocked(n *node, st *stream, now time.Time) {
 		n.stream.close() // the newer stream wins; the old handler exits quietly
 	}
 	n.stream = st
-	n.connected = true
 	n.graceGen++
 	stopTimer(&n.graceTimer)
 	n.gcGen++

@@ -102,7 +102,6 @@ func (s *Server) restoreNodesLocked(records []store.NodeRecord, heartbeat, now t
 			// Online when we went down: give it a grace to come back, and
 			// count its GC clock from now, not from before the restart.
 			n.Online = true
-			n.connected = true
 			if heartbeat.After(n.LastSeen) {
 				n.LastSeen = heartbeat
 			}

@@ -56,6 +56,9 @@ type Server struct {
 	eventSeq   uint64
 	acl        *aclState // the access policy (policy.go)
 
+	// nodeGone hears of deleted and logged-out nodes (see relayhook.go).
+	nodeGone func(meshapi.Key)
+
 	done          chan struct{} // closed by Close: ends event streams
 	stopHeartbeat func()
 	stopPruner    func()

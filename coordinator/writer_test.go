@@ -46,9 +46,12 @@ func health(t *testing.T, url string) (int, Health) {
 }
 
 // TestStoreFailureAnswers503AndRecovers: while the store cannot be written,
-// a change that must be stored before its answer gets 503 and /healthz says
-// failing; the writer keeps the queue and retries, so once the store works
-// again the change is stored after all and health recovers.
+// a registration, which must be stored before its answer, gets 503 and
+// /healthz says failing. The node is made all the same (in memory, queued
+// for the store): its retries, with the same node secret, get 503 while the
+// store fails and then that same node, never a second one, and the one-off
+// key counts one use (no "key used"). Once the store works again everything
+// is stored and health recovers.
 func TestStoreFailureAnswers503AndRecovers(t *testing.T) {
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "coord.db")
@@ -77,16 +80,18 @@ func TestStoreFailureAnswers503AndRecovers(t *testing.T) {
 	}
 	defer stop()
 
-	var key meshapi.KeyCreateResponse
-	if status, er := do(t, "POST", admin.URL+meshapi.PathAdminKeys, "", meshapi.KeyCreateRequest{Reusable: true}, &key); status != http.StatusCreated {
+	var key meshapi.KeyCreateResponse // one-off: a second use would be refused
+	if status, er := do(t, "POST", admin.URL+meshapi.PathAdminKeys, "", meshapi.KeyCreateRequest{}, &key); status != http.StatusCreated {
 		t.Fatalf("key while the store works: %d %+v", status, er)
 	}
 
 	fs.failing.Store(true)
-	status, er := do(t, "POST", api.URL+meshapi.PathRegister, "",
-		meshapi.RegisterRequest{AuthKey: key.Key, Hostname: "web", PublicKey: randomKey()}, nil)
-	if status != http.StatusServiceUnavailable || er.Code != meshapi.ErrInternal {
-		t.Fatalf("registration with a failing store: %d %+v, want 503 internal", status, er)
+	req := meshapi.RegisterRequest{AuthKey: key.Key, Hostname: "web", PublicKey: randomKey(), Secret: meshapi.NewNodeSecret()}
+	for attempt := range 3 {
+		status, er := do(t, "POST", api.URL+meshapi.PathRegister, "", req, nil)
+		if status != http.StatusServiceUnavailable || er.Code != meshapi.ErrInternal {
+			t.Fatalf("registration attempt %d with a failing store: %d %+v, want 503 internal", attempt, status, er)
+		}
 	}
 	if status, h := health(t, api.URL); status != http.StatusServiceUnavailable || h.Status != "failing" || h.Store != "failing" {
 		t.Fatalf("healthz with a failing store: %d %+v", status, h)
@@ -97,6 +102,18 @@ func TestStoreFailureAnswers503AndRecovers(t *testing.T) {
 		status, h := health(t, api.URL)
 		return status == http.StatusOK && h.Status == "ok"
 	})
+	var reg meshapi.RegisterResponse
+	if status, er := do(t, "POST", api.URL+meshapi.PathRegister, "", req, &reg); status != http.StatusOK {
+		t.Fatalf("retry once the store works: %d %+v, want 200 with the node", status, er)
+	}
+	if reg.Node.ID != 1 || reg.Node.Name != "web" || reg.Secret != req.Secret {
+		t.Fatalf("retry got %+v (secret kept: %v), want node 1 \"web\" and the same secret", reg.Node, reg.Secret == req.Secret)
+	}
+	if ms, status, er := openStream(t, api.URL, reg.Secret, ""); ms == nil {
+		t.Fatalf("the node's secret does not open its stream: %d %+v", status, er)
+	} else {
+		ms.close()
+	}
 	// The write that failed was kept and retried: after a clean stop the
 	// file holds the node and the key's use.
 	stop()

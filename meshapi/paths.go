@@ -7,6 +7,9 @@ const (
 	PathMap       = "/v1/map"
 	PathEndpoints = "/v1/endpoints"
 	PathLogout    = "/v1/logout"
+	// PathRelay is the packet relay: an HTTP/1.1 upgrade or a WebSocket
+	// (see meshapi/relayproto).
+	PathRelay = "/v1/relay"
 )
 
 // Query parameters of GET /v1/map. A reconnecting client sends both: since

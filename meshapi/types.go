@@ -19,6 +19,12 @@ type RegisterRequest struct {
 	PublicKey Key `json:"public_key"`
 	// Endpoints are UDP addresses at which peers may reach the node, best first.
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// Secret is the node secret the node chose (NewNodeSecret), sent with
+	// every attempt of one registration: a retry with the same secret, auth
+	// key and public key gets the node the first attempt registered, never
+	// a second one. Optional: without it the coordinator makes the secret,
+	// and a retry whose first attempt was registered makes another node.
+	Secret string `json:"secret,omitempty"`
 }
 
 // RegisterResponse is the answer to a successful registration.

@@ -22,7 +22,8 @@ const DefaultProxyAddr = "127.0.0.1:1055"
 // Config describes one node. Coordinator, AuthKey and Hostname are
 // required.
 type Config struct {
-	// Coordinator is the meshcoord URL (MESH_COORDINATOR).
+	// Coordinator is the meshcoord URL, or a comma-separated list of the
+	// URLs of replicas of one mesh (MESH_COORDINATOR).
 	Coordinator string
 	// CoordinatorCAs, when not nil, are the only certificate authorities an
 	// https Coordinator's certificate may chain to (MESH_COORDINATOR_CA: a
@@ -70,10 +71,14 @@ type Config struct {
 
 func (c *Config) validate() error {
 	var errs []error
-	if u, err := controlclient.ParseCoordinatorURL(c.Coordinator); err != nil {
+	if urls, err := controlclient.ParseCoordinatorList(c.Coordinator); err != nil {
 		errs = append(errs, err)
-	} else if c.CoordinatorCAs != nil && u.Scheme != "https" {
-		errs = append(errs, fmt.Errorf("a coordinator CA is set (MESH_COORDINATOR_CA) but the coordinator address %s is not https: the CA only serves to check a TLS certificate; use https://", u.Redacted()))
+	} else if c.CoordinatorCAs != nil {
+		for _, u := range urls {
+			if u.Scheme != "https" {
+				errs = append(errs, fmt.Errorf("a coordinator CA is set (MESH_COORDINATOR_CA) but the coordinator address %s is not https: the CA only serves to check a TLS certificate; use https://", u.Redacted()))
+			}
+		}
 	}
 	if c.AuthKey == "" {
 		errs = append(errs, errors.New("no auth key: set MESH_AUTHKEY or MESH_AUTHKEY_FILE"))

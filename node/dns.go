@@ -57,7 +57,11 @@ func openDNS(cfg Config, names *nametable.Table) (*dnsAccess, error) {
 		return nil, dnsError(err)
 	}
 	log := cfg.Log.With("component", "dns")
-	srv, err := dnsserver.Listen(addr, dnsserver.Config{Names: names, Upstreams: upstreams(f.Config, listen.Addr()), Log: log})
+	ups := upstreams(f.Config, listen.Addr())
+	if len(ups) == 0 {
+		log.Warn("resolv.conf lists no nameserver but the mesh resolver itself: names outside the mesh will not resolve", "path", path)
+	}
+	srv, err := dnsserver.Listen(addr, dnsserver.Config{Names: names, Upstreams: ups, Log: log})
 	if err != nil {
 		return nil, dnsError(fmt.Errorf("resolver: %w", err))
 	}

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ type front struct {
 	foreign map[string]int // path → status answered by the front itself
 	hold    map[string]bool
 	served  map[string]int // foreign answers given, per path
+	passing map[*http.Request]context.CancelFunc
 }
 
 func newFront(t *testing.T, coordURL string) *front {
@@ -39,6 +41,7 @@ func newFront(t *testing.T, coordURL string) *front {
 		foreign: map[string]int{},
 		hold:    map[string]bool{},
 		served:  map[string]int{},
+		passing: map[*http.Request]context.CancelFunc{},
 	}
 	f.proxy.FlushInterval = -1 // the map stream is a stream
 	srv := httptest.NewServer(f)
@@ -74,7 +77,28 @@ func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "<html><head><title>%d %s</title></head><body><center><h1>%d %s</h1></center><hr><center>nginx</center></body></html>\n",
 			status, http.StatusText(status), status, http.StatusText(status))
 	default:
+		ctx, cancel := context.WithCancel(r.Context())
+		r = r.WithContext(ctx)
+		f.mu.Lock()
+		f.passing[r] = cancel
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			delete(f.passing, r)
+			f.mu.Unlock()
+			cancel()
+		}()
 		f.proxy.ServeHTTP(w, r)
+	}
+}
+
+// cut breaks every request passing through now (the map stream), as an
+// ingress does when it reloads.
+func (f *front) cut() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, cancel := range f.passing {
+		cancel()
 	}
 }
 

@@ -124,18 +124,27 @@ func (l localAccess) close() error {
 // address. Anything else fails at once with ErrNotInMesh, and is never
 // looked up or dialled on the normal network.
 func (n *Node) DialMesh(ctx context.Context, network, address string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", address, err)
-	}
-	addr, mesh, err := n.names.Resolve(host)
+	addr, port, mesh, err := n.resolveDest(address)
 	if err != nil {
 		return nil, err
 	}
 	if !mesh {
+		host, _, _ := net.SplitHostPort(address)
 		return nil, fmt.Errorf("%s: %w", host, ErrNotInMesh)
 	}
 	return n.dialMeshAddr(ctx, network, addr, port)
+}
+
+// resolveDest splits "host:port" and resolves host from the name table:
+// mesh is true for a mesh node (addr is then its address); an unknown name
+// under the mesh domain is an error.
+func (n *Node) resolveDest(address string) (addr netip.Addr, port string, mesh bool, err error) {
+	host, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return netip.Addr{}, "", false, fmt.Errorf("dial %s: %w", address, err)
+	}
+	addr, mesh, err = n.names.Resolve(host)
+	return addr, port, mesh, err
 }
 
 // dialMeshAddr dials a mesh address through the tunnel.

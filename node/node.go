@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -180,6 +181,13 @@ func (n *Node) Start(ctx context.Context) error {
 		Prefixes:   reg.Prefixes,
 		Mode:       n.cfg.Mode,
 		Log:        n.cfg.Log,
+		// Peers are reached through the coordinator's relay from the first
+		// packet, and directly once a path is validated.
+		Relay: &dataplane.RelayConfig{URL: n.client.URL(), Authorization: n.client.Authorization,
+			TLS: &tls.Config{RootCAs: n.cfg.CoordinatorCAs, MinVersion: tls.VersionTLS12}},
+	}
+	if n.endpointsFor != nil {
+		devCfg.AdvertiseEndpoints = func(port uint16) []netip.AddrPort { return n.endpointsFor(int(port)) }
 	}
 	devCh := make(chan devResult, 1)
 	go func(cfg dataplane.Config) {
@@ -346,11 +354,7 @@ func (n *Node) attach(dev *dataplane.Device) error {
 // Dial is the proxy's dial function: mesh names and mesh addresses go
 // through the tunnel, everything else to the normal network.
 func (n *Node) Dial(ctx context.Context, network, address string) (net.Conn, error) {
-	host, port, err := net.SplitHostPort(address)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", address, err)
-	}
-	addr, mesh, err := n.names.Resolve(host)
+	addr, port, mesh, err := n.resolveDest(address)
 	if err != nil {
 		return nil, err
 	}

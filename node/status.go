@@ -59,9 +59,16 @@ func (n *Node) Status() ctlsock.Status {
 			if t.Endpoint.IsValid() {
 				ps.Endpoint = t.Endpoint.String()
 			}
+			ps.Path, ps.PathReason = t.Path.Kind, t.Path.Reason
 			ps.LastHandshake, ps.RxBytes, ps.TxBytes = t.LastHandshake, t.RxBytes, t.TxBytes
 		}
 		s.Peers = append(s.Peers, ps)
+	}
+	if dp != nil {
+		if rs, ok := dp.Relay(); ok {
+			s.Relay = &ctlsock.RelayStatus{State: rs.State, Since: rs.Since, Kind: rs.Kind, LastError: rs.LastError,
+				Connects: rs.Reconnects, Dropped: rs.Dropped}
+		}
 	}
 	slices.SortFunc(s.Peers, func(a, b ctlsock.PeerStatus) int { return cmp.Compare(a.Name, b.Name) })
 	return s

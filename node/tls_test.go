@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -30,7 +31,7 @@ func TestCoordinatorWithAPrivateCA(t *testing.T) {
 	c := coordinatortest.NewServer(t, coordinator.Config{})
 	key := c.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true}).Key
 	ca := testcert.NewCA(t, "mesh test CA")
-	front := httptest.NewUnstartedServer(c.Coordinator.Handler())
+	front := httptest.NewUnstartedServer(c.Relay.Handler(c.Coordinator.Handler()))
 	front.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Issue(t, net.ParseIP("127.0.0.1")).TLS(t)}}
 	front.EnableHTTP2 = true
 	front.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes below
@@ -43,20 +44,36 @@ func TestCoordinatorWithAPrivateCA(t *testing.T) {
 		t.Fatalf("front URL %s", front.URL)
 	}
 
-	trusting, err := New(Config{Coordinator: front.URL, CoordinatorCAs: ca.Pool(), AuthKey: key, Hostname: "trusting",
-		Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
+	// Two nodes that trust the CA join, and reach each other: their map
+	// streams and their relay connections (the first path between peers)
+	// are all over HTTPS.
+	var trusting [2]*Node
+	for i, name := range []string{"trusting-a", "trusting-b"} {
+		n, err := New(Config{Coordinator: front.URL, CoordinatorCAs: ca.Pool(), AuthKey: key, Hostname: name,
+			ProxyAddr: "127.0.0.1:0", Forward: Forward{All: true}, Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loopbackOnly(n)
+		t.Cleanup(func() { n.Close() })
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err = n.Start(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("a node trusting the coordinator's CA did not join: %v", err)
+		}
+		trusting[i] = n
 	}
-	loopbackOnly(trusting)
-	t.Cleanup(func() { trusting.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := trusting.Start(ctx); err != nil {
-		t.Fatalf("a node trusting the coordinator's CA did not join: %v", err)
+	for _, n := range trusting {
+		eventually(t, "relay connected over HTTPS", func() (bool, string) {
+			st := n.Status()
+			return st.State == ctlsock.StateUp && st.Coordinator.State == "connected" && st.Relay != nil && st.Relay.State == "connected",
+				fmt.Sprintf("state %s, coordinator %+v, relay %+v", st.State, st.Coordinator, st.Relay)
+		})
 	}
-	if st := trusting.Status(); st.State != ctlsock.StateUp || st.Coordinator.State != "connected" {
-		t.Errorf("status %+v, want up and connected", st)
+	port := echoServer(t, "trusting-b")
+	if got, err := dialLine(trusting[0], "trusting-b:"+port); err != nil || got != "hello from trusting-b" {
+		t.Errorf("dial between the trusting nodes: %q, %v", got, err)
 	}
 
 	other := testcert.NewCA(t, "another CA")
@@ -79,8 +96,8 @@ func TestCoordinatorWithAPrivateCA(t *testing.T) {
 			t.Errorf("%s: Start = %v, want a certificate error at once that names MESH_COORDINATOR_CA", name, err)
 		}
 	}
-	if n := len(c.Nodes()); n != 1 {
-		t.Errorf("the coordinator has %d nodes, want only the trusting one", n)
+	if n := len(c.Nodes()); n != 2 {
+		t.Errorf("the coordinator has %d nodes, want only the two trusting ones", n)
 	}
 }
 

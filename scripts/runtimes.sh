@@ -3,8 +3,9 @@
 #
 #   runtimes.sh install                 install docker.io, containerd, runc, tini,
 #                                       util-linux, iproute2, and for the names
-#                                       suite postgresql, busybox-static and
-#                                       dnsmasq-base, from Debian when missing
+#                                       suite busybox-static and dnsmasq-base,
+#                                       from Debian when missing; PostgreSQL
+#                                       (server and psql) via postgres.sh install
 #   runtimes.sh start [docker|containerd|all]
 #                                       start private daemons in a new temp dir and
 #                                       print the environment to use them (eval it)
@@ -54,13 +55,9 @@ install() {
 	need=()
 	for p in docker:docker.io dockerd:docker.io containerd:containerd containerd-shim-runc-v2:containerd \
 		runc:runc tini:tini cgroupfs-mount:cgroupfs-mount unshare:util-linux nsenter:util-linux ip:iproute2 \
-		busybox:busybox-static dnsmasq:dnsmasq-base psql:postgresql-client getent:libc-bin; do
+		busybox:busybox-static dnsmasq:dnsmasq-base getent:libc-bin; do
 		command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
 	done
-	# The PostgreSQL server's programs are not on PATH (Debian keeps them in
-	# /usr/lib/postgresql/<version>/bin); the names suite runs initdb and
-	# postgres from there.
-	compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 	# The Debian docker CLI must be there even when another docker shadows it
 	# on PATH: it is the one that matches the daemon (see docker-cli).
 	[[ -x /usr/bin/docker ]] || need+=(docker.io)
@@ -82,6 +79,9 @@ install() {
 		if [[ -n $policy_added ]]; then rm -f /usr/sbin/policy-rc.d; fi
 		((rc == 0)) || die "apt-get install ${need[*]} failed (exit $rc)"
 	fi
+	# PostgreSQL (the names suite's psql tests, the replica suites) has its
+	# own script, the one source of truth for installing and running it.
+	bash "$(dirname "${BASH_SOURCE[0]}")/postgres.sh" install
 	ensure_cgroups
 }
 

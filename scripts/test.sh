@@ -3,7 +3,9 @@
 #   1. lint: gofmt and go vet
 #   2. unit tests with -race, fuzz seed corpora included (no root, no daemons)
 #   3. integration suites: real binaries as PID 1 in PID namespaces, network
-#      namespaces, a private dockerd and containerd (installed when missing).
+#      namespaces, a private dockerd and containerd (installed when missing),
+#      the store conformance suite on a real PostgreSQL; then the
+#      coordinator's lifecycle suites again with meshcoord on PostgreSQL
 #   4. the demo (the README's main job) as a smoke test
 # Under CI=true a skipped test, or a package that ran no test, fails the run:
 # nothing may silently not run in CI.
@@ -66,6 +68,19 @@ bash scripts/runtimes.sh install
 step "integration suites"
 export MESHINIT_INTEGRATION=1
 gotest "integration suites" /tmp/meshinit-integration.log '^(--- |ok|FAIL|panic)' -count=1 -timeout 60m -p 1 ./integration/...
+
+# The lifecycle suites once more with every coordinator on PostgreSQL (a
+# fresh database each, on one private server): the coordinator suite whole,
+# and the mesh suite's lifecycle tests, not its data-plane ones (which do
+# not depend on the database and would only double the time).
+step "lifecycle suites with meshcoord on PostgreSQL"
+export MESHINIT_COORD_DB=postgres
+gotest "coordinator suite on PostgreSQL" /tmp/meshinit-coordinator-pg.log '^(--- |ok|FAIL|panic)' \
+	-count=1 -timeout 20m -p 1 ./integration/coordinator/
+gotest "mesh lifecycle tests on PostgreSQL" /tmp/meshinit-mesh-pg.log '^(--- |ok|FAIL|panic)' \
+	-count=1 -timeout 20m -p 1 ./integration/mesh/ \
+	-run '^Test(StopSignalLogsOutAtOnce|KilledNodeIsCollectedAfterTimeout|SlowCommandStillLogsOutBeforeDeadline|CoordinatorGoneBeforeStop|LogoutVerbWhileCommandRuns|NodesSurviveCoordinatorRestart)$'
+unset MESHINIT_COORD_DB
 
 step "demo (the README's main job, as a smoke test)"
 make -s build

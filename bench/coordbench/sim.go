@@ -49,7 +49,7 @@ var hc = &http.Client{Transport: &http.Transport{
 func register(url, key, hostname string) (*sim, error) {
 	var pub meshapi.Key
 	rand.Read(pub[:])
-	body, _ := json.Marshal(meshapi.RegisterRequest{AuthKey: key, Hostname: hostname, PublicKey: pub})
+	body, _ := json.Marshal(meshapi.RegisterRequest{AuthKey: key, Hostname: hostname, PublicKey: pub, Secret: meshapi.NewNodeSecret()})
 	resp, err := hc.Post(url+meshapi.PathRegister, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return nil, err

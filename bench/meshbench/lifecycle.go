@@ -187,25 +187,40 @@ func logTime(stderr []byte, msg string) (time.Time, map[string]any, bool) {
 	return time.Time{}, nil, false
 }
 
+// benchMesh starts a coordinator in a new temp dir and creates an
+// ephemeral, reusable key; done stops it and removes the dir.
+func benchMesh(meshcoord, prefix string) (dir string, coord *coordProc, key *meshapi.KeyCreateResponse, done func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	coord, err = startCoordinator(meshcoord, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, nil, nil, err
+	}
+	done = func() {
+		coord.stop()
+		os.RemoveAll(dir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key, err = coord.admin.CreateKey(ctx, meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true, Description: prefix})
+	if err != nil {
+		done()
+		return "", nil, nil, nil, fmt.Errorf("creating a key: %w", err)
+	}
+	return dir, coord, key, done, nil
+}
+
 // runLifecycle measures join and deletion, runs times each, and prints the
 // table.
 func runLifecycle(b binaries, runs int) error {
-	dir, err := os.MkdirTemp("", "meshbench-lc-")
+	dir, coord, k, done, err := benchMesh(b.meshcoord, "meshbench-lc-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	coord, err := startCoordinator(b.meshcoord, dir)
-	if err != nil {
-		return err
-	}
-	defer coord.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	k, err := coord.admin.CreateKey(ctx, meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true, Description: "meshbench"})
-	if err != nil {
-		return fmt.Errorf("creating a key: %w", err)
-	}
+	defer done()
 	app := []string{b.meshdemo, "hang"}
 	baseEnv := []string{"PATH=" + os.Getenv("PATH")}
 

@@ -4,7 +4,14 @@
 //   - lifecycle (lifecycle.go): exec → app running with the mesh up (join),
 //     and stop signal / app exit → node deleted at the coordinator;
 //
-//   - the data plane's throughput and memory, in the data plane's own file.
+//   - hung (hung.go): stop signal → meshinit exited when the coordinator
+//     stops answering, alone and with a "meshinit logout" stuck on it;
+//
+//   - the data plane's throughput and memory, in the data plane's own file;
+//
+//   - names (names.go): the mesh resolver's answer latency against a
+//     caching dnsmasq, and MESH_CONNECT's throughput against the SOCKS5
+//     proxy.
 //
 //     go run ./bench/meshbench [-runs 15] [-only lifecycle]
 //

@@ -29,6 +29,7 @@ import (
 
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/dataplane"
+	"github.com/meshinit/meshinit/node/localfwd"
 	"github.com/meshinit/meshinit/node/proxy"
 )
 
@@ -50,6 +51,10 @@ func init() {
 		err = dpSinkRole()
 	case "source":
 		err = dpSourceRole()
+	case "dns-origin": // names.go
+		err = dnsOriginRole()
+	case "dns-server":
+		err = dnsServerRole()
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -124,8 +129,25 @@ func dpNodeRole() error {
 	pub := dev.PublicKey()
 	fmt.Printf("UP %s %d %s\n", hex.EncodeToString(pub[:]), dev.ListenPort(), proxyAddr)
 	sc := bufio.NewScanner(os.Stdin)
+	var fwd *localfwd.Forwarders
+	defer func() {
+		if fwd != nil {
+			fwd.Close()
+		}
+	}()
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
+		if len(f) == 2 && f[0] == "CONNECT" && fwd == nil {
+			// MESH_CONNECT's forwarder to <ip:port> on a free local port
+			// (names.go's connect part): answers "OK <local address>".
+			fwd, err = dpConnect(dev, f[1])
+			if err != nil {
+				fmt.Println("ERR", err)
+				continue
+			}
+			fmt.Println("OK", fwd.Addrs()[0])
+			continue
+		}
 		if len(f) != 4 || f[0] != "PEER" {
 			fmt.Println("ERR want PEER <key> <ipv4> <endpoint>")
 			continue

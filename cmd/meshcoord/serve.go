@@ -28,13 +28,13 @@ func serveCommand() *cli.Command {
 		Usage: "run the coordinator",
 		Description: `Serves the node API on --listen (plain HTTP/1.1 and h2c, or HTTPS with --tls-cert
 and --tls-key) and the admin API on --admin-socket. State lives in one SQLite file (--db),
-created on first start. When the server listens it logs "msg=listening url=..." and, with
+created on first start, or in a PostgreSQL database (--db postgres://...). When the server listens it logs "msg=listening url=..." and, with
 --addr-file, writes its URL to that file (handy with --listen 127.0.0.1:0).`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", EnvVars: []string{"MESHCOORD_LISTEN"}, Value: DefaultListen,
 				Usage: "TCP address of the node API (port 0: any free port)"},
 			&cli.StringFlag{Name: "db", EnvVars: []string{"MESHCOORD_DB"}, Value: "meshcoord.db",
-				Usage: "SQLite database file (created on first start)"},
+				Usage: "SQLite database file (created on first start), or a postgres:// URL"},
 			socketFlag(),
 			tokenFlag("allow the admin API over TCP for requests with this bearer token"),
 			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"MESHCOORD_TLS_CERT"}, Usage: "PEM certificate: serve HTTPS"},
@@ -55,7 +55,7 @@ created on first start. When the server listens it logs "msg=listening url=..." 
 				Usage: "access policy file (docs/policy.md): put in force at start and again on SIGHUP"},
 			&cli.StringFlag{Name: "log-format", EnvVars: []string{"MESHCOORD_LOG_FORMAT"}, Value: "text", Usage: "text or json"},
 			&cli.StringFlag{Name: "log-level", EnvVars: []string{"MESHCOORD_LOG_LEVEL"}, Value: "info", Usage: "debug, info, warn or error"},
-		},
+		}, relayFlags()...),
 		Action: serve,
 	}
 }
@@ -124,7 +124,7 @@ func serve(c *cli.Context) error {
 	}
 	defer adminLn.Close()
 
-	st, err := store.OpenSQLite(ctx, c.String("db"))
+	st, err := store.Open(ctx, c.String("db"), log)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,13 @@ func serve(c *cli.Context) error {
 		}
 		return srv
 	}
-	apiSrv := newServer(coord.Handler(), tlsConfig)
+	api, stopRelay, err := startRelay(c, coord, coord.Handler(), log)
+	if err != nil {
+		coord.Close()
+		return err
+	}
+	defer stopRelay()
+	apiSrv := newServer(api, tlsConfig)
 	adminSrv := newServer(coord.AdminHandler(), nil)
 
 	scheme := "http"
@@ -177,7 +183,7 @@ func serve(c *cli.Context) error {
 			log.Error("writing --addr-file", "file", f, "err", err)
 		}
 	}
-	log.Info("listening", "url", url, "admin_socket", c.String("admin-socket"), "db", c.String("db"),
+	log.Info("listening", "url", url, "admin_socket", c.String("admin-socket"), "db", store.Redacted(c.String("db")),
 		"ephemeral_timeout", cfg.EphemeralTimeout, "reconnect_grace", cfg.ReconnectGrace, "admin_over_tcp", cfg.AdminToken != "")
 
 	var runErr error
@@ -193,6 +199,7 @@ func serve(c *cli.Context) error {
 	defer cancel()
 	done := make(chan struct{})
 	go func() {
+		stopRelay() // hijacked connections are not the HTTP server's to close
 		apiSrv.Shutdown(shutCtx)
 		adminSrv.Shutdown(shutCtx)
 		close(done)

@@ -15,8 +15,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/meshinit/meshinit/cmd/meshinit/internal/procsecret"
 	"github.com/meshinit/meshinit/shim"
 	// For `meshinit -- COMMAND`, install the signal handlers while the
 	// other packages initialise (about 1 ms of start-up, see the package).
@@ -154,6 +156,7 @@ func supervise(s settings, args []string) (int, error) {
 	if !o.meshEnabled() {
 		return shim.Run(cfg), nil
 	}
+	protectSecrets(o)
 	m, err := newMesh(o)
 	if err != nil {
 		o.log.Error("cannot set up the mesh; the command was not started", "err", err)
@@ -163,6 +166,33 @@ func supervise(s settings, args []string) (int, error) {
 	code := shim.Run(cfg)
 	m.closeListeners()
 	return code, nil
+}
+
+// protectSecrets keeps the auth key, and the node secret and WireGuard key
+// meshinit is about to hold, out of the command's reach through /proc
+// (procsecret): before the command exists, meshinit becomes non-dumpable
+// and the key is overwritten where /proc/<pid>/environ and cmdline show it.
+func protectSecrets(o *options) {
+	if err := procsecret.Protect(o.authKey); err != nil {
+		o.log.Warn("cannot fully hide the mesh secrets from the command through /proc", "err", err)
+	}
+	if authKeyOnCommandLine(os.Args) {
+		o.log.Warn("the auth key was given on the command line (--" + flagAuthKey + "): until meshinit overwrote it, any process could read it in /proc/<pid>/cmdline, and the container's configuration still shows it; prefer MESH_AUTHKEY_FILE")
+	}
+}
+
+// authKeyOnCommandLine reports whether argv sets --authkey before "--".
+func authKeyOnCommandLine(argv []string) bool {
+	for _, a := range argv[1:] {
+		if a == "--" {
+			return false
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == flagAuthKey {
+			return true
+		}
+	}
+	return false
 }
 
 // boundPrepare limits the mesh start-up to MESH_WAIT_TIMEOUT.

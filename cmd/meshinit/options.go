@@ -32,7 +32,9 @@ func (o *options) meshEnabled() bool { return o.authKey != "" || o.authKeyFile !
 // bad value (never an auth key) and what is accepted.
 func optionsFrom(c settings) (*options, error) {
 	o := &options{
-		authKey:       c.String(flagAuthKey),
+		// A copy: the value read shares memory with the environment or
+		// argv block, which procsecret overwrites.
+		authKey:       strings.Clone(c.String(flagAuthKey)),
 		authKeyFile:   c.String(flagAuthKeyFile),
 		coordinator:   c.String(flagCoordinator),
 		coordinatorCA: c.String(flagCoordinatorCA),

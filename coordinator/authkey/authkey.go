@@ -16,11 +16,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/meshinit/meshinit/meshapi"
 )
 
 const (
 	keyPrefix    = "mkey-"
-	secretPrefix = "mnode-"
+	secretPrefix = meshapi.NodeSecretPrefix
 	idHexLen     = 16
 	secretHexLen = 64
 )
@@ -85,13 +87,11 @@ func (k Key) Matches(h Hash) bool {
 	return subtle.ConstantTimeCompare(got[:], h[:]) == 1
 }
 
-// NewNodeSecret makes a fresh node secret and returns it with its hash.
-func NewNodeSecret() (string, Hash, error) {
-	sec, err := randomHex(secretHexLen / 2)
-	if err != nil {
-		return "", Hash{}, err
-	}
-	return secretPrefix + sec, sum(sec), nil
+// NewNodeSecret makes a fresh node secret (meshapi.NewNodeSecret) and
+// returns it with its hash.
+func NewNodeSecret() (string, Hash) {
+	s := meshapi.NewNodeSecret()
+	return s, sum(strings.TrimPrefix(s, secretPrefix))
 }
 
 // ParseNodeSecret checks the shape of a node secret and returns its hash, the

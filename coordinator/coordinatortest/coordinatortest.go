@@ -24,6 +24,7 @@ import (
 
 	"github.com/meshinit/meshinit/coordinator"
 	"github.com/meshinit/meshinit/coordinator/adminclient"
+	"github.com/meshinit/meshinit/coordinator/relay"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -44,6 +45,8 @@ type Server struct {
 	Admin *adminclient.Client
 	// Coordinator is the server itself.
 	Coordinator *coordinator.Server
+	// Relay is the packet relay served next to the node API at /v1/relay.
+	Relay *relay.Server
 
 	t     testing.TB
 	api   *httptest.Server
@@ -69,10 +72,16 @@ func NewServer(t testing.TB, cfg coordinator.Config) *Server {
 		st.Close()
 		t.Fatalf("coordinatortest: starting the coordinator: %v", err)
 	}
+	rl, err := relay.ForCoordinator(srv, relay.Config{Log: cfg.Logger})
+	if err != nil {
+		srv.Close()
+		t.Fatalf("coordinatortest: starting the relay: %v", err)
+	}
 	s := &Server{
 		Coordinator: srv,
+		Relay:       rl,
 		t:           t,
-		api:         httptest.NewServer(srv.Handler()),
+		api:         httptest.NewServer(rl.Handler(srv.Handler())),
 		admin:       httptest.NewServer(srv.AdminHandler()),
 	}
 	s.URL, s.AdminURL = s.api.URL, s.admin.URL
@@ -94,6 +103,7 @@ func (s *Server) Close() {
 	if s.Coordinator == nil {
 		return
 	}
+	s.Relay.Close()
 	if err := s.Coordinator.Close(); err != nil {
 		s.t.Errorf("coordinatortest: closing the coordinator: %v", err)
 	}

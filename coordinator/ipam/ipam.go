@@ -59,8 +59,14 @@ func New(ula netip.Prefix) (*Pool, error) {
 // Prefixes returns the mesh's two ranges, IPv4 first.
 func (p *Pool) Prefixes() []netip.Prefix { return []netip.Prefix{V4Prefix, p.v6} }
 
+// Capacity is how many address pairs a pool hands out.
+const Capacity = size - 2
+
 // InUse returns how many node addresses are allocated.
 func (p *Pool) InUse() int { return p.n }
+
+// Free returns how many address pairs are left.
+func (p *Pool) Free() int { return Capacity - p.n }
 
 // Allocate returns the lowest free address pair.
 func (p *Pool) Allocate() (v4, v6 netip.Addr, err error) {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,27 +226,17 @@ func (s *SQLite) loadKeys(ctx context.Context) ([]KeyRecord, error) {
 		return nil, err
 	}
 	var out []KeyRecord
+	var raw rawKey
 	for rows.Next() {
-		var k KeyRecord
-		var hash []byte
-		var tags string
-		var created, expires, revoked, timeout int64
-		if err := rows.Scan(&k.ID, &hash, &k.Description, &k.Ephemeral, &k.Reusable, &tags,
-			&created, &expires, &revoked, &timeout, &k.Uses); err != nil {
+		if err := rows.Scan(raw.dest()...); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		if len(hash) != len(k.Hash) {
+		k, err := raw.decode()
+		if err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("key %s: stored hash has %d bytes", k.ID, len(hash))
+			return nil, err
 		}
-		copy(k.Hash[:], hash)
-		if err := json.Unmarshal([]byte(tags), &k.Tags); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("key %s: tags: %w", k.ID, err)
-		}
-		k.Created, k.Expires, k.Revoked = unnanos(created), unnanos(expires), unnanos(revoked)
-		k.EphemeralTimeout = time.Duration(timeout)
 		out = append(out, k)
 	}
 	return out, closeRows(rows)
@@ -261,40 +250,17 @@ func (s *SQLite) loadNodes(ctx context.Context) ([]NodeRecord, error) {
 		return nil, err
 	}
 	var out []NodeRecord
+	var raw rawNode
 	for rows.Next() {
-		var n NodeRecord
-		var id, created, lastSeen, timeout, deadline int64
-		var v4, v6, endpoints, tags string
-		var pub, secret []byte
-		if err := rows.Scan(&id, &n.Name, &n.Hostname, &v4, &v6, &pub, &endpoints, &n.Ephemeral, &tags,
-			&created, &lastSeen, &n.KeyID, &secret, &n.LoggedOut, &n.Online, &timeout, &deadline); err != nil {
+		if err := rows.Scan(raw.dest()...); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		n.ID = uint64(id)
-		bad := func(what string, err error) error {
+		n, err := raw.decode()
+		if err != nil {
 			rows.Close()
-			return fmt.Errorf("node %d: %s: %v", id, what, err)
+			return nil, err
 		}
-		if n.IPv4, err = netip.ParseAddr(v4); err != nil {
-			return nil, bad("ipv4", err)
-		}
-		if n.IPv6, err = netip.ParseAddr(v6); err != nil {
-			return nil, bad("ipv6", err)
-		}
-		if len(pub) != len(n.PublicKey) || len(secret) != len(n.SecretHash) {
-			return nil, bad("keys", errors.New("wrong length"))
-		}
-		copy(n.PublicKey[:], pub)
-		copy(n.SecretHash[:], secret)
-		if err := json.Unmarshal([]byte(endpoints), &n.Endpoints); err != nil {
-			return nil, bad("endpoints", err)
-		}
-		if err := json.Unmarshal([]byte(tags), &n.Tags); err != nil {
-			return nil, bad("tags", err)
-		}
-		n.Created, n.LastSeen, n.GCDeadline = unnanos(created), unnanos(lastSeen), unnanos(deadline)
-		n.GCTimeout = time.Duration(timeout)
 		out = append(out, n)
 	}
 	return out, closeRows(rows)

@@ -10,6 +10,7 @@ package store
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -122,3 +123,21 @@ func SetMeta(name, value string) Op { return Op{kind: opSetMeta, name: name, val
 
 // Event returns the event an AddEvent op appends.
 func (o *Op) Event() (meshapi.Event, bool) { return o.event, o.kind == opAddEvent }
+
+// Open opens the database db names: a PostgreSQL database for a
+// postgres:// or postgresql:// URL, else a SQLite file. log gets the
+// store's own lines (PostgreSQL's connection troubles).
+func Open(ctx context.Context, db string, log *slog.Logger) (Store, error) {
+	if IsPostgresURL(db) {
+		return OpenPostgres(ctx, db, log)
+	}
+	return OpenSQLite(ctx, db)
+}
+
+// Redacted returns db as it may be logged: a URL loses its password.
+func Redacted(db string) string {
+	if IsPostgresURL(db) {
+		return redactURL(db)
+	}
+	return db
+}

@@ -9,6 +9,16 @@ import (
 	"github.com/meshinit/meshinit/integration/internal/harness"
 )
 
+// meshOnLAN starts a coordinator and a private LAN, and returns the LAN,
+// the coordinator's URL on it and an ephemeral, reusable key.
+func meshOnLAN(t *testing.T) (l *lan, coordURL, key string) {
+	t.Helper()
+	c := coordtest.Start(t, coordtest.Options{})
+	key = c.CreateKey(t, "--ephemeral", "--reusable")
+	l = newLAN(t)
+	return l, "http://" + l.relayIntoHub(c.Addr), key
+}
+
 // startDB starts the node "db" on its own host of the LAN: a userspace
 // node whose command is a real PostgreSQL server on 127.0.0.1:5432, which
 // the node forwards from its mesh address.
@@ -27,10 +37,7 @@ func startDB(t *testing.T, l *lan, coordURL, key string) *meshinit {
 // logs a line.
 func TestPsqlThroughMeshConnect(t *testing.T) {
 	harness.Integration(t)
-	c := coordtest.Start(t, coordtest.Options{})
-	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	l := newLAN(t)
-	coordURL := "http://" + l.relayIntoHub(c.Addr)
+	l, coordURL, key := meshOnLAN(t)
 	startDB(t, l, coordURL, key)
 
 	ns, _ := l.addHost()
@@ -59,10 +66,7 @@ func TestPsqlThroughMeshConnect(t *testing.T) {
 // connections over the mesh.
 func TestWaitForHoldsTheAppUntilThePeerAnswers(t *testing.T) {
 	harness.Integration(t)
-	c := coordtest.Start(t, coordtest.Options{})
-	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	l := newLAN(t)
-	coordURL := "http://" + l.relayIntoHub(c.Addr)
+	l, coordURL, key := meshOnLAN(t)
 
 	ns, _ := l.addHost()
 	client := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "app", netns: ns,

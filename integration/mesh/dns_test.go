@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
-	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
 	"github.com/meshinit/meshinit/internal/syncbuf"
 	"github.com/meshinit/meshinit/node/ctlsock"
@@ -165,10 +164,7 @@ func (m *meshinit) waitPeer(name string, want bool) {
 func TestTUNNamesGetentAndNslookupAgree(t *testing.T) {
 	harness.Integration(t)
 	harness.LookPath(t, "busybox")
-	c := coordtest.Start(t, coordtest.Options{})
-	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	l := newLAN(t)
-	coordURL := "http://" + l.relayIntoHub(c.Addr)
+	l, coordURL, key := meshOnLAN(t)
 
 	nsDB, _ := l.addHost()
 	db := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "db", netns: nsDB,
@@ -280,10 +276,7 @@ func queryInNetns(t *testing.T, ns, name string, typ dnsmessage.Type) *dnsmessag
 // could keep the old answer; getent asks every time.)
 func TestTUNNameJoinAndLeaveSeenAtOnce(t *testing.T) {
 	harness.Integration(t)
-	c := coordtest.Start(t, coordtest.Options{})
-	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	l := newLAN(t)
-	coordURL := "http://" + l.relayIntoHub(c.Addr)
+	l, coordURL, key := meshOnLAN(t)
 
 	nsApp, _ := l.addHost()
 	app := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "app", netns: nsApp, env: []string{"MESH_NET=tun"}})
@@ -321,10 +314,7 @@ func TestTUNNameJoinAndLeaveSeenAtOnce(t *testing.T) {
 func TestResolvConfRestoredByteForByte(t *testing.T) {
 	harness.Integration(t)
 	hostBefore, _ := os.ReadFile("/etc/resolv.conf")
-	c := coordtest.Start(t, coordtest.Options{})
-	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	l := newLAN(t)
-	coordURL := "http://" + l.relayIntoHub(c.Addr)
+	l, coordURL, key := meshOnLAN(t)
 	ns, _ := l.addHost()
 	file := resolvConfFile(t, originalResolvConf)
 	before, _ := os.Stat(file)

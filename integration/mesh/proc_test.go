@@ -40,6 +40,9 @@ type nodeSpec struct {
 	// namespace, as Docker does; "" gives the node an empty one of its own
 	// (a TUN node rewrites it: never the host's).
 	resolvConf string
+	bin        string   // the meshinit binary; defaults to the harness's
+	wrap       []string // runs meshinit (as its last argument list) inside the PID namespace
+	args       []string // meshinit's own arguments before "--"
 }
 
 // meshinit is one running meshinit, PID 1 of its own PID namespace.
@@ -73,7 +76,10 @@ func shortDir(t *testing.T) string {
 // proxy is on a free port unless spec.env says otherwise.
 func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 	t.Helper()
-	bin := harness.Binary(t, "meshinit")
+	bin := spec.bin
+	if bin == "" {
+		bin = harness.Binary(t, "meshinit")
+	}
 	command := spec.command
 	if command == nil {
 		command = []string{demo(t), "hang"}
@@ -91,25 +97,31 @@ func startMeshinit(t *testing.T, spec nodeSpec) *meshinit {
 		}
 	}
 	argv = append(argv, "sh", "-c", `mount --bind "$0" /etc/resolv.conf && exec "$@"`, resolv)
-	argv = append(argv, bin, "--")
+	argv = append(argv, spec.wrap...)
+	argv = append(argv, bin)
+	argv = append(argv, spec.args...)
+	argv = append(argv, "--")
 	argv = append(argv, command...)
 	if spec.netns != "" {
 		argv = append([]string{harness.LookPath(t, "ip"), "netns", "exec", spec.netns}, argv...)
 	}
 	m := &meshinit{t: t, stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, exited: make(chan struct{}),
 		socket: filepath.Join(shortDir(t), "ctl.sock")}
-	env := []string{
+	// spec.env overrides these defaults (a process sees the first of two
+	// entries with one name, so the defaults it sets are left out).
+	overridden := func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return slices.ContainsFunc(spec.env, func(e string) bool { return strings.HasPrefix(e, name+"=") })
+	}
+	env := slices.DeleteFunc([]string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"MESH_COORDINATOR=" + spec.coord,
 		"MESH_CONTROL_SOCKET=" + m.socket,
 		"MESH_WAIT_TIMEOUT=10s",
 		"MESH_LOG_LEVEL=debug",
-	}
-	// Nodes of one test share a loopback: each proxy takes a free port,
-	// unless the spec says otherwise.
-	if !slices.ContainsFunc(spec.env, func(kv string) bool { return strings.HasPrefix(kv, "MESH_PROXY=") }) {
-		env = append(env, "MESH_PROXY=127.0.0.1:0")
-	}
+		// Nodes of one test share a loopback: each proxy takes a free port.
+		"MESH_PROXY=127.0.0.1:0",
+	}, overridden)
 	if spec.hostname != "" {
 		env = append(env, "MESH_HOSTNAME="+spec.hostname)
 	}

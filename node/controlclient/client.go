@@ -39,14 +39,15 @@ type Options struct {
 	RootCAs *x509.CertPool
 }
 
-// Client talks to one coordinator on behalf of one node. After Register it
-// holds the node secret (in memory only) and authenticates every call with
-// it. Its methods are safe for concurrent use.
+// Client talks to the coordinator on behalf of one node: to one of a list
+// of replicas, failing over to the next when one fails (see New). After
+// Register it holds the node secret (in memory only) and authenticates
+// every call with it. Its methods are safe for concurrent use.
 type Client struct {
-	base *url.URL
-	hc   *http.Client
-	log  *slog.Logger
-	ua   string
+	coords *coordinators
+	hc     *http.Client
+	log    *slog.Logger
+	ua     string
 
 	mu     sync.Mutex
 	secret string
@@ -55,9 +56,15 @@ type Client struct {
 }
 
 // New returns a client for the coordinator at base ("http://host:port" or
-// "https://…"; a bare "host:port" means http).
+// "https://…"; a bare "host:port" means http), or for the replicas of one
+// mesh given as a comma-separated list of such addresses. With a list, the
+// client uses one replica at a time and stays with it while it works; a
+// failure another replica could serve (unreachable, a 5xx or 429, an answer
+// from something in front of the coordinator) moves the next attempt to the
+// next replica, round robin. The coordinator's own refusals (4xx) are final
+// whichever replica gave them: all of them share one state.
 func New(base string, opts Options) (*Client, error) {
-	u, err := ParseCoordinatorURL(base)
+	urls, err := ParseCoordinatorList(base)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +80,7 @@ func New(base string, opts Options) (*Client, error) {
 	if ua == "" {
 		ua = "meshinit"
 	}
-	return &Client{base: u, hc: hc, log: log, ua: ua}, nil
+	return &Client{coords: &coordinators{urls: urls, log: log}, hc: hc, log: log, ua: ua}, nil
 }
 
 // ParseCoordinatorURL checks and normalises a coordinator address.
@@ -102,8 +109,8 @@ func ParseCoordinatorURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// URL returns the coordinator's base URL.
-func (c *Client) URL() string { return c.base.String() }
+// URL returns the base URL of the coordinator in use now.
+func (c *Client) URL() string { return c.coords.current().String() }
 
 func defaultHTTPClient(rootCAs *x509.CertPool) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
@@ -144,7 +151,7 @@ func (c *Client) bearer() (string, error) {
 
 // newRequest builds a request to path; auth adds the node secret.
 func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body any, auth bool) (*http.Request, error) {
-	u := *c.base
+	u := *c.coords.current()
 	u.Path += path
 	if query != nil {
 		u.RawQuery = query.Encode()
@@ -176,19 +183,17 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 }
 
 // do sends req and decodes a 2xx JSON answer into out (nil: discard it).
-// Transport failures come back as *UnreachableError, non-2xx answers as
-// *meshapi.Error.
+// Transport failures come back as *UnreachableError, the coordinator's
+// error answers as *meshapi.Error, other error answers as
+// *ForeignAnswerError.
 func (c *Client) do(req *http.Request, out any) error {
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		if cv := (*tls.CertificateVerificationError)(nil); errors.As(err, &cv) {
-			return &CertificateError{URL: c.base.Redacted(), Err: cv}
-		}
-		return &UnreachableError{URL: c.base.Redacted(), Err: err}
+		return c.failed(req, noAnswer(req, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return readError(resp)
+		return c.failed(req, c.readError(resp))
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
@@ -213,9 +218,10 @@ func decodeLenient(r io.Reader, limit int64, v any) error {
 	return nil
 }
 
-// readError turns a non-2xx answer into a *meshapi.Error, keeping the
-// server's code and message when the body is an ErrorBody.
-func readError(resp *http.Response) error {
+// readError turns a non-2xx answer into the coordinator's *meshapi.Error
+// when the body is its ErrorBody, and into a *ForeignAnswerError when it is
+// not: then something in front of the coordinator answered.
+func (c *Client) readError(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	var eb meshapi.ErrorBody
 	if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
@@ -223,21 +229,35 @@ func readError(resp *http.Response) error {
 		e.Status = resp.StatusCode
 		return &e
 	}
-	msg := strings.TrimSpace(string(data))
-	if len(msg) > 200 {
-		msg = msg[:200] + "…"
+	body := strings.TrimSpace(string(data))
+	if len(body) > 200 {
+		body = body[:200] + "…"
 	}
-	if msg == "" {
-		msg = http.StatusText(resp.StatusCode)
+	where := c.URL()
+	if resp.Request != nil {
+		where = baseOf(resp.Request)
 	}
-	code := meshapi.ErrInternal
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		code = meshapi.ErrUnauthorized
-	case resp.StatusCode == http.StatusNotFound:
-		code = meshapi.ErrNotFound
-	case resp.StatusCode < 500:
-		code = meshapi.ErrInvalidRequest
-	}
-	return &meshapi.Error{Code: code, Message: msg, Status: resp.StatusCode}
+	return &ForeignAnswerError{URL: where, Status: resp.StatusCode, Body: body}
 }
+
+// failed returns err, after moving off the coordinator req went to when
+// another one could serve what it failed (the caller's ctx did not end):
+// a retryable failure, or a certificate this node does not trust (that
+// replica's certificate may be the one that is wrong).
+func (c *Client) failed(req *http.Request, err error) error {
+	var ce *CertificateError
+	if req.Context().Err() == nil && (retryable(err) || errors.As(err, &ce)) {
+		c.coords.failed(req.URL, err)
+	}
+	return err
+}
+
+// baseOf names the coordinator a request went to, for messages.
+func baseOf(req *http.Request) string {
+	u := url.URL{Scheme: req.URL.Scheme, Host: req.URL.Host}
+	return u.String()
+}
+
+// Authorization returns the "Bearer <node secret>" header value for other
+// connections to this coordinator (the relay). Never log it.
+func (c *Client) Authorization() (string, error) { return c.bearer() }

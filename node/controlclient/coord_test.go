@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,5 +400,39 @@ func TestSecretsNeverLogged(t *testing.T) {
 		if s == "" || strings.Contains(out, s) {
 			t.Errorf("the %s appears in the log (or is empty):\n%s", what, out)
 		}
+	}
+}
+
+// TestRegisterRetryAfterLostAnswerGetsTheSameNode: the coordinator
+// registers the node but its answer is lost (a proxy in front answers 502
+// instead). The client retries with the same node secret and gets that
+// node: no second node, and its one-off key is not "used" by the retry.
+func TestRegisterRetryAfterLostAnswerGetsTheSameNode(t *testing.T) {
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	key := co.CreateKey(meshapi.KeyCreateRequest{})
+	target, err := url.Parse(co.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var lost atomic.Bool
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.URL.Path == meshapi.PathRegister && lost.CompareAndSwap(false, true) {
+			return errors.New("the answer is lost on the way back") // the proxy answers 502
+		}
+		return nil
+	}
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	front := httptest.NewServer(proxy)
+	defer front.Close()
+
+	c := newTestClient(t, front.URL, Options{})
+	resp := register(t, c, key.Key, "web", 7)
+	if !lost.Load() {
+		t.Fatal("the first answer was not lost: nothing was tested")
+	}
+	nodes := co.Nodes()
+	if len(nodes) != 1 || nodes[0].ID != resp.Node.ID || resp.Node.Name != "web" {
+		t.Fatalf("after a retry: nodes %+v, answer %+v; want the one node the first attempt made", nodes, resp.Node)
 	}
 }

@@ -2,6 +2,9 @@ package controlclient
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/meshinit/meshinit/meshapi"
@@ -76,4 +79,46 @@ func TestParseCoordinatorURL(t *testing.T) {
 			t.Errorf("ParseCoordinatorURL(%q) accepted", in)
 		}
 	}
+}
+
+// FuzzErrorAnswer feeds error answers from whatever sits at the
+// coordinator's address through readError: nothing panics, only a body
+// that is the coordinator's ErrorBody (a non-empty code) can ever count as
+// logged out, and every other answer is retried.
+func FuzzErrorAnswer(f *testing.F) {
+	for _, s := range []struct {
+		status int
+		body   string
+	}{
+		{401, `{"error":{"code":"logged_out","message":"node logged out"}}`},
+		{401, `{"error":{"code":"unauthorized","message":"unknown node secret"}}`},
+		{403, `{"error":{"code":"forbidden","message":"not yours"}}`},
+		{401, "<html><body><h1>401 Authorization Required</h1>nginx</body></html>"},
+		{403, "Forbidden"},
+		{403, `{"error":"forbidden"}`},
+		{401, `{"error":{"code":""}}`},
+		{502, ""},
+		{404, `{"message":"no route"}`},
+	} {
+		f.Add(s.status, s.body)
+	}
+	c, err := New("http://127.0.0.1:1", Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, status int, body string) {
+		if status < 100 || status > 999 {
+			return
+		}
+		resp := &http.Response{StatusCode: status, Body: io.NopCloser(strings.NewReader(body))}
+		err := c.readError(resp)
+		var eb meshapi.ErrorBody
+		own := json.Unmarshal([]byte(body), &eb) == nil && eb.Error.Code != ""
+		if IsLoggedOut(err) && !own {
+			t.Fatalf("HTTP %d %q counts as logged out without the coordinator's error body", status, body)
+		}
+		if !own && !retryable(err) {
+			t.Fatalf("HTTP %d %q is not the coordinator's answer but is not retried: %v", status, body, err)
+		}
+	})
 }

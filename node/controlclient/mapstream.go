@@ -40,9 +40,19 @@ type FollowOptions struct {
 	// before the coordinator has announced its keepalive interval.
 	// Default 10s.
 	FirstLineTimeout time.Duration
-	// Backoff paces reconnects; default 50ms doubling to 10s, jittered.
+	// Backoff paces reconnects; default 50ms doubling to
+	// MaxReconnectDelay, jittered.
 	Backoff Backoff
 }
+
+// MaxReconnectDelay caps the map stream's default reconnect backoff. It
+// must stay below the coordinator's reconnect grace (meshcoord
+// --reconnect-grace, default 5 s, docs/coordinator.md): a node whose
+// stream broke is still online for the grace, and only a holder offline
+// longer than that may lose its name. With at most 2 s between attempts
+// (plus the attempt itself), a healthy node is back inside the grace after
+// any break, a coordinator restart included.
+const MaxReconnectDelay = 2 * time.Second
 
 // errStreamSilent is why a stream is dropped when no line came for three
 // keepalive intervals: the connection is dead even if TCP has not noticed.
@@ -62,6 +72,9 @@ type MapHandler func(c Change, m *NetMap)
 // error): retrying cannot help then.
 func (c *Client) Follow(ctx context.Context, m *NetMap, h MapHandler, opts FollowOptions) error {
 	bo := opts.Backoff
+	if bo.Max <= 0 {
+		bo.Max = MaxReconnectDelay
+	}
 	first := opts.FirstLineTimeout
 	if first <= 0 {
 		first = 10 * time.Second
@@ -127,11 +140,11 @@ func (c *Client) streamOnce(ctx context.Context, m *NetMap, h MapHandler, firstT
 		if cause := context.Cause(ctx); errors.Is(cause, errStreamSilent) {
 			return false, cause
 		}
-		return false, &UnreachableError{URL: c.base.Redacted(), Err: err}
+		return false, c.failed(req, noAnswer(req, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, readError(resp)
+		return false, c.failed(req, c.readError(resp))
 	}
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
 	for {

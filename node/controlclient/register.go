@@ -20,9 +20,12 @@ type Registration struct {
 	Endpoints []netip.AddrPort
 }
 
-// Register joins the mesh. It retries while the coordinator is unreachable
-// or failing (5xx), with backoff, until ctx ends; a refused key or another
-// 4xx answer fails at once. On success the client keeps the node secret.
+// Register joins the mesh. It retries every transient failure with
+// backoff until ctx ends: an unreachable coordinator (refused, reset, a
+// connect that timed out), a 5xx or 429, an answer from something in front
+// of the coordinator (ForeignAnswerError). The coordinator's own refusal
+// (a refused key, another 4xx with its error body) fails at once. On
+// success the client keeps the node secret.
 //
 // The error says which failure it was: KeyRefusal reports a refused key,
 // *UnreachableError a coordinator that never answered (wrapped with the
@@ -31,7 +34,10 @@ func (c *Client) Register(ctx context.Context, r Registration) (*meshapi.Registe
 	if r.AuthKey == "" {
 		return nil, errors.New("no auth key: set MESH_AUTHKEY or MESH_AUTHKEY_FILE")
 	}
-	body := meshapi.RegisterRequest{AuthKey: r.AuthKey, Hostname: r.Hostname, PublicKey: r.PublicKey, Endpoints: r.Endpoints}
+	// One node secret for every attempt: a retry whose first attempt was
+	// registered (the answer lost, a 5xx, a timeout) gets that same node.
+	body := meshapi.RegisterRequest{AuthKey: r.AuthKey, Hostname: r.Hostname, PublicKey: r.PublicKey, Endpoints: r.Endpoints,
+		Secret: meshapi.NewNodeSecret()}
 	var bo Backoff
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -42,7 +48,7 @@ func (c *Client) Register(ctx context.Context, r Registration) (*meshapi.Registe
 				"id", resp.Node.ID, "ephemeral", resp.Node.Ephemeral, "attempts", attempt)
 			return resp, nil
 		}
-		if !retryable(err) {
+		if ctx.Err() != nil || !retryable(err) {
 			if ctx.Err() != nil && attempt > 1 {
 				return nil, fmt.Errorf("registering: gave up after %d attempts in %v: %w", attempt, time.Since(start).Round(time.Millisecond), err)
 			}
@@ -70,7 +76,7 @@ func (c *Client) registerOnce(ctx context.Context, body *meshapi.RegisterRequest
 		return nil, err
 	}
 	if resp.Secret == "" || resp.Node.ID == 0 || !resp.Node.IPv4.IsValid() {
-		return nil, fmt.Errorf("coordinator answered register without a node secret, id or address: is %s a meshcoord?", c.base.Redacted())
+		return nil, fmt.Errorf("coordinator answered register without a node secret, id or address: is %s a meshcoord?", baseOf(req))
 	}
 	return &resp, nil
 }
@@ -94,25 +100,28 @@ func (c *Client) ReportEndpoints(ctx context.Context, eps []netip.AddrPort) erro
 // outcome, so nothing runs on with a dead identity. A node the coordinator
 // already forgot (logged out, collected) counts as logged out.
 func (c *Client) Logout(ctx context.Context) (*meshapi.LogoutResponse, error) {
-	req, err := c.newRequest(ctx, http.MethodPost, meshapi.PathLogout, nil, nil, true)
-	if err != nil {
-		return nil, err
-	}
 	defer c.setSecret("")
 	var bo Backoff
 	for attempt := 1; ; attempt++ {
+		// A request per attempt: the next may go to another replica.
+		req, err := c.newRequest(ctx, http.MethodPost, meshapi.PathLogout, nil, nil, true)
+		if err != nil {
+			return nil, err
+		}
 		var resp meshapi.LogoutResponse
-		err := c.do(req.Clone(ctx), &resp)
+		err = c.do(req, &resp)
 		if err == nil {
 			return &resp, nil
 		}
 		if IsLoggedOut(err) {
 			return &meshapi.LogoutResponse{Deleted: false}, fmt.Errorf("%w: %w", ErrAlreadyGone, err)
 		}
-		if !retryable(err) {
+		if ctx.Err() != nil || !retryable(err) {
 			return nil, err
 		}
-		t := time.NewTimer(bo.Next())
+		d := bo.Next()
+		c.log.Warn("logout failed, retrying", "err", err, "attempt", attempt, "retry_in", d.Round(time.Millisecond))
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -42,6 +42,19 @@ func WriteText(w io.Writer, s Status, now time.Time) error {
 		line += "; last error: " + c.LastError
 	}
 	fmt.Fprintf(tw, "coordinator:\t%s\n", line)
+	if r := s.Relay; r != nil {
+		line := r.State
+		if r.Kind != "" {
+			line += " (" + r.Kind + ")"
+		}
+		if !r.Since.IsZero() {
+			line += " since " + r.Since.Local().Format(time.TimeOnly)
+		}
+		if r.LastError != "" {
+			line += "; last error: " + r.LastError
+		}
+		fmt.Fprintf(tw, "relay:\t%s\n", line)
+	}
 	if s.Policy.Enforcing {
 		var dropped uint64
 		for _, n := range s.Policy.Drops {
@@ -59,7 +72,7 @@ func WriteText(w io.Writer, s Status, now time.Time) error {
 		return nil
 	}
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NAME\tIPV4\tONLINE\tLAST HANDSHAKE\tENDPOINT\tRX\tTX")
+	fmt.Fprintln(tw, "  NAME\tIPV4\tONLINE\tLAST HANDSHAKE\tPATH\tRX\tTX\tWHY")
 	for _, p := range s.Peers {
 		hs := "never"
 		if !p.LastHandshake.IsZero() {
@@ -69,11 +82,14 @@ func WriteText(w io.Writer, s Status, now time.Time) error {
 		if p.Online {
 			online = "yes"
 		}
-		ep := p.Endpoint
-		if ep == "" {
-			ep = "-"
+		path := p.Path
+		if p.Endpoint != "" {
+			path += " " + p.Endpoint
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.Name, p.IPv4, online, hs, ep, p.RxBytes, p.TxBytes)
+		if path == "" {
+			path = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.IPv4, online, hs, path, p.RxBytes, p.TxBytes, p.PathReason)
 	}
 	return tw.Flush()
 }

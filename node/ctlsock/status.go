@@ -32,7 +32,24 @@ type Status struct {
 	Coordinator CoordinatorStatus `json:"coordinator"`
 	// Policy is the access policy as this node enforces it.
 	Policy PolicyStatus `json:"policy"`
-	Peers  []PeerStatus `json:"peers"`
+	// Relay is the node's connection to the coordinator's relay (absent
+	// when the data plane is not up).
+	Relay *RelayStatus `json:"relay,omitempty"`
+	Peers []PeerStatus `json:"peers"`
+}
+
+// RelayStatus is the node's one relay connection.
+type RelayStatus struct {
+	// State is "connecting", "connected" or "off".
+	State string    `json:"state"`
+	Since time.Time `json:"since,omitzero"`
+	// Kind is "meshrelay" (HTTP/1.1 upgrade) or "websocket".
+	Kind      string `json:"kind,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// Connects counts successful connections (1 + reconnects).
+	Connects int `json:"connects"`
+	// Dropped counts packets not sent: relay down or its queue full.
+	Dropped uint64 `json:"dropped"`
 }
 
 // PolicyStatus is the node's side of the access policy.
@@ -71,8 +88,13 @@ type PeerStatus struct {
 	IPv4   netip.Addr `json:"ipv4,omitzero"`
 	IPv6   netip.Addr `json:"ipv6,omitzero"`
 	Online bool       `json:"online"`
-	// Endpoint is the UDP address the tunnel uses now ("" before the
-	// first handshake, when only candidates are known).
+	// Path is how packets reach the peer: "direct" (UDP to Endpoint),
+	// "relay" (through the coordinator), "candidates" (no relay: copies to
+	// every candidate endpoint) or "none".
+	Path string `json:"path,omitempty"`
+	// PathReason says why, in words.
+	PathReason string `json:"path_reason,omitempty"`
+	// Endpoint is the peer's UDP address while the path is direct.
 	Endpoint      string    `json:"endpoint,omitempty"`
 	LastHandshake time.Time `json:"last_handshake,omitzero"`
 	RxBytes       uint64    `json:"rx_bytes"`

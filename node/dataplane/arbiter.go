@@ -3,7 +3,6 @@ package dataplane
 import (
 	"bytes"
 	"encoding/binary"
-	"net/netip"
 	"sync"
 	"time"
 
@@ -30,36 +29,33 @@ import (
 // The rule: between two nodes the larger key initiates; the smaller one
 // never sends an initiation to it. When the smaller side's device wants a
 // handshake, its initiation is replaced on the way out by a handshake
-// request (a small non-WireGuard datagram carrying its public key). The
-// larger side answers a request from a peer it knows with an initiation:
-// its outstanding one sent again to the same place, if no answer to it has
-// come (this covers the peer having dropped it because it did not know us
-// yet), or else a fresh one. So one side only ever consumes initiations and
-// the other only responses. A request from an unknown key is ignored:
-// adding the peer later starts a handshake anyway.
+// request: an authenticated path message (pathmsg.go), so nobody but the
+// peer can make one, and one that is replayed or forged changes nothing.
+// The larger side answers a request from a peer it knows with an
+// initiation: its outstanding one sent again, if no answer to it has come
+// (this covers the peer having dropped it because it did not know us
+// yet), or else a fresh one, over the path the bind chooses for that peer
+// (never an address taken from the request). So one side only ever
+// consumes initiations and the other only responses.
 type handshakeArbiter struct {
 	self meshapi.Key
 	seen recentHandshakes
 
-	mu     sync.Mutex
-	peers  map[meshapi.Key]*arbiterPeer
-	peerAt map[netip.AddrPort]meshapi.Key // candidate endpoints, to find a peer without trying every mac1
-	byIdx  map[uint32]*sentInitiation     // our pending initiations by sender index
+	mu    sync.Mutex
+	peers map[meshapi.Key]*arbiterPeer
+	byIdx map[uint32]*sentInitiation // our pending initiations by sender index
 
 	now   func() time.Time
 	after func(time.Duration, func())
 	// initiate makes the device start a fresh handshake with a peer that
-	// asked from address from. It is called on its own goroutine.
-	initiate func(k meshapi.Key, from netip.AddrPort)
+	// asked. It is called on its own goroutine.
+	initiate func(k meshapi.Key)
 	// resend sends an initiation again through the bind.
 	resend func(msg []byte, ep conn.Endpoint)
 }
 
 // arbiterPeer is what the arbiter keeps per peer.
 type arbiterPeer struct {
-	// mac1 of an initiation is keyed with the receiver's public key, so it
-	// tells which peer an outgoing initiation is for.
-	mac1 device.CookieChecker
 	// weInitiate: the peer's key is smaller than ours.
 	weInitiate bool
 	// starting: the device knows the peer but has not started it yet.
@@ -70,7 +66,12 @@ type arbiterPeer struct {
 	// again, once it has gone out.
 	starting bool
 	pending  *sentInitiation // our latest initiation to the peer
-	asked    time.Time       // when a request last made us start a fresh one
+	// askedEarly: a request came while the peer was starting and before
+	// our first initiation; that initiation is then sent again once
+	// (the requester knew us when it asked, so the copy gets through even
+	// if the first one came too early for it).
+	askedEarly bool
+	asked      time.Time // when a request last made us start a fresh one
 	// unforgotten: the peer is new and the memory of recent handshake
 	// messages may still hold one of its that the device rejected for not
 	// knowing it yet (see deviceKnowsLocked).
@@ -101,45 +102,32 @@ const maxResends = 3
 // so the peer is not handed a second copy of what it is processing.
 const resendDelay = 30 * time.Millisecond
 
-// Handshake request datagram: magic, then the requester's public key. The
-// magic cannot be mistaken for a WireGuard message, whose first four bytes
-// are a little-endian type 1 to 4.
-var requestMagic = [4]byte{'M', 'S', 'H', 'Q'}
-
-const requestSize = len(requestMagic) + len(meshapi.Key{})
-
 func newHandshakeArbiter(self meshapi.Key) *handshakeArbiter {
 	return &handshakeArbiter{
 		self:     self,
 		peers:    make(map[meshapi.Key]*arbiterPeer),
-		peerAt:   make(map[netip.AddrPort]meshapi.Key),
 		byIdx:    make(map[uint32]*sentInitiation),
 		now:      time.Now,
 		after:    func(d time.Duration, f func()) { time.AfterFunc(d, f) },
-		initiate: func(meshapi.Key, netip.AddrPort) {},
+		initiate: func(meshapi.Key) {},
 		resend:   func([]byte, conn.Endpoint) {},
 	}
 }
 
-// setPeer records a peer and its candidate endpoints (replacing earlier
-// ones). A new peer counts as starting until started is called.
-func (a *handshakeArbiter) setPeer(k meshapi.Key, endpoints []netip.AddrPort, isNew bool) {
+// setPeer records a peer. A new peer counts as starting until started is
+// called.
+func (a *handshakeArbiter) setPeer(k meshapi.Key, isNew bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p := a.peers[k]
 	if p == nil {
 		p = &arbiterPeer{weInitiate: bytes.Compare(a.self[:], k[:]) > 0}
-		p.mac1.Init(device.NoisePublicKey(k))
 		a.peers[k] = p
 	}
 	if isNew {
 		p.starting = true
 		p.unforgotten = true
 		a.setPendingLocked(p, nil)
-	}
-	a.forgetEndpointsLocked(k)
-	for _, ep := range endpoints {
-		a.peerAt[ep] = k
 	}
 }
 
@@ -150,6 +138,13 @@ func (a *handshakeArbiter) started(k meshapi.Key) {
 	if p := a.peers[k]; p != nil {
 		p.starting = false
 		a.deviceKnowsLocked(p)
+		if p.askedEarly && p.pending == nil {
+			// Asked while starting and nothing sent since: start now
+			// rather than leave the peer waiting for its retry.
+			p.askedEarly = false
+			p.asked = a.now()
+			go a.initiate(k)
+		}
 	}
 }
 
@@ -180,68 +175,36 @@ func (a *handshakeArbiter) removePeer(k meshapi.Key) {
 		a.setPendingLocked(p, nil)
 	}
 	delete(a.peers, k)
-	a.forgetEndpointsLocked(k)
 }
 
-func (a *handshakeArbiter) forgetEndpointsLocked(k meshapi.Key) {
-	for ep, pk := range a.peerAt {
-		if pk == k {
-			delete(a.peerAt, ep)
-		}
-	}
-}
-
-// receiverLocked finds the peer an initiation is for: by its endpoints
-// first (one mac1 check), else by trying every peer's mac1 (an endpoint
-// the peer roamed to, remembered from then on).
-func (a *handshakeArbiter) receiverLocked(msg []byte, dests []netip.AddrPort) *arbiterPeer {
-	for _, d := range dests {
-		if k, ok := a.peerAt[d]; ok {
-			if p := a.peers[k]; p != nil && p.mac1.CheckMAC1(msg) {
-				return p
-			}
-		}
-	}
-	for k, p := range a.peers {
-		if p.mac1.CheckMAC1(msg) {
-			// Remember where it roamed to, so the next initiation there
-			// is found with one check instead of one per peer.
-			for _, d := range dests {
-				a.peerAt[d] = k
-			}
-			return p
-		}
-	}
-	return nil
-}
-
-// outgoingInitiation looks at an initiation the device sends to ep (whose
-// addresses are dests). It returns the request to send instead when the
-// receiver is a larger-keyed peer, or nil to send the initiation as is.
-func (a *handshakeArbiter) outgoingInitiation(msg []byte, ep conn.Endpoint, dests []netip.AddrPort) []byte {
+// outgoingInitiation looks at an initiation the device sends to peer k
+// (at ep). It reports whether a handshake request must be sent instead
+// (the peer has the larger key).
+func (a *handshakeArbiter) outgoingInitiation(msg []byte, k meshapi.Key, ep conn.Endpoint) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	p := a.receiverLocked(msg, dests)
-	if p != nil {
-		a.deviceKnowsLocked(p) // the device sends to p, so it holds p
+	p := a.peers[k]
+	if p == nil {
+		return false // not a mesh peer we know: leave it alone
 	}
-	switch {
-	case p == nil:
-		return nil // not a mesh peer we know: leave it alone
-	case !p.weInitiate:
-		req := make([]byte, 0, requestSize)
-		req = append(req, requestMagic[:]...)
-		return append(req, a.self[:]...)
-	default:
-		p.initiations++
-		a.setPendingLocked(p, &sentInitiation{
-			at:    a.now(),
-			msg:   append([]byte(nil), msg...),
-			to:    ep,
-			index: binary.LittleEndian.Uint32(msg[4:8]),
-		})
-		return nil
+	a.deviceKnowsLocked(p) // the device sends to p, so it holds p
+	if !p.weInitiate {
+		return true
 	}
+	p.initiations++
+	si := &sentInitiation{
+		at:    a.now(),
+		msg:   append([]byte(nil), msg...),
+		to:    ep,
+		index: binary.LittleEndian.Uint32(msg[4:8]),
+	}
+	a.setPendingLocked(p, si)
+	if p.askedEarly {
+		p.askedEarly = false
+		si.resends++
+		a.after(resendDelay, func() { a.resendIfUnanswered(si) })
+	}
+	return false
 }
 
 func (a *handshakeArbiter) setPendingLocked(p *arbiterPeer, s *sentInitiation) {
@@ -264,16 +227,17 @@ func (a *handshakeArbiter) incomingResponse(msg []byte) {
 	}
 }
 
-// incomingRequest handles a handshake request; it is never passed to the
-// device.
-func (a *handshakeArbiter) incomingRequest(req []byte, from netip.AddrPort) {
-	var k meshapi.Key
-	copy(k[:], req[len(requestMagic):])
+// incomingRequest handles an authenticated handshake request from peer k.
+func (a *handshakeArbiter) incomingRequest(k meshapi.Key) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	p := a.peers[k]
-	if p == nil || !p.weInitiate || (p.starting && p.pending == nil) {
-		return // a stranger, a peer that should not ask, or the device is about to initiate anyway
+	if p == nil || !p.weInitiate {
+		return // a stranger, or a peer that should not ask
+	}
+	if p.starting && p.pending == nil {
+		p.askedEarly = true // answered when our first initiation goes out
+		return
 	}
 	now := a.now()
 	if s := p.pending; s != nil && now.Sub(s.at) <= device.RekeyTimeout {
@@ -289,7 +253,7 @@ func (a *handshakeArbiter) incomingRequest(req []byte, from netip.AddrPort) {
 		return // the device allows one fresh initiation per 5 s anyway
 	}
 	p.asked = now
-	go a.initiate(k, from)
+	go a.initiate(k)
 }
 
 func (a *handshakeArbiter) resendIfUnanswered(s *sentInitiation) {
@@ -301,29 +265,20 @@ func (a *handshakeArbiter) resendIfUnanswered(s *sentInitiation) {
 	}
 }
 
-// filterReceive wraps a receive function: handshake requests are handled
-// here, and they and repeated handshake messages are blanked (size 0,
-// which the device skips); everything else passes. Data packets pay one
-// length comparison each.
-func (a *handshakeArbiter) filterReceive(fn conn.ReceiveFunc) conn.ReceiveFunc {
-	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		n, err := fn(packets, sizes, eps)
-		for i := 0; i < n; i++ {
-			p := packets[i][:sizes[i]]
-			switch {
-			case len(p) == requestSize && [4]byte(p[:4]) == requestMagic:
-				a.incomingRequest(p, endpointAddr(eps[i]))
-				sizes[i] = 0
-			case isHandshake(p):
-				if a.seen.repeated(p) {
-					sizes[i] = 0
-				} else if len(p) == device.MessageResponseSize {
-					a.incomingResponse(p)
-				}
-			}
-		}
-		return n, err
+// acceptHandshake looks at a received WireGuard packet: a handshake
+// message seen lately is a repeat and is refused (see recentHandshakes); a
+// response is noted. Data packets pay one length comparison.
+func (a *handshakeArbiter) acceptHandshake(p []byte) bool {
+	if !isHandshake(p) {
+		return true
 	}
+	if a.seen.repeated(p) {
+		return false
+	}
+	if len(p) == device.MessageResponseSize {
+		a.incomingResponse(p)
+	}
+	return true
 }
 
 // isHandshake reports whether p is a handshake initiation or response.

@@ -36,7 +36,7 @@ type arbiterRig struct {
 // request delivers a handshake request from k and runs the delayed work it
 // caused.
 func (r *arbiterRig) request(k meshapi.Key) {
-	r.a.incomingRequest(append(append([]byte(nil), requestMagic[:]...), k[:]...), epA)
+	r.a.incomingRequest(k)
 	for _, f := range r.delayed {
 		f()
 	}
@@ -51,7 +51,7 @@ func newArbiterRig(self meshapi.Key) *arbiterRig {
 		r.resent = append(r.resent, msg)
 		r.mu.Unlock()
 	}
-	r.a.initiate = func(k meshapi.Key, _ netip.AddrPort) { r.initiated <- k }
+	r.a.initiate = func(k meshapi.Key) { r.initiated <- k }
 	// Delayed work is queued and run by request(), after the arbiter's
 	// call returned (it holds its lock while scheduling).
 	r.a.after = func(_ time.Duration, f func()) { r.delayed = append(r.delayed, f) }
@@ -65,19 +65,13 @@ var epA = netip.MustParseAddrPort("127.0.0.1:1001")
 func TestArbiterSmallerSideSendsRequestsInstead(t *testing.T) {
 	self, larger := key(0x10), key(0x20)
 	r := newArbiterRig(self)
-	r.a.setPeer(larger, []netip.AddrPort{epA}, true)
+	r.a.setPeer(larger, true)
 	r.a.started(larger)
-	req := r.a.outgoingInitiation(initiationFor(larger, 1), nil, []netip.AddrPort{epA})
-	if len(req) != requestSize || !bytes.Equal(req[:4], requestMagic[:]) || !bytes.Equal(req[4:], self[:]) {
-		t.Fatalf("initiation to a larger key: got %x, want a request carrying our key", req)
-	}
-	// Found by mac1 even when sent to an address the map did not give.
-	other := netip.MustParseAddrPort("127.0.0.1:9")
-	if req := r.a.outgoingInitiation(initiationFor(larger, 2), nil, []netip.AddrPort{other}); req == nil {
-		t.Error("initiation to a roamed address of a larger key went out unchanged")
+	if !r.a.outgoingInitiation(initiationFor(larger, 1), larger, nil) {
+		t.Fatal("initiation to a larger key went out unchanged, want a request instead")
 	}
 	// A stranger's initiation is left alone.
-	if req := r.a.outgoingInitiation(initiationFor(key(0x30), 3), nil, []netip.AddrPort{other}); req != nil {
+	if r.a.outgoingInitiation(initiationFor(key(0x30), 3), key(0x30), nil) {
 		t.Error("initiation to an unknown key was replaced")
 	}
 }
@@ -85,19 +79,25 @@ func TestArbiterSmallerSideSendsRequestsInstead(t *testing.T) {
 func TestArbiterLargerSideAnswersRequests(t *testing.T) {
 	self, smaller := key(0x20), key(0x10)
 	r := newArbiterRig(self)
-	r.a.setPeer(smaller, []netip.AddrPort{epA}, true)
+	r.a.setPeer(smaller, true)
 
-	// While the device has not started the peer, requests are ignored.
+	// While the device has not started the peer, a request is held; once
+	// started, it gets a fresh initiation (the device sends none by itself).
 	r.request(smaller)
 	if len(r.resent) != 0 || len(r.initiated) != 0 {
-		t.Fatal("a request for a starting peer was answered")
+		t.Fatal("a request for a starting peer was answered before the start")
 	}
 	r.a.started(smaller)
+	select {
+	case <-r.initiated:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a request held during the start got no initiation")
+	}
 
 	// Our own initiation passes and is kept; a request resends it, a
 	// bounded number of times.
 	ini := initiationFor(smaller, 7)
-	if req := r.a.outgoingInitiation(ini, nil, []netip.AddrPort{epA}); req != nil {
+	if r.a.outgoingInitiation(ini, smaller, nil) {
 		t.Fatal("initiation to a smaller key was replaced")
 	}
 	for range maxResends + 2 {
@@ -114,11 +114,11 @@ func TestArbiterLargerSideAnswersRequests(t *testing.T) {
 	}
 
 	// An answered initiation is not sent again.
-	r.a.setPeer(smaller, []netip.AddrPort{epA}, true)
+	r.a.setPeer(smaller, true)
 	r.a.started(smaller)
 	r.resent = nil
 	ini2 := initiationFor(smaller, 8)
-	r.a.outgoingInitiation(ini2, nil, []netip.AddrPort{epA})
+	r.a.outgoingInitiation(ini2, smaller, nil)
 	response := make([]byte, device.MessageResponseSize)
 	binary.LittleEndian.PutUint32(response, device.MessageResponseType)
 	copy(response[8:12], ini2[4:8]) // receiver index = our sender index
@@ -152,37 +152,12 @@ func TestArbiterIgnoresRequestsItShouldNotGet(t *testing.T) {
 	self := key(0x20)
 	r := newArbiterRig(self)
 	larger := key(0x30)
-	r.a.setPeer(larger, nil, false)
+	r.a.setPeer(larger, false)
 	for _, k := range []meshapi.Key{larger, key(0x05)} { // a larger key must not ask; an unknown key cannot
 		r.request(k)
 	}
 	if len(r.resent) != 0 || len(r.initiated) != 0 {
 		t.Error("answered a request from a larger or unknown key")
-	}
-}
-
-func TestArbiterFilterBlanksRequestsOnly(t *testing.T) {
-	r := newArbiterRig(key(0x20))
-	smaller := key(0x10)
-	req := append(append([]byte(nil), requestMagic[:]...), smaller[:]...)
-	data := make([]byte, requestSize) // same size, WireGuard transport type
-	binary.LittleEndian.PutUint32(data, device.MessageTransportType)
-	packets := [][]byte{append([]byte(nil), req...), data}
-	inner := func(p [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		sizes[0], sizes[1] = len(req), len(data)
-		eps[0], eps[1] = &conn.StdNetEndpoint{AddrPort: epA}, &conn.StdNetEndpoint{AddrPort: epA}
-		return 2, nil
-	}
-	sizes := make([]int, 2)
-	n, err := r.a.filterReceive(inner)(packets, sizes, make([]conn.Endpoint, 2))
-	if n != 2 || err != nil {
-		t.Fatalf("n=%d err=%v", n, err)
-	}
-	if sizes[0] != 0 {
-		t.Error("a handshake request reached the device")
-	}
-	if sizes[1] != len(data) {
-		t.Error("a data packet was dropped")
 	}
 }
 
@@ -195,29 +170,17 @@ func TestArbiterLetsARejectedInitiationThroughOnceWeAsk(t *testing.T) {
 	self, larger := key(0x10), key(0x20)
 	r := newArbiterRig(self)
 	theirs := initiationFor(self, 5) // an initiation from larger, addressed to us
-	deliver := func() bool {
-		t.Helper()
-		packets := [][]byte{append([]byte(nil), theirs...)}
-		sizes := make([]int, 1)
-		inner := func(p [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-			sizes[0], eps[0] = len(theirs), &conn.StdNetEndpoint{AddrPort: epA}
-			return 1, nil
-		}
-		if _, err := r.a.filterReceive(inner)(packets, sizes, make([]conn.Endpoint, 1)); err != nil {
-			t.Fatal(err)
-		}
-		return sizes[0] != 0
-	}
+	deliver := func() bool { return r.a.acceptHandshake(append([]byte(nil), theirs...)) }
 	if !deliver() {
 		t.Fatal("the first copy of an initiation was blanked")
 	}
-	r.a.setPeer(larger, []netip.AddrPort{epA}, true)
+	r.a.setPeer(larger, true)
 	if deliver() {
 		t.Fatal("a second copy passed before the device sent anything to the new peer")
 	}
 	// The device holds the peer and asks it for a handshake; UpsertPeer
 	// has not returned yet.
-	if req := r.a.outgoingInitiation(initiationFor(larger, 1), nil, []netip.AddrPort{epA}); req == nil {
+	if !r.a.outgoingInitiation(initiationFor(larger, 1), larger, nil) {
 		t.Fatal("initiation to a larger key was not replaced by a request")
 	}
 	if !deliver() {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"time"
 )
 
 // Mode selects what sits inside the WireGuard device.
@@ -50,10 +49,6 @@ func ParseMode(s string) (Mode, error) {
 // matters little for speed; docs/dataplane.md has the measurements.
 const DefaultMTU = 1280
 
-// PersistentKeepalive is sent to every peer so that NAT and conntrack state
-// on the path stays open and a dead peer is noticed.
-const PersistentKeepalive = 25 * time.Second
-
 // DefaultTUNName is the kernel interface name used when Config.TUNName is empty.
 const DefaultTUNName = "mesh0"
 
@@ -77,6 +72,14 @@ type Config struct {
 	TUNName string
 	// Log receives one line per event; nil discards.
 	Log *slog.Logger
+	// Relay, when set, connects the device to the coordinator's relay: peers
+	// are reached through it from the first packet, and over direct UDP
+	// once a probe validated a path.
+	Relay *RelayConfig
+	// AdvertiseEndpoints, when set, replaces LocalEndpoints as the list of
+	// our own endpoints sent to peers in call-me-maybe (tests keep
+	// everything on loopback with it).
+	AdvertiseEndpoints func(port uint16) []netip.AddrPort
 }
 
 // validate checks cfg and fills in defaults in place.

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -84,10 +83,11 @@ func New(cfg Config) (*Device, error) {
 		it := &injectingTUN{Device: kt.dev}
 		tdev = newFilteredTUN(it, d.filter, it.inject)
 	}
-	arbiter := newHandshakeArbiter(pub)
-	d.bind = newMeshBind(conn.NewDefaultBind(), arbiter)
+	d.bind, err = d.newBind(cfg)
+	if err != nil {
+		return nil, err
+	}
 	d.wg = device.NewDevice(tdev, d.bind, wgLogger(cfg.Log))
-	arbiter.initiate = d.initiateOnRequest
 
 	// The key goes to the device in this one string, which is never logged
 	// and whose error messages never quote it.
@@ -106,12 +106,17 @@ func New(cfg Config) (*Device, error) {
 			return nil, err
 		}
 	}
-	d.log.Info("data plane up", "mode", d.mode.String(), "udp_port", d.bind.port.Load(), "mtu", d.mtu, "addresses", d.addrs)
+	if d.bind.relay != nil {
+		d.bind.relay.start()
+	}
+	d.log.Info("data plane up", "mode", d.mode.String(), "udp_port", d.bind.port.Load(), "mtu", d.mtu, "addresses", d.addrs,
+		"relay", d.bind.relay != nil)
 	return d, nil
 }
 
 // abort tears down a half-built device.
 func (d *Device) abort() {
+	d.bind.shutdown()
 	d.wg.Close() // closes the bind and the TUN side
 	if d.ns != nil {
 		d.ns.close()
@@ -186,6 +191,7 @@ func (d *Device) Close() error {
 	}
 	// Closing the device closes the TUN side too; for a kernel TUN that
 	// removes the interface with its addresses and routes.
+	d.bind.shutdown()
 	d.wg.Close()
 	if d.ns != nil {
 		d.ns.close()

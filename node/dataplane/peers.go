@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.zx2c4.com/wireguard/device"
-
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -31,9 +29,11 @@ type Peer struct {
 // PeerStatus is a peer's state as the device sees it.
 type PeerStatus struct {
 	PublicKey meshapi.Key
-	// Endpoint is the address packets go to; zero while the peer is still a
-	// list of candidates (no handshake yet).
-	Endpoint      netip.AddrPort
+	// Endpoint is the peer's UDP address while the path is direct, else
+	// zero.
+	Endpoint netip.AddrPort
+	// Path is how packets reach the peer and why.
+	Path          PathStatus
 	LastHandshake time.Time // zero if none yet
 	RxBytes       uint64
 	TxBytes       uint64
@@ -64,23 +64,25 @@ func (d *Device) UpsertPeer(p Peer) error {
 		fmt.Fprintf(&sb, "allowed_ip=%s\n", a)
 	}
 	if !known {
-		fmt.Fprintf(&sb, "persistent_keepalive_interval=%d\n", int(PersistentKeepalive/time.Second))
-	}
-	if len(cands) > 0 && (!known || !slices.Equal(old, cands)) {
-		fmt.Fprintf(&sb, "endpoint=%s\n", formatCandidates(cands))
+		// The endpoint is the peer itself (see peerEndpoint): the bind
+		// picks the path. No persistent keepalive: an idle peer gets no
+		// packets at all.
+		fmt.Fprintf(&sb, "endpoint=%s\n", hex.EncodeToString(p.PublicKey[:]))
 	}
 	if known {
 		// The allowed IPs may have changed: forget the old ones first.
 		d.filter.RemovePeer(d.peerIPs[p.PublicKey])
 	}
-	// The arbiter must know the peer before the device's first initiation
-	// to it goes out, which IpcSet may trigger.
-	d.bind.arbiter.setPeer(p.PublicKey, cands, !known)
+	// The bind and the arbiter must know the peer before the device's
+	// first packet to it goes out.
+	d.bind.setPeer(p.PublicKey, cands)
+	d.bind.arbiter.setPeer(p.PublicKey, !known)
 	if err := d.wg.IpcSet(sb.String()); err != nil {
 		if known {
-			d.bind.arbiter.setPeer(p.PublicKey, old, false)
+			d.bind.setPeer(p.PublicKey, old)
 		} else {
 			d.bind.arbiter.removePeer(p.PublicKey)
+			d.bind.removePeer(p.PublicKey)
 		}
 		return fmt.Errorf("upsert peer %v: %w", p.PublicKey, err)
 	}
@@ -94,38 +96,6 @@ func (d *Device) UpsertPeer(p Peer) error {
 		d.log.Debug("peer updated", "peer", p.PublicKey.String(), "allowed_ips", allowed, "endpoints", cands)
 	}
 	return nil
-}
-
-// initiateOnRequest starts a handshake with a peer that asked for one (see
-// handshakeArbiter).
-//
-// When the map gave no endpoint for the peer, the request's source address
-// is all we know, so the initiation goes there. The request is not
-// authenticated, but an initiation to a wrong address costs only that
-// packet, and the first authenticated packet from the real peer sets its
-// endpoint for good. Such a peer also needs wireguard-go's rate limit
-// reset: its first initiation attempt (when it was added) failed for want
-// of an endpoint, yet counts, and would hold the next one back 5 s.
-func (d *Device) initiateOnRequest(k meshapi.Key, from netip.AddrPort) {
-	d.mu.Lock()
-	cands, known := d.peers[k]
-	noEndpoint := known && len(cands) == 0 && from.IsValid() && !d.closed
-	if noEndpoint {
-		err := d.wg.IpcSet(fmt.Sprintf("public_key=%s\nupdate_only=true\nendpoint=%s\n", hex.EncodeToString(k[:]), from))
-		if err != nil {
-			d.log.Debug("setting endpoint from handshake request", "peer", k.String(), "err", err)
-		}
-	}
-	d.mu.Unlock()
-	if !known {
-		return
-	}
-	if p := d.wg.LookupPeer(device.NoisePublicKey(k)); p != nil {
-		if noEndpoint {
-			p.ExpireCurrentKeypairs()
-		}
-		p.SendHandshakeInitiation(false)
-	}
 }
 
 // usableCandidates drops endpoints no packet can reach, duplicates, and
@@ -183,6 +153,7 @@ func (d *Device) RemovePeer(k meshapi.Key) error {
 	delete(d.peerIPs, k)
 	delete(d.peers, k)
 	d.bind.arbiter.removePeer(k)
+	d.bind.removePeer(k)
 	d.log.Debug("peer removed", "peer", k.String())
 	return nil
 }
@@ -200,6 +171,10 @@ func (d *Device) Peers() []PeerStatus {
 	peers, err := parsePeerStatus(text)
 	if err != nil {
 		d.log.Warn("reading peer status", "err", err)
+	}
+	for i := range peers {
+		peers[i].Path = d.Path(peers[i].PublicKey)
+		peers[i].Endpoint = peers[i].Path.Endpoint
 	}
 	return peers
 }

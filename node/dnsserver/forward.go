@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -77,8 +78,7 @@ func retryElsewhere(resp []byte) bool {
 // port; the kernel drops datagrams from anyone but up) and waits for the
 // answer that matches it, ignoring others.
 func exchangeUDP(ctx context.Context, up netip.AddrPort, query []byte) ([]byte, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", up.String())
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
 	if err != nil {
 		return nil, err
 	}
@@ -88,7 +88,9 @@ func exchangeUDP(ctx context.Context, up netip.AddrPort, query []byte) ([]byte, 
 	if _, err := c.Write(query); err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 65535)
+	bp := udpBuffers.Get().(*[]byte)
+	defer udpBuffers.Put(bp)
+	buf := *bp
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -99,6 +101,9 @@ func exchangeUDP(ctx context.Context, up netip.AddrPort, query []byte) ([]byte, 
 		}
 	}
 }
+
+// udpBuffers hold one datagram of any size, for reading answers.
+var udpBuffers = sync.Pool{New: func() any { b := make([]byte, 65535); return &b }}
 
 // exchangeTCP sends query over a new TCP connection (RFC 7766 framing).
 func exchangeTCP(ctx context.Context, up netip.AddrPort, query []byte) ([]byte, error) {

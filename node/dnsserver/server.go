@@ -124,6 +124,11 @@ func (s *Server) respond(msg []byte, overTCP bool) []byte {
 	if !forwardIt {
 		return resp
 	}
+	return s.forward(msg, overTCP)
+}
+
+// forward is the upstreams' answer to msg, or SERVFAIL.
+func (s *Server) forward(msg []byte, overTCP bool) []byte {
 	resp, err := s.fwd.exchange(s.ctx, msg, overTCP)
 	if err != nil {
 		if s.ctx.Err() == nil {
@@ -145,6 +150,16 @@ func (s *Server) serveUDP() {
 			}
 			continue // e.g. ICMP errors from an earlier reply: not fatal
 		}
+		// Answers from the map are computed here, without a goroutine:
+		// they never block. Only forwards, which wait on an upstream, get
+		// their own.
+		resp, forwardIt := answer(s.names, buf[:n])
+		if !forwardIt {
+			if resp != nil {
+				s.udp.WriteToUDPAddrPort(resp, from)
+			}
+			continue
+		}
 		select {
 		case s.udpIn <- struct{}{}:
 		default:
@@ -155,7 +170,7 @@ func (s *Server) serveUDP() {
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.udpIn }()
-			if resp := s.respond(msg, false); resp != nil {
+			if resp := s.forward(msg, false); resp != nil {
 				s.udp.WriteToUDPAddrPort(resp, from)
 			}
 		}()

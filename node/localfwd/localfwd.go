@@ -105,7 +105,8 @@ func (e *ListenError) Error() string {
 
 func (e *ListenError) Unwrap() error { return e.Err }
 
-// Listen opens 127.0.0.1:LOCAL for every rule, or none of them: the error
+// Listen opens 127.0.0.1:LOCAL for every rule (LOCAL 0, which Parse never
+// gives, takes a free port: see Addrs), or none of them: the error
 // (a *ListenError) names the port that could not be opened.
 func Listen(rules []Rule) (*Forwarders, error) {
 	f := &Forwarders{rules: rules, conns: map[net.Conn]struct{}{}}
@@ -166,8 +167,8 @@ func (f *Forwarders) forward(c net.Conn, r Rule, dial DialFunc, log *slog.Logger
 	remote, err := dial(ctx, "tcp", r.Remote.String())
 	cancel()
 	if err != nil {
-		c.Close()
 		log.Warn("cannot reach the peer; connection closed", "err", err)
+		c.Close()
 		return
 	}
 	if !f.track(remote, true) {

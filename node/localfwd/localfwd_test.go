@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/internal/syncbuf"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/node/hostport"
 )
 
@@ -64,27 +65,13 @@ func TestParseQuotesTheBadEntry(t *testing.T) {
 
 // countServer reads each connection to its end, then answers with the
 // number of bytes it read and closes: it only answers if the client's
-// half-close came through.
+// half-close came through. It returns its port.
 func countServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				n, _ := io.Copy(io.Discard, c)
-				c.Write(binary.BigEndian.AppendUint64(nil, uint64(n)))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	port := testnet.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		c.Write(binary.BigEndian.AppendUint64(nil, uint64(n)))
+	})
+	return strconv.Itoa(int(port))
 }
 
 // forwarders listens for rules and dials through a fake map: names in
@@ -132,20 +119,13 @@ func (d *countingDial) dial(ctx context.Context, network, address string) (net.C
 	return nd.DialContext(ctx, network, strings.Replace(target, "PORT", port, 1))
 }
 
-func freePort(t *testing.T) uint16 {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return uint16(ln.Addr().(*net.TCPAddr).Port)
-}
+// freePort is a local port nobody listens on, for a rule to take.
+func freePort(t *testing.T) uint16 { return testnet.ClosedPort(t) }
 
 // A client sends, half-closes, and still gets the answer the server sends
 // after it saw the end of the request.
 func TestForwardCarriesHalfClose(t *testing.T) {
-	backend := countServer(t)
-	_, port, _ := net.SplitHostPort(backend)
+	port := countServer(t)
 	local := freePort(t)
 	f, d := forwarders(t, strconv.Itoa(int(local))+":db:"+port, map[string]string{"db": "127.0.0.1:PORT"}, nil)
 
@@ -233,8 +213,7 @@ func TestTakenLocalPortIsNamed(t *testing.T) {
 
 // Close ends a forwarded connection that is still open.
 func TestCloseEndsConnections(t *testing.T) {
-	backend := countServer(t)
-	_, port, _ := net.SplitHostPort(backend)
+	port := countServer(t)
 	f, _ := forwarders(t, strconv.Itoa(int(freePort(t)))+":db:"+port, map[string]string{"db": "127.0.0.1:PORT"}, nil)
 	c, err := net.Dial("tcp", f.Addrs()[0].String())
 	if err != nil {

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/node/hostport"
 )
 
@@ -51,31 +53,18 @@ func TestWaitHoldsUntilThePeerAnswers(t *testing.T) {
 // When the context ends, the error names every peer that did not answer,
 // with its last error, and only those.
 func TestWaitTimeoutNamesThePeer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	up := testnet.Serve(t, "tcp", "127.0.0.1:0", func(net.Conn) {})
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		if strings.HasPrefix(address, "up:") {
 			var d net.Dialer
-			return d.DialContext(ctx, network, ln.Addr().String())
+			return d.DialContext(ctx, network, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(up))))
 		}
 		return nil, errNotInMap
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	targets := []hostport.HostPort{{Host: "up", Port: 1}, {Host: "db", Port: 5432}}
-	err = Wait(ctx, dial, targets, nil)
+	err := Wait(ctx, dial, targets, nil)
 	var te *TimeoutError
 	if !errors.As(err, &te) {
 		t.Fatalf("Wait: %v, want a *TimeoutError", err)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/meshinit/meshinit/coordinator/adminclient"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/integration/internal/pgtest"
 	"github.com/meshinit/meshinit/internal/syncbuf"
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -46,8 +47,10 @@ type Options struct {
 	EphemeralTimeout time.Duration
 	// ReconnectGrace is --reconnect-grace (default: the server's 5s).
 	ReconnectGrace time.Duration
-	// DB is the SQLite file (default: coord.db in a temp dir). Pass the DB of
-	// an earlier Coordinator to start on the same state.
+	// DB is the database: a SQLite file (default: coord.db in a temp dir) or
+	// a postgres:// URL (default when MESHINIT_COORD_DB=postgres: a fresh
+	// database on the test process's PostgreSQL server, see pgtest). Pass
+	// the DB of an earlier Coordinator to start on the same state.
 	DB string
 	// Args are extra serve flags.
 	Args []string
@@ -90,6 +93,9 @@ func Start(t testing.TB, o Options) *Coordinator {
 	}
 	if o.DB == "" {
 		o.DB = filepath.Join(dir, "coord.db")
+		if pgtest.CoordOnPostgres() {
+			o.DB = pgtest.Shared(t).NewDatabase(t)
+		}
 	}
 	c := &Coordinator{
 		AdminSocket: filepath.Join(sockDir, "admin.sock"), DB: o.DB, Binary: bin, opts: o,

@@ -148,10 +148,29 @@ func Cleanup() {
 	}
 }
 
-// Main is a TestMain body: run the tests, clean up the binaries, exit.
+var (
+	atExitMu sync.Mutex
+	atExit   []func()
+)
+
+// AtExit registers f to run when Main ends, after the tests: for what a
+// test process shares between its tests (a database server).
+func AtExit(f func()) {
+	atExitMu.Lock()
+	atExit = append(atExit, f)
+	atExitMu.Unlock()
+}
+
+// Main is a TestMain body: run the tests, clean up the binaries and what
+// AtExit registered, exit.
 func Main(m *testing.M) {
 	code := m.Run()
 	Cleanup()
+	atExitMu.Lock()
+	for _, f := range atExit {
+		f()
+	}
+	atExitMu.Unlock()
 	os.Exit(code)
 }
 

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/meshinit/meshinit/coordinator"
+	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/internal/stun"
+)
+
+// relayFlags are the serve flags of the relay and the STUN responder.
+func relayFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "stun-listen", EnvVars: []string{"MESHCOORD_STUN_LISTEN"},
+			Usage: "UDP address of a STUN responder (RFC 5389 binding), e.g. :3478; nodes learn their NAT's address from it (default off)"},
+	}
+}
+
+// startRelay serves the relay at /v1/relay in front of the node API
+// handler, and the STUN responder when --stun-listen is set. stop ends
+// both.
+func startRelay(c *cli.Context, coord *coordinator.Server, api http.Handler, log *slog.Logger) (h http.Handler, stop func(), err error) {
+	var st *stun.Server
+	port := 0
+	if addr := c.String("stun-listen"); addr != "" {
+		if st, err = stun.Listen(addr, log.With("component", "stun")); err != nil {
+			return nil, nil, fmt.Errorf("--stun-listen %s: %w", addr, err)
+		}
+		port = st.Addr().Port
+		go st.Serve()
+		log.Info("STUN responder listening", "addr", st.Addr().String())
+	}
+	rl, err := relay.ForCoordinator(coord, relay.Config{STUNPort: port, Log: log})
+	if err != nil {
+		if st != nil {
+			st.Close()
+		}
+		return nil, nil, err
+	}
+	return rl.Handler(api), func() {
+		rl.Close()
+		if st != nil {
+			st.Close()
+		}
+	}, nil
+}

@@ -1,0 +1,253 @@
+package relay
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/meshinit/meshinit/meshapi"
+	"github.com/meshinit/meshinit/meshapi/relayproto"
+)
+
+// client is one node's relay connection.
+type client struct {
+	s    *Server
+	key  meshapi.Key
+	conn net.Conn
+
+	mu     sync.Mutex
+	data   frameRing // recv frames for this node, oldest first
+	ctl    frameRing // control frames for this node (pong, peer-gone)
+	closed bool
+	wake   chan struct{} // cap 1: the writer has work
+	done   chan struct{} // closed when the connection is closed
+}
+
+func newClient(s *Server, k meshapi.Key, conn net.Conn) *client {
+	return &client{
+		s: s, key: k, conn: conn,
+		data: newFrameRing(s.cfg.QueueLen),
+		ctl:  newFrameRing(ctlQueueLen),
+		wake: make(chan struct{}, 1),
+		done: make(chan struct{}),
+	}
+}
+
+// close ends the connection once; it reports whether this call did.
+func (c *client) close(reason string) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	c.closed = true
+	lost := c.data.len()
+	c.data.reset()
+	c.ctl.reset()
+	c.mu.Unlock()
+	if lost > 0 {
+		c.s.metrics.drop(dropDisconnected, lost)
+	}
+	close(c.done)
+	c.conn.Close()
+	return true
+}
+
+// enqueue puts a frame in the data or control queue, dropping that
+// queue's oldest frame when it is full. It never blocks.
+func (c *client) enqueue(frame []byte, control bool) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		putBuf(frame)
+		c.s.metrics.drop(dropDisconnected, 1)
+		return
+	}
+	q := &c.data
+	if control {
+		q = &c.ctl
+	}
+	dropped := q.push(frame)
+	c.mu.Unlock()
+	if dropped != nil {
+		putBuf(dropped)
+		reason := dropQueueFull
+		if control {
+			reason = dropControlQueueFull
+		}
+		c.s.metrics.drop(reason, 1)
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readLoop reads the node's frames until the connection ends.
+func (c *client) readLoop(src io.Reader) error {
+	fr := relayproto.NewReader(src, bufferedWriter)
+	gone := map[meshapi.Key]time.Time{} // last peer-gone sent per unknown destination
+	for {
+		c.conn.SetReadDeadline(time.Now().Add(readTimeout))
+		f, err := fr.Next()
+		if err != nil {
+			return err
+		}
+		switch f.Type {
+		case relayproto.FrameSend:
+			c.forward(f.Key, f.Packet, gone)
+		case relayproto.FramePing:
+			c.enqueue(relayproto.AppendPing(getBuf(relayproto.HeaderLen+relayproto.PingLen), relayproto.FramePong, f.Ping), true)
+		case relayproto.FramePong, relayproto.FrameKeepAlive:
+		default:
+			return fmt.Errorf("%w: a node may not send %v frames", relayproto.ErrFrame, f.Type)
+		}
+	}
+}
+
+// forward queues a packet for its destination, or tells the sender the
+// destination is not here (at most once a second per destination).
+func (c *client) forward(dst meshapi.Key, packet []byte, gone map[meshapi.Key]time.Time) {
+	d := c.s.lookup(dst)
+	if d == nil || dst == c.key {
+		c.s.metrics.drop(dropUnknownDest, 1)
+		now := time.Now()
+		if now.Sub(gone[dst]) >= time.Second {
+			if len(gone) > 1024 {
+				clear(gone)
+			}
+			gone[dst] = now
+			c.enqueue(relayproto.AppendPeerGone(getBuf(relayproto.HeaderLen+relayproto.KeyLen+1), dst, relayproto.GoneNotHere), true)
+		}
+		return
+	}
+	frame := relayproto.AppendPacket(getBuf(relayproto.HeaderLen+relayproto.KeyLen+len(packet)), relayproto.FrameRecv, c.key, packet)
+	d.enqueue(frame, false)
+}
+
+// writeLoop sends queued frames, control first, many per system call,
+// each write bounded by the write timeout. A failed write closes the
+// connection.
+func (c *client) writeLoop() {
+	bw := bufio.NewWriterSize(c.conn, bufferedWriter)
+	keepalive := time.NewTimer(c.s.cfg.KeepAlive)
+	defer keepalive.Stop()
+	var batch [][]byte
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-keepalive.C:
+			batch = append(batch[:0], relayproto.AppendKeepAlive(getBuf(relayproto.HeaderLen)))
+		case <-c.wake:
+			c.mu.Lock()
+			batch = c.ctl.drain(batch[:0])
+			batch = c.data.drain(batch)
+			c.mu.Unlock()
+		}
+		if err := c.writeBatch(bw, batch); err != nil {
+			c.s.unregister(c, "write failed: "+err.Error())
+			return
+		}
+		keepalive.Reset(c.s.cfg.KeepAlive)
+	}
+}
+
+func (c *client) writeBatch(bw *bufio.Writer, batch [][]byte) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	var bytes, packets int
+	var err error
+	for i, f := range batch {
+		if err == nil {
+			_, err = bw.Write(f)
+			if f[0] == byte(relayproto.FrameRecv) {
+				bytes += len(f) - relayproto.HeaderLen - relayproto.KeyLen
+				packets++
+			}
+		}
+		putBuf(f)
+		batch[i] = nil
+	}
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		c.s.metrics.drop(dropWriteError, packets)
+		return err
+	}
+	c.s.metrics.relayed(bytes, packets)
+	return nil
+}
+
+// frameRing is a bounded FIFO of encoded frames.
+type frameRing struct {
+	buf        [][]byte
+	head, size int
+}
+
+func newFrameRing(n int) frameRing { return frameRing{buf: make([][]byte, n)} }
+
+func (r *frameRing) len() int { return r.size }
+
+// push appends f; when full it first removes and returns the oldest frame.
+func (r *frameRing) push(f []byte) (dropped []byte) {
+	if r.size == len(r.buf) {
+		dropped = r.buf[r.head]
+		r.buf[r.head] = nil
+		r.head = (r.head + 1) % len(r.buf)
+		r.size--
+	}
+	r.buf[(r.head+r.size)%len(r.buf)] = f
+	r.size++
+	return dropped
+}
+
+// drain appends every frame to out, oldest first, and empties the ring.
+func (r *frameRing) drain(out [][]byte) [][]byte {
+	for i := 0; i < r.size; i++ {
+		j := (r.head + i) % len(r.buf)
+		out = append(out, r.buf[j])
+		r.buf[j] = nil
+	}
+	r.head, r.size = 0, 0
+	return out
+}
+
+func (r *frameRing) reset() {
+	for i := range r.buf {
+		if r.buf[i] != nil {
+			putBuf(r.buf[i])
+			r.buf[i] = nil
+		}
+	}
+	r.head, r.size = 0, 0
+}
+
+// Frame buffers are pooled: most packets fit in a small one.
+const smallBuf = 2048
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, smallBuf); return &b }}
+
+func getBuf(n int) []byte {
+	if n > smallBuf {
+		return make([]byte, 0, n)
+	}
+	return (*bufPool.Get().(*[]byte))[:0]
+}
+
+func putBuf(b []byte) {
+	if cap(b) == smallBuf {
+		b = b[:0]
+		bufPool.Put(&b)
+	}
+}

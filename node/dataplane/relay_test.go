@@ -1,0 +1,195 @@
+package dataplane
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// relayRig is a real relay server on loopback whose clients authenticate
+// with "Bearer <their public key in hex>" (the coordinator's node secrets
+// are tested in coordinator/relay).
+type relayRig struct {
+	srv *relay.Server
+	url string
+}
+
+func newRelayRig(t testing.TB) *relayRig {
+	srv := relay.New(relay.Config{Authenticate: func(r *http.Request) (meshapi.Key, *meshapi.Error) {
+		var k meshapi.Key
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if err := k.UnmarshalText([]byte(tok)); err != nil {
+			return k, &meshapi.Error{Status: 401, Code: meshapi.ErrUnauthorized, Message: "bad test token"}
+		}
+		return k, nil
+	}})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	return &relayRig{srv: srv, url: hs.URL}
+}
+
+// newRelayNode is newTestNode with the rig's relay and, when advertise is
+// set, the node's loopback endpoint as its only own candidate.
+func newRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket bool) *testNode {
+	t.Helper()
+	priv, _ := GeneratePrivateKey()
+	pub, _ := PublicKey(priv)
+	v4 := netip.AddrFrom4([4]byte{100, 64, 0, byte(n)})
+	v6 := netip.MustParseAddr(fmt.Sprintf("fd7a:6d65:7368::%x", n))
+	cfg := Config{
+		PrivateKey: priv, Addresses: []netip.Addr{v4, v6}, Prefixes: testPrefixes, Log: testLogger(t).With("node", n),
+		Relay: &RelayConfig{URL: rig.url, WebSocket: websocket, Authorization: func() (string, error) {
+			b, _ := pub.MarshalText()
+			return "Bearer " + string(b), nil
+		}},
+		AdvertiseEndpoints: func(port uint16) []netip.AddrPort {
+			if !advertise {
+				return nil
+			}
+			return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
+		},
+	}
+	dev, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	waitFor(t, 20*time.Second, "relay connected", func() bool { return rig.srv.Connected(pub) })
+	return &testNode{dev: dev, pub: pub, ipv4: v4, ipv6: v6}
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRelayCarriesTrafficWithoutEndpoints: two nodes that know no UDP
+// endpoint of each other talk through the relay from the first packet,
+// over the plain upgrade and over WebSocket, and a 4 MiB transfer arrives
+// intact.
+func TestRelayCarriesTrafficWithoutEndpoints(t *testing.T) {
+	for _, ws := range []bool{false, true} {
+		t.Run(fmt.Sprintf("websocket=%v", ws), func(t *testing.T) {
+			rig := newRelayRig(t)
+			a, b := newRelayNode(t, 1, rig, false, ws), newRelayNode(t, 2, rig, false, ws)
+			if err := a.dev.UpsertPeer(b.asPeer()); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.dev.UpsertPeer(a.asPeer()); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.dev.Forward(nil); err != nil {
+				t.Fatal(err)
+			}
+			sum := startSHA256Sink(t)
+			c, err := a.dev.DialContext(withTimeout(t, 20*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, sum.port).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, 4<<20)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			if _, err := c.Write(data); err != nil {
+				t.Fatal(err)
+			}
+			c.(interface{ CloseWrite() error }).CloseWrite()
+			got, _ := io.ReadAll(c)
+			c.Close()
+			want := sha256.Sum256(data)
+			if string(got) != fmt.Sprintf("%x", want) {
+				t.Fatalf("sink got a different stream: %s", got)
+			}
+			if p := a.dev.Path(b.pub); p.Kind != PathRelay {
+				t.Errorf("path %+v, want relay", p)
+			}
+			if rs, _ := a.dev.Relay(); (rs.Kind == "websocket") != ws {
+				t.Errorf("relay kind %q", rs.Kind)
+			}
+		})
+	}
+}
+
+// TestPathTurnsDirectAndConnectionSurvives: with the relay and reachable
+// endpoints, the path starts on the relay and turns direct once the probes
+// answer; a connection opened before the switch keeps working after it.
+func TestPathTurnsDirectAndConnectionSurvives(t *testing.T) {
+	rig := newRelayRig(t)
+	a, b := newRelayNode(t, 1, rig, true, false), newRelayNode(t, 2, rig, true, false)
+	// No map endpoints: only call-me-maybe over the relay tells them.
+	a.dev.UpsertPeer(b.asPeer())
+	b.dev.UpsertPeer(a.asPeer())
+	b.dev.Forward(nil)
+	port := startEcho(t, "b")
+	c, err := a.dev.DialContext(withTimeout(t, 20*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, port).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	echo := func(line string) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintln(c, line)
+		got, err := r.ReadString('\n')
+		if err != nil || !strings.Contains(got, line) {
+			t.Fatalf("echo %q: %q %v", line, got, err)
+		}
+	}
+	echo("before")
+	waitFor(t, 20*time.Second, "a direct path", func() bool {
+		echo("tick") // traffic keeps the peer active
+		return a.dev.Path(b.pub).Kind == PathDirect && b.dev.Path(a.pub).Kind == PathDirect
+	})
+	if ep := a.dev.Path(b.pub).Endpoint; ep != b.loopbackEndpoint() {
+		t.Errorf("direct endpoint %v, want %v", ep, b.loopbackEndpoint())
+	}
+	echo("after")
+}
+
+// startSHA256Sink listens on 127.0.0.1 and answers each connection, once
+// its sender half-closes, with the hex SHA-256 of what it read.
+type sha256Sink struct{ port uint16 }
+
+func startSHA256Sink(t testing.TB) sha256Sink {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				h := sha256.New()
+				io.Copy(h, c)
+				fmt.Fprintf(c, "%x", h.Sum(nil))
+			}()
+		}
+	}()
+	return sha256Sink{port: uint16(ln.Addr().(*net.TCPAddr).Port)}
+}
+
+var _ = context.Background
