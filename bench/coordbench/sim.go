@@ -23,6 +23,7 @@ type sim struct {
 	id     meshapi.NodeID
 	secret string
 	stable bool // stays connected for the whole run (never leaves)
+	tag    int  // tag index with a policy (policy.go)
 
 	cancel context.CancelFunc
 	done   chan struct{}
