@@ -42,9 +42,13 @@ type window struct {
 	base time.Time
 }
 
+// hc carries every call. Idle connections are dropped well before the
+// server's idle timeout (2 min): one it closed just as a POST went out on
+// it fails with EOF, and Go does not retry a POST (at 10 000 nodes the
+// streams take minutes to open while the churn clients' connections idle).
 var hc = &http.Client{Transport: &http.Transport{
 	MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true,
-	ResponseHeaderTimeout: 60 * time.Second,
+	ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 30 * time.Second,
 }}
 
 func register(url, key, hostname string) (*sim, error) {
