@@ -85,7 +85,7 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	ak := &key{KeyRecord: rec}
 	s.keys[k.ID] = ak
-	b := s.w.enqueue(store.PutKey(rec))
+	b := s.w.Enqueue(store.PutKey(rec))
 	view := ak.api(now)
 	s.mu.Unlock()
 	if s.writeWhenStored(w, r, b, http.StatusCreated, meshapi.KeyCreateResponse{AuthKey: view, Key: k.String()}) {
@@ -132,10 +132,10 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 	revoking := k.Revoked.IsZero()
 	if revoking {
 		k.Revoked = now
-		s.w.enqueue(store.PutKey(k.KeyRecord))
+		s.w.Enqueue(store.PutKey(k.KeyRecord))
 	}
 	view := k.api(now)
-	b := s.w.barrier()
+	b := s.w.Barrier()
 	s.mu.Unlock()
 	if s.writeWhenStored(w, r, b, http.StatusOK, view) && revoking {
 		s.log.Info("auth key revoked", "key", id)
@@ -211,7 +211,7 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, change func(
 		return
 	}
 	resp := meshapi.NodeActionResponse{Node: n.view(), Deleted: deleted}
-	b := s.w.barrier()
+	b := s.w.Barrier()
 	s.mu.Unlock()
 	s.writeWhenStored(w, r, b, http.StatusOK, resp)
 }
@@ -256,7 +256,7 @@ func (s *Server) handleNodeRename(w http.ResponseWriter, r *http.Request) {
 		n.Name, n.FQDN = req.Name, s.fqdn(req.Name)
 		s.byName[n.Name] = n
 		n.changed()
-		s.w.enqueue(store.PutNode(n.record()))
+		s.w.Enqueue(store.PutNode(n.record()))
 		s.emitLocked(meshapi.EventRenamed, n, "", old+" -> "+n.Name, now)
 		if !n.LoggedOut {
 			s.publishUpsertLocked(n, true)

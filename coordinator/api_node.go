@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/meshinit/meshinit/coordinator/commit"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -28,7 +29,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	// Answer only once the node is stored: a secret handed out must still
 	// work after a coordinator crash. If the store is slow, the node is
 	// registered all the same and a retry with the same secret gets it.
-	if err := b.wait(r.Context(), s.cfg.CommitTimeout); err != nil {
+	if err := b.Wait(r.Context(), s.cfg.CommitTimeout); err != nil {
 		s.metrics.registration("store")
 		writeError(w, unavailable(err))
 		return
@@ -74,7 +75,7 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 	}
 	n.Endpoints = nonNil(req.Endpoints)
 	n.changed()
-	s.w.enqueue(store.PutNode(n.record()))
+	s.w.Enqueue(store.PutNode(n.record()))
 	s.publishUpsertLocked(n, true)
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
@@ -104,7 +105,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	deleted := s.logoutLocked(n, meshapi.ReasonLogout, "logout", s.clock.Now())
-	b := s.w.barrier()
+	b := s.w.Barrier()
 	s.mu.Unlock()
 	s.writeWhenStored(w, r, b, http.StatusOK, meshapi.LogoutResponse{Deleted: deleted})
 }
@@ -113,8 +114,8 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 // if the store does not take it within the commit timeout, and reports
 // which. It waits even if the client hung up: the change is made either
 // way, and is stored before the handler returns.
-func (s *Server) writeWhenStored(w http.ResponseWriter, r *http.Request, b *batch, status int, v any) bool {
-	if err := b.wait(context.WithoutCancel(r.Context()), s.cfg.CommitTimeout); err != nil {
+func (s *Server) writeWhenStored(w http.ResponseWriter, r *http.Request, b *commit.Batch, status int, v any) bool {
+	if err := b.Wait(context.WithoutCancel(r.Context()), s.cfg.CommitTimeout); err != nil {
 		writeError(w, unavailable(err))
 		return false
 	}

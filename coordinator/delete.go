@@ -20,7 +20,7 @@ func (s *Server) deleteLocked(n *node, reason meshapi.DeleteReason, detail strin
 		// event, which is logged once stored: nothing is logged under s.mu.
 		detail = strings.TrimSpace(detail + " (internal error releasing its addresses: " + err.Error() + ")")
 	}
-	s.w.enqueue(store.DeleteNode(uint64(n.ID)))
+	s.w.Enqueue(store.DeleteNode(uint64(n.ID)))
 	s.emitLocked(meshapi.EventDeleted, n, reason, detail, now)
 	if !n.LoggedOut { // a logged-out node was already removed from maps
 		s.publishRemoveLocked(n)
@@ -46,7 +46,7 @@ func (s *Server) logoutLocked(n *node, reason meshapi.DeleteReason, detail strin
 	n.LoggedOut = true
 	n.GCDeadline = time.Time{}
 	n.changed()
-	s.w.enqueue(store.PutNode(n.record()))
+	s.w.Enqueue(store.PutNode(n.record()))
 	s.emitLocked(meshapi.EventLoggedOut, n, "", detail, now)
 	s.publishRemoveLocked(n)
 	return false

@@ -215,7 +215,7 @@ func TestRestartTakesLastSeenFromHeartbeat(t *testing.T) {
 	e.advance(2*heartbeatInterval + time.Second)
 	beat := before.LastSeen.Add(2 * heartbeatInterval)
 	eventually(t, wait, "the heartbeat is stored", func() bool {
-		e.s.w.barrier().wait(context.Background(), wait)
+		e.s.w.Barrier().Wait(context.Background(), wait)
 		return storedMeta(t, e, metaHeartbeat) == strconv.FormatInt(beat.UnixNano(), 10)
 	})
 	e.stop()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshinit/meshinit/coordinator/commit"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/policy"
 )
@@ -62,7 +63,7 @@ func (s *Server) SetPolicy(src []byte) (uint64, error) {
 	return v, err
 }
 
-func (s *Server) setPolicy(src []byte) (uint64, *batch, error) {
+func (s *Server) setPolicy(src []byte) (uint64, *commit.Batch, error) {
 	var p *policy.Policy
 	if len(bytes.TrimSpace(src)) > 0 {
 		var err error
@@ -79,13 +80,13 @@ func (s *Server) setPolicy(src []byte) (uint64, *batch, error) {
 	}
 	if bytes.Equal(src, s.acl.source) && (s.acl.version > 0 || src == nil) {
 		s.policyMetrics.loads.WithLabelValues("unchanged").Inc()
-		v, b := s.acl.version, s.w.barrier()
+		v, b := s.acl.version, s.w.Barrier()
 		s.mu.Unlock()
 		return v, b, nil
 	}
 	v := s.setPolicyLocked(p, src, s.clock.Now())
 	s.policyMetrics.loads.WithLabelValues("ok").Inc()
-	b := s.w.barrier()
+	b := s.w.Barrier()
 	s.mu.Unlock()
 	s.log.Info("access policy in force", "version", v, "grants", grants(p), "hash", p.Hash()) // never under s.mu
 	return v, b, nil

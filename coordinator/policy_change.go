@@ -80,9 +80,9 @@ func (s *Server) setPolicyLocked(p *policy.Policy, src []byte, now time.Time) ui
 	s.acl.source, s.acl.updated = src, now
 	vis := newVisibility(p, s.acl.version, s.acl.classes)
 	s.acl.vis = vis
-	s.w.enqueue(store.SetMeta(metaPolicySource, string(src)))
-	s.w.enqueue(store.SetMeta(metaPolicyVersion, strconv.FormatUint(s.acl.version, 10)))
-	s.w.enqueue(store.SetMeta(metaPolicyUpdated, strconv.FormatInt(now.UnixNano(), 10)))
+	s.w.Enqueue(store.SetMeta(metaPolicySource, string(src)))
+	s.w.Enqueue(store.SetMeta(metaPolicyVersion, strconv.FormatUint(s.acl.version, 10)))
+	s.w.Enqueue(store.SetMeta(metaPolicyUpdated, strconv.FormatInt(now.UnixNano(), 10)))
 
 	groups := map[classID][]*node{}
 	for _, n := range s.live {

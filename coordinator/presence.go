@@ -26,7 +26,7 @@ func (s *Server) attachLocked(n *node, st *stream, now time.Time) {
 		// has a deadline, and the store should know it is online.
 		if !n.GCDeadline.IsZero() {
 			n.GCDeadline = time.Time{}
-			s.w.enqueue(store.PutNode(n.record()))
+			s.w.Enqueue(store.PutNode(n.record()))
 		}
 		return
 	}
@@ -34,7 +34,7 @@ func (s *Server) attachLocked(n *node, st *stream, now time.Time) {
 	n.LastSeen = now
 	n.GCDeadline = time.Time{}
 	n.changed()
-	s.w.enqueue(store.PutNode(n.record()))
+	s.w.Enqueue(store.PutNode(n.record()))
 	s.emitLocked(meshapi.EventOnline, n, "", "", now)
 	s.publishPresenceLocked(n)
 }
@@ -74,7 +74,7 @@ func (s *Server) graceExpired(id meshapi.NodeID, gen uint64) {
 	if n.Ephemeral && !n.LoggedOut {
 		n.GCDeadline = n.clockFrom.Add(s.timeout(n))
 	}
-	s.w.enqueue(store.PutNode(n.record()))
+	s.w.Enqueue(store.PutNode(n.record()))
 	s.emitLocked(meshapi.EventOffline, n, "", "", now)
 	s.publishPresenceLocked(n)
 	if n.Ephemeral && !n.GCDeadline.After(now) {

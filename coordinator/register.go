@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
+	"github.com/meshinit/meshinit/coordinator/commit"
 	"github.com/meshinit/meshinit/coordinator/names"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
@@ -43,7 +44,7 @@ const (
 // refused registration consumes no key use, name or address. A retry of a
 // registration that was made (the same node secret, auth key and public
 // key) changes nothing and gets the same node back.
-func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterResponse, *batch, string, *apiError) {
+func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterResponse, *commit.Batch, string, *apiError) {
 	if len(req.Hostname) > maxHostnameBytes || !utf8.ValidString(req.Hostname) {
 		return nil, nil, "", badRequest("hostname: want valid UTF-8 of at most %d bytes", maxHostnameBytes)
 	}
@@ -133,7 +134,7 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	s.indexLocked(n)
 	ak.Uses++
 
-	s.w.enqueue(
+	s.w.Enqueue(
 		store.PutKey(ak.KeyRecord),
 		store.SetMeta(metaLastNodeID, strconv.FormatUint(s.lastNodeID, 10)),
 		store.PutNode(n.record()),
@@ -143,7 +144,7 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	s.scheduleGC(n)
 	// The answer waits for everything above, the event included (the
 	// writer may have taken the first ops into a commit already).
-	return s.registeredLocked(n, secret), s.w.barrier(), registeredNew, nil
+	return s.registeredLocked(n, secret), s.w.Barrier(), registeredNew, nil
 }
 
 func (s *Server) registeredLocked(n *node, secret string) *meshapi.RegisterResponse {
@@ -155,7 +156,7 @@ func (s *Server) registeredLocked(n *node, secret string) *meshapi.RegisterRespo
 // coordinator restart). It must come with n's auth key and public key; then
 // it changes nothing (no second node, no second use of the key, whatever
 // the key's state now) and gets n as it is, once n is stored.
-func (s *Server) repeatLocked(n *node, k authkey.Key, req *meshapi.RegisterRequest) (*meshapi.RegisterResponse, *batch, *apiError) {
+func (s *Server) repeatLocked(n *node, k authkey.Key, req *meshapi.RegisterRequest) (*meshapi.RegisterResponse, *commit.Batch, *apiError) {
 	ak, e := s.findKeyLocked(k)
 	if e != nil {
 		return nil, nil, e
@@ -168,7 +169,7 @@ func (s *Server) repeatLocked(n *node, k authkey.Key, req *meshapi.RegisterReque
 		return nil, nil, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut,
 			"node %d (%s), registered with this secret, has logged out: register with a new secret", n.ID, n.Name)
 	}
-	return s.registeredLocked(n, req.Secret), s.w.barrier(), nil
+	return s.registeredLocked(n, req.Secret), s.w.Barrier(), nil
 }
 
 // findKeyLocked finds the key k names, if its secret matches.

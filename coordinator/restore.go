@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/meshinit/meshinit/coordinator/deltalog"
+	"github.com/meshinit/meshinit/coordinator/eventlog"
 	"github.com/meshinit/meshinit/coordinator/ipam"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
@@ -57,7 +57,7 @@ func (s *Server) restore(ctx context.Context, now time.Time) error {
 		return err
 	}
 	s.eventSeq = snap.LastEventSeq
-	s.events = deltalog.New(s.cfg.EventLogSize, s.eventSeq, 1)
+	s.events = eventlog.New(s.st, s.eventSeq, s.cfg.EventLogSize, s.logEvent)
 
 	if len(first) > 0 {
 		if err := s.st.Apply(ctx, first); err != nil {

@@ -9,12 +9,13 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
 	"github.com/meshinit/meshinit/coordinator/clock"
+	"github.com/meshinit/meshinit/coordinator/commit"
 	"github.com/meshinit/meshinit/coordinator/deltalog"
+	"github.com/meshinit/meshinit/coordinator/eventlog"
 	"github.com/meshinit/meshinit/coordinator/ipam"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/internal/asynclog"
@@ -30,7 +31,7 @@ type Server struct {
 	closeLog func()       // flushes and stops the queue, if it is ours
 	clock    clock.Clock
 	st       store.Store
-	w        *writer
+	w        *commit.Queue // the store's writer
 	metrics  *metrics
 	// policyMetrics count policy loads and map lines withheld (policy_api.go).
 	policyMetrics *policyMetrics
@@ -40,8 +41,7 @@ type Server struct {
 	epoch   string
 	started time.Time
 	deltas  *deltalog.Log // map changes, one encoded line each
-	events  *deltalog.Log // lifecycle events, one encoded line each
-	pruned  atomic.Uint64 // events up to this seq were deleted for retention
+	events  *eventlog.Log // the stored lifecycle events, for followers
 
 	mu         sync.Mutex
 	closed     bool
@@ -112,17 +112,16 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.metrics = newMetrics(s)
 	s.policyMetrics = newPolicyMetrics(s.metrics.reg)
 	s.metrics.onStreams = s.adaptBatching
-	s.w = newWriter(st, s.log, cfg.MaxQueuedWrites)
-	s.w.healthy = s.metrics.setStoreHealthy
-	s.w.observed = s.metrics.observeCommit
-	s.w.committed = s.publishStored
+	s.w = commit.New(st, s.log, cfg.MaxQueuedWrites, commit.Hooks{
+		Healthy: s.metrics.setStoreHealthy, Observed: s.metrics.observeCommit, Committed: func(ops []store.Op) { s.events.Publish(ops) },
+	})
 	if err := s.restore(ctx, now); err != nil {
 		s.closeLog()
 		return nil, err
 	}
-	go s.w.run()
+	go s.w.Run()
 	s.stopHeartbeat = clock.Repeat(s.clock, heartbeatInterval, heartbeatInterval, s.heartbeat)
-	s.stopPruner = clock.Repeat(s.clock, 0, pruneInterval(cfg.EventRetention), s.pruneEvents)
+	s.stopPruner = clock.Repeat(s.clock, 0, eventlog.PruneInterval(cfg.EventRetention), s.pruneEvents)
 	return s, nil
 }
 
@@ -134,7 +133,7 @@ func (s *Server) refuseLocked() *apiError {
 	if s.closed {
 		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
 	}
-	if full, n := s.w.overloaded(); full {
+	if full, n := s.w.Overloaded(); full {
 		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal,
 			"the coordinator's store is behind (%d writes queued): retry in a moment", n)
 	}
@@ -170,7 +169,7 @@ func (s *Server) Close() error {
 	close(s.done)
 	s.stopHeartbeat()
 	s.stopPruner()
-	s.w.close()
+	s.w.Close()
 	err := s.st.Close()
 	s.closeLog()
 	return err
@@ -190,8 +189,8 @@ func nonBlocking(l *slog.Logger) (*slog.Logger, func()) {
 // heartbeat stores that the coordinator is alive now. It bounds how stale
 // last_seen is for nodes that were online at a crash (see restore).
 func (s *Server) heartbeat() {
-	if full, _ := s.w.overloaded(); !full {
-		s.w.enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(s.clock.Now().UnixNano(), 10)))
+	if full, _ := s.w.Overloaded(); !full {
+		s.w.Enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(s.clock.Now().UnixNano(), 10)))
 	}
 }
 

@@ -275,7 +275,7 @@ func TestQueueBoundAnswers503(t *testing.T) {
 	s.mu.Lock()
 	after := len(s.nodes)
 	s.mu.Unlock()
-	if _, queued := s.w.overloaded(); after != nodes || queued >= 2*bound {
+	if _, queued := s.w.Overloaded(); after != nodes || queued >= 2*bound {
 		t.Fatalf("refused registrations changed state: %d nodes -> %d, %d writes queued (bound %d)", nodes, after, queued, bound)
 	}
 

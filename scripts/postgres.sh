@@ -77,13 +77,16 @@ as_owner() {
 	fi
 }
 
-# free_port prints a TCP port on 127.0.0.1 that nothing listens on.
+# free_port prints a TCP port on 127.0.0.1 that nothing uses: below the
+# kernel's ephemeral range (where outgoing connections take their ports, any
+# of which would make the bind fail) and in no socket of /proc/net/tcp*.
 free_port() {
-	local port i
-	for i in $(seq 100); do
-		port=$((20000 + RANDOM % 30000))
-		# /proc/net/tcp lists listeners as state 0A with the port in hex
-		if ! awk -v p="$(printf ':%04X' "$port")" '$4 == "0A" && index($2, p) == length($2) - 4 {found=1} END {exit !found}' \
+	local lo port
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+	((lo > 12000)) || lo=32768
+	for _ in $(seq 200); do
+		port=$((10000 + RANDOM % (lo - 10000)))
+		if ! awk -v p="$(printf ':%04X' "$port")" 'index($2, p) == length($2) - 4 {found=1} END {exit !found}' \
 			/proc/net/tcp /proc/net/tcp6 2>/dev/null; then
 			echo "$port"
 			return
@@ -118,14 +121,24 @@ start() {
 	fi
 	mkdir -p "$dir"
 	dir=$(cd "$dir" && pwd)
-	[[ -f $dir/data/PG_VERSION ]] || init_cluster "$dir" "$bin"
-	local port
-	port=$(cat "$dir/port")
+	local fresh=
+	if [[ ! -f $dir/data/PG_VERSION ]]; then
+		init_cluster "$dir" "$bin"
+		fresh=1
+	fi
 	# -w waits until the server accepts connections; the socket lives in
-	# DIR (at most 107 bytes with its name: keep DIR short).
-	as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-		-o "-k $dir -p $port -c listen_addresses=127.0.0.1 ${POSTGRES_OPTS:-}" >/dev/null ||
+	# DIR (at most 107 bytes with its name: keep DIR short). A new cluster
+	# whose port was taken meanwhile gets another; a restarted one keeps
+	# its port, which its clients know.
+	local port tries=0
+	until port=$(cat "$dir/port") && as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+		-o "-k $dir -p $port -c listen_addresses=127.0.0.1 ${POSTGRES_OPTS:-}" >/dev/null; do
+		if [[ -n $fresh ]] && ((++tries < 5)) && grep -q 'could not bind' "$dir/server.log"; then
+			free_port >"$dir/port"
+			continue
+		fi
 		die "the server did not start: $(tail -5 "$dir/server.log")"
+	done
 	echo "export MESHCOORD_DB='$(url "$dir")' PGHOST=$dir PGPORT=$port PGUSER=postgres"
 	echo "# stop with: $0 stop $dir (keeps the data) or $0 remove $dir"
 }

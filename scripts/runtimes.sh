@@ -55,7 +55,8 @@ install() {
 	need=()
 	for p in docker:docker.io dockerd:docker.io containerd:containerd containerd-shim-runc-v2:containerd \
 		runc:runc tini:tini cgroupfs-mount:cgroupfs-mount unshare:util-linux nsenter:util-linux ip:iproute2 \
-		busybox:busybox-static dnsmasq:dnsmasq-base getent:libc-bin; do
+		busybox:busybox-static dnsmasq:dnsmasq-base getent:libc-bin \
+		nft:nftables tinyproxy:tinyproxy; do
 		command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
 	done
 	# The Debian docker CLI must be there even when another docker shadows it

@@ -5,11 +5,8 @@
 // meshcoord (the real binary, on a fresh SQLite file), registers the nodes
 // (registration rate), connects every map stream, then churns: J joins
 // (register + connect) and L leaves (logout) per second for a bounded time,
-// while every connected node records when each delta reaches it. Each size
-// runs twice (-policy both): without an access policy, and with one of
-// -tags tags (policy.go: ci-NN → db-NN grants), which trims every map to
-// the nodes it may reach. It prints, per size and policy, with the 10 000 /
-// 1 000 ratio so growth is visible and the policy / no-policy ratio:
+// while every connected node records when each delta reaches it. It prints,
+// per size and with the 10 000 / 1 000 ratio so growth is visible:
 //
 //   - registrations per second;
 //
@@ -21,8 +18,19 @@
 //   - the coordinator's CPU (cores) during churn, its RSS and peak RSS, and
 //     the other processes' CPU (the machine's noise).
 //
-//     go run ./bench/coordbench [-sizes 1000,10000] [-policy both|off|on] [-tags 100]
-//     [-churn 10s] [-rate 50] [-runs 3]
+//     go run ./bench/coordbench [-sizes 1000,10000] [-churn 10s] [-rate 50] [-runs 3] [-db sqlite,postgres]
+//     [-policy both|off|on] [-tags 100]
+//
+// -db lists the databases to measure, each on the same sizes in the same
+// run: sqlite (a fresh file) and postgres (a fresh database on a private
+// PostgreSQL server that scripts/postgres.sh starts, with its durable
+// defaults); the table then also gives each one's ratio to SQLite.
+//
+// -policy both (the default) measures each size of the first -db database
+// again with an access policy of -tags tags in force (policy.go: ci-NN →
+// db-NN grants), which trims every map to the nodes it may reach, and
+// gives the policy / no-policy ratio of the same invocation; on measures
+// only with it, off only without.
 //
 // With -dbsize N it measures instead how large the database is after N
 // joins and leaves (register, stream, logout), with any serve flags given
@@ -55,7 +63,8 @@ func main() {
 	rate := flag.Int("rate", 50, "joins per second and leaves per second during churn")
 	runs := flag.Int("runs", 3, "churn windows per size (medians are reported)")
 	bin := flag.String("meshcoord", "", "meshcoord binary (default: build ./cmd/meshcoord)")
-	withPolicy := flag.String("policy", "both", "off (no access policy), on (a policy of -tags tags), or both, each size without then with")
+	dbs := flag.String("db", "sqlite,postgres", "databases to measure, comma-separated: sqlite, postgres")
+	withPolicy := flag.String("policy", "both", "off (no access policy), on (a policy of -tags tags), or both: each size of the first -db without, then with")
 	tags := flag.Int("tags", 100, "tags of the policy (even: ci-NN → db-NN pairs)")
 	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow the arguments)")
 	flag.Parse()
@@ -82,27 +91,79 @@ func main() {
 		}
 		return
 	}
-	variants := map[string][]int{"off": {0}, "on": {*tags}, "both": {0, *tags}}[*withPolicy]
-	if variants == nil {
-		fatal(fmt.Errorf("-policy %q: want off, on or both", *withPolicy))
-	}
-	var results []result
+	var ns []int
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 10 || n > 20000 {
 			fatal(fmt.Errorf("-sizes: %q is not a node count in [10, 20000]", s))
 		}
-		for _, t := range variants {
-			fmt.Fprintf(os.Stderr, "== %d nodes, %s\n", n, policyName(t))
-			r, err := runSize(path, n, *churnFor, *rate, *runs, t)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "coordbench: %d nodes, %s: %v\n", n, policyName(t), err)
-				continue
-			}
-			results = append(results, r)
+		ns = append(ns, n)
+	}
+	variants := map[string][]int{"off": {0}, "on": {*tags}, "both": {0, *tags}}[*withPolicy]
+	if variants == nil {
+		fatal(fmt.Errorf("-policy %q: want off, on or both", *withPolicy))
+	}
+	var results []result
+	for i, db := range strings.Split(*dbs, ",") {
+		vs := variants
+		if i > 0 && len(vs) > 1 {
+			vs = vs[:1] // the policy's figures do not depend on the store: measured on the first
 		}
+		rs, err := runDB(strings.TrimSpace(db), path, ns, vs, *churnFor, *rate, *runs)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "coordbench: %s: %v\n", db, err)
+		}
+		results = append(results, rs...)
 	}
 	printTable(results, *rate, *churnFor, *runs)
+}
+
+// dbCPU returns the CPU time the database server used so far (none for
+// SQLite, which lives in the coordinator's process).
+var dbCPU = noDBCPU
+
+func noDBCPU() time.Duration { return 0 }
+
+// runDB measures every size on one kind of database, with each policy
+// variant (the number of tags, 0 for no policy).
+func runDB(db, bin string, sizes, variants []int, churnFor time.Duration, rate, runs int) ([]result, error) {
+	var serveArgs func() ([]string, error)
+	switch db {
+	case "sqlite":
+		serveArgs = func() ([]string, error) { return nil, nil } // the server's own fresh file
+	case "postgres":
+		pg, err := startPostgres()
+		if err != nil {
+			return nil, err
+		}
+		defer pg.remove()
+		dbCPU = pg.cpu
+		defer func() { dbCPU = noDBCPU }()
+		serveArgs = func() ([]string, error) {
+			u, err := pg.newDatabase()
+			return []string{"--db", u}, err
+		}
+	default:
+		return nil, fmt.Errorf("-db: unknown database %q (want sqlite or postgres)", db)
+	}
+	var out []result
+	for _, n := range sizes {
+		for _, tags := range variants {
+			fmt.Fprintf(os.Stderr, "== %s, %d nodes, %s\n", db, n, policyName(tags))
+			args, err := serveArgs()
+			if err != nil {
+				return out, err
+			}
+			r, err := runSize(bin, n, churnFor, rate, runs, tags, args...)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "coordbench: %s, %d nodes, %s: %v\n", db, n, policyName(tags), err)
+				continue
+			}
+			r.db = db
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func policyName(tags int) string {
@@ -133,8 +194,9 @@ func raiseFileLimit() {
 }
 
 type result struct {
+	db          string // sqlite, postgres
 	nodes       int
-	tags        int           // 0: no policy
+	tags        int           // of the policy; 0: no policy
 	fanout      float64       // peers reached per change
 	regRate     float64       // registrations per second
 	setup       time.Duration // connecting every stream
@@ -148,6 +210,7 @@ type result struct {
 	cpuCores    float64 // coordinator CPU during churn
 	rssMiB      float64 // coordinator RSS after churn
 	peakRSSMiB  float64
+	dbCores     float64 // the database server (PostgreSQL) during churn
 	benchCores  float64 // this process (the simulated nodes) during churn
 	otherCores  float64 // everything else on the machine during churn (noise)
 	windowsUsed int
@@ -156,53 +219,74 @@ type result struct {
 func printTable(rs []result, rate int, churn time.Duration, runs int) {
 	fmt.Printf("\ncoordinator scale: simulated nodes on loopback, churn %d joins + %d leaves per second, %v per window, median of %d windows\n\n",
 		rate, rate, churn, runs)
-	fmt.Printf("%-7s %-7s %9s %8s %9s %9s %9s %11s %11s %11s %9s %10s %9s %9s %8s %10s\n",
-		"nodes", "policy", "reg/s", "setup", "fan-out", "p50 peer", "p99 peer", "p50 all", "p99 all", "max all", "missing", "coord CPU", "RSS MiB", "peak MiB", "sim CPU", "other CPU")
+	fmt.Printf("%-9s %-7s %-8s %9s %8s %8s %9s %9s %11s %11s %11s %9s %10s %9s %9s %7s %8s %10s\n",
+		"db", "nodes", "policy", "reg/s", "setup", "fan-out", "p50 peer", "p99 peer", "p50 all", "p99 all", "max all", "missing", "coord CPU", "RSS MiB", "peak MiB", "db CPU", "sim CPU", "other CPU")
 	for _, r := range rs {
-		pol := "none"
-		if r.tags > 0 {
-			pol = fmt.Sprintf("%d tags", r.tags)
-		}
-		fmt.Printf("%-7d %-7s %9.0f %8s %9.1f %9s %9s %11s %11s %11s %9d %10.2f %9.0f %9.0f %8.2f %10.2f\n",
-			r.nodes, pol, r.regRate, r.setup.Round(100*time.Millisecond), r.fanout, ms(r.p50), ms(r.p99), ms(r.allP50), ms(r.allP99), ms(r.allMax),
-			r.missing, r.cpuCores, r.rssMiB, r.peakRSSMiB, r.benchCores, r.otherCores)
+		fmt.Printf("%-9s %-7d %-8s %9.0f %8s %8.1f %9s %9s %11s %11s %11s %9d %10.2f %9.0f %9.0f %7.2f %8.2f %10.2f\n",
+			r.db, r.nodes, policyColumn(r.tags), r.regRate, r.setup.Round(100*time.Millisecond), r.fanout, ms(r.p50), ms(r.p99), ms(r.allP50), ms(r.allP99), ms(r.allMax),
+			r.missing, r.cpuCores, r.rssMiB, r.peakRSSMiB, r.dbCores, r.benchCores, r.otherCores)
 	}
-	for _, withPolicy := range []bool{false, true} {
-		var same []result
-		for _, r := range rs {
-			if (r.tags > 0) == withPolicy {
-				same = append(same, r)
-			}
+	type group struct {
+		db   string
+		tags int
+	}
+	groups := map[group][]result{}
+	var order []group
+	for _, r := range rs {
+		g := group{r.db, r.tags}
+		if groups[g] == nil {
+			order = append(order, g)
 		}
-		if len(same) < 2 {
+		groups[g] = append(groups[g], r)
+	}
+	for _, g := range order {
+		rs := groups[g]
+		if len(rs) < 2 {
 			continue
 		}
-		sort.Slice(same, func(i, j int) bool { return same[i].nodes < same[j].nodes })
-		a, b := same[0], same[len(same)-1]
-		fmt.Printf("\nratio %d/%d nodes, %s (baseline: the %d-node run of this same invocation):\n", b.nodes, a.nodes, policyName(a.tags), a.nodes)
-		fmt.Printf("  reg/s %.2f   fan-out %.2f   p50 peer %.2f   p99 peer %.2f   p99 all %.2f   coord CPU %.2f   RSS %.2f\n",
-			b.regRate/a.regRate, b.fanout/nz(a.fanout), ratio(b.p50, a.p50), ratio(b.p99, a.p99), ratio(b.allP99, a.allP99),
-			b.cpuCores/nz(a.cpuCores), b.rssMiB/nz(a.rssMiB))
+		sort.Slice(rs, func(i, j int) bool { return rs[i].nodes < rs[j].nodes })
+		a, b := rs[0], rs[len(rs)-1]
+		fmt.Printf("\n%s, %s, ratio %d/%d nodes (baseline: the %d-node run of this same invocation):\n", g.db, policyName(g.tags), b.nodes, a.nodes, a.nodes)
+		printRatios(b, a, true)
 	}
-	for _, p := range rs {
-		if p.tags == 0 {
-			continue
-		}
-		for _, a := range rs {
-			if a.tags == 0 && a.nodes == p.nodes {
-				fmt.Printf("\nratio policy / no policy, %d nodes (baseline: the run without a policy of this same invocation):\n", p.nodes)
-				fmt.Printf("  fan-out %.4f   p50 peer %.2f   p99 peer %.2f   p99 all %.2f   coord CPU %.2f   RSS %.2f\n",
-					p.fanout/nz(a.fanout), ratio(p.p50, a.p50), ratio(p.p99, a.p99), ratio(p.allP99, a.allP99),
-					p.cpuCores/nz(a.cpuCores), p.rssMiB/nz(a.rssMiB))
+	for _, r := range rs {
+		for _, base := range rs {
+			switch {
+			case r.tags == 0 && r.db != "sqlite" && base.db == "sqlite" && base.tags == 0 && base.nodes == r.nodes:
+				fmt.Printf("\n%s / sqlite at %d nodes (baseline: the SQLite run of this same invocation):\n", r.db, r.nodes)
+			case r.tags > 0 && base.tags == 0 && base.db == r.db && base.nodes == r.nodes:
+				fmt.Printf("\n%s, policy / no policy at %d nodes (baseline: the run without a policy of this same invocation):\n", r.db, r.nodes)
+			default:
+				continue
 			}
+			printRatios(r, base, r.tags > 0)
 		}
 	}
 	fmt.Println("\n(reg/s: registrations answered per second, 16 concurrent clients; setup: opening every stream;" +
 		" fan-out: peers each change reached; peer: change -> delta at one peer, all: -> at the last peer;" +
 		" missing: deltas a stable peer that should have seen them never got;" +
-		" CPU in cores of this 2-core box during churn; sim: the simulated nodes' own process;" +
+		" CPU in cores of this 2-core box during churn (coord: meshcoord; db: the PostgreSQL server);" +
+		" sim: the simulated nodes' own process;" +
 		" other: the rest of the machine, noise that inflates latency when high;" +
 		" policy: tags/2 pairs ci-NN -> db-NN tcp:5432, one tag per node, so a map holds about nodes/tags peers)")
+}
+
+func policyColumn(tags int) string {
+	if tags == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d tags", tags)
+}
+
+// printRatios prints r's figures over base's.
+func printRatios(r, base result, fanout bool) {
+	fo := ""
+	if fanout {
+		fo = fmt.Sprintf("   fan-out %.4f", r.fanout/nz(base.fanout))
+	}
+	fmt.Printf("  reg/s %.2f%s   p50 peer %.2f   p99 peer %.2f   p99 all %.2f   coord CPU %.2f   RSS %.2f\n",
+		r.regRate/base.regRate, fo, ratio(r.p50, base.p50), ratio(r.p99, base.p99), ratio(r.allP99, base.allP99),
+		r.cpuCores/nz(base.cpuCores), r.rssMiB/nz(base.rssMiB))
 }
 
 func ms(d time.Duration) string {

@@ -76,10 +76,10 @@ func (b *bench) noteStart(k changeKey, t time.Time) {
 func (b *bench) hostname() string { return fmt.Sprintf("sim-%06d", b.hostSeq.Add(1)) }
 
 // runSize measures n nodes, with a policy of that many tags unless tags is
-// 0 (policy.go).
-func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags int) (result, error) {
+// 0 (policy.go), on a server started with serveArgs.
+func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags int, serveArgs ...string) (result, error) {
 	res := result{nodes: n, tags: tags}
-	srv, err := startServer(bin)
+	srv, err := startServer(bin, serveArgs...)
 	if err != nil {
 		return res, err
 	}
@@ -213,7 +213,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	count := int(d.Seconds() * float64(rate))
 	w := &window{v0: b.obsLast.Load(), size: 3*count + 64, base: time.Now()}
 	b.cur.Store(w)
-	cpu0, wall0, busy0, self0 := cpuTime(b.srv.cmd.Process.Pid), time.Now(), cpuload.MachineBusy(), cpuload.Self(false)
+	cpu0, db0, wall0, busy0, self0 := cpuTime(b.srv.cmd.Process.Pid), dbCPU(), time.Now(), cpuload.MachineBusy(), cpuload.Self(false)
 
 	var wg sync.WaitGroup
 	var errs atomic.Int64
@@ -292,7 +292,8 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	res.cpuCores = (cpuTime(b.srv.cmd.Process.Pid) - cpu0).Seconds() / time.Since(wall0).Seconds()
 	res.benchCores = (cpuload.Self(false) - self0).Seconds() / time.Since(wall0).Seconds()
 	// Clock-tick accounting makes this jitter around zero on a quiet box.
-	res.otherCores = max(0, (cpuload.MachineBusy()-busy0).Seconds()/time.Since(wall0).Seconds()-res.cpuCores-res.benchCores)
+	res.dbCores = (dbCPU() - db0).Seconds() / time.Since(wall0).Seconds()
+	res.otherCores = max(0, (cpuload.MachineBusy()-busy0).Seconds()/time.Since(wall0).Seconds()-res.cpuCores-res.benchCores-res.dbCores)
 	b.cur.Store(nil)
 
 	// Measure every change of the window that a client started.

@@ -109,24 +109,29 @@ func (c *client) readLoop(src io.Reader) error {
 	}
 }
 
-// forward queues a packet for its destination, or tells the sender the
-// destination is not here (at most once a second per destination).
+// forward queues a packet for its destination. A destination that is not
+// connected gets the packet held for a moment (it may be connecting: a
+// node's first packets often race its peer's relay connection), and the
+// sender is told it is not here (at most once a second per destination).
 func (c *client) forward(dst meshapi.Key, packet []byte, gone map[meshapi.Key]time.Time) {
+	frame := relayproto.AppendPacket(getBuf(relayproto.HeaderLen+relayproto.KeyLen+len(packet)), relayproto.FrameRecv, c.key, packet)
 	d := c.s.lookup(dst)
-	if d == nil || dst == c.key {
-		c.s.metrics.drop(dropUnknownDest, 1)
-		now := time.Now()
-		if now.Sub(gone[dst]) >= time.Second {
-			if len(gone) > 1024 {
-				clear(gone)
-			}
-			gone[dst] = now
-			c.enqueue(relayproto.AppendPeerGone(getBuf(relayproto.HeaderLen+relayproto.KeyLen+1), dst, relayproto.GoneNotHere), true)
-		}
+	if d != nil && dst != c.key {
+		d.enqueue(frame, false)
 		return
 	}
-	frame := relayproto.AppendPacket(getBuf(relayproto.HeaderLen+relayproto.KeyLen+len(packet)), relayproto.FrameRecv, c.key, packet)
-	d.enqueue(frame, false)
+	now := time.Now()
+	if dst == c.key || !c.s.hold(dst, frame, now) {
+		putBuf(frame)
+		c.s.metrics.drop(dropUnknownDest, 1)
+	}
+	if now.Sub(gone[dst]) >= time.Second {
+		if len(gone) > 1024 {
+			clear(gone)
+		}
+		gone[dst] = now
+		c.enqueue(relayproto.AppendPeerGone(getBuf(relayproto.HeaderLen+relayproto.KeyLen+1), dst, relayproto.GoneNotHere), true)
+	}
 }
 
 // writeLoop sends queued frames, control first, many per system call,

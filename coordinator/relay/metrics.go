@@ -31,7 +31,7 @@ func newMetrics() *Metrics {
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshcoord_relay_clients",
 			Help: "Nodes connected to the relay."}),
 	}
-	for _, r := range []string{dropUnknownDest, dropQueueFull, dropControlQueueFull, dropWriteError, dropDisconnected} {
+	for _, r := range []string{dropUnknownDest, dropQueueFull, dropControlQueueFull, dropWriteError, dropDisconnected, dropHoldStale} {
 		m.drops.WithLabelValues(r)
 	}
 	return m

@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,4 +271,117 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestSlowReaderKeepsOtherPairsThroughput (issue case 6): b reads slowly
+// (50 packets a second) while a keeps sending to it, far more than b
+// takes. Meanwhile c streams to d at a steady 19 MB/s. d's throughput,
+// counted in bytes over bounded windows that alternate between "a and b
+// quiet" and "a and b busy" (so machine load hits both alike), must not
+// drop by more than 20 % (medians of 7 windows each). A paced stream, not
+// a flood, so that the test measures blocking, not how much CPU a loaded
+// 2-core machine has left.
+func TestSlowReaderKeepsOtherPairsThroughput(t *testing.T) {
+	coord, nodes := setup(t, 4)
+	var cl []*relayClient
+	for _, n := range nodes {
+		c, _ := dial(t, coord.URL, n.auth, "raw")
+		cl = append(cl, c)
+	}
+	waitConnected(t, coord, nodes...)
+	a, b, c, d := cl[0], cl[1], cl[2], cl[3]
+	stop := make(chan struct{})
+	defer close(stop)
+
+	// d counts what it receives; c sends without pause.
+	var received atomic.Int64
+	go func() {
+		for {
+			f, err := d.fr.Next()
+			if err != nil {
+				return
+			}
+			received.Add(int64(len(f.Packet)))
+		}
+	}()
+	go func() {
+		// Paced by elapsed time, not by ticks: a late wake-up sends what
+		// is due, so the offered rate is the same in every window.
+		frame := relayproto.AppendPacket(nil, relayproto.FrameSend, nodes[3].key, make([]byte, 1200))
+		const rate = 19e6 // bytes per second
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		start, sent := time.Now(), 0.0
+		var buf []byte
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			buf = buf[:0]
+			for due := rate * time.Since(start).Seconds(); sent < due && len(buf) < 1<<20; sent += 1200 {
+				buf = append(buf, frame...)
+			}
+			c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.conn.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	// b reads slowly, always.
+	go func() {
+		for {
+			b.conn.SetReadDeadline(time.Now().Add(time.Minute))
+			if _, err := b.fr.Next(); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var busy atomic.Bool
+	go func() { // a sends 2000 packets a second to b while busy
+		frame := relayproto.AppendPacket(nil, relayproto.FrameSend, nodes[1].key, make([]byte, 1200))
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if busy.Load() {
+				a.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				a.conn.Write(append(frame, frame...))
+			}
+		}
+	}()
+	const window = 400 * time.Millisecond
+	measure := func(withSlowPair bool) float64 {
+		busy.Store(withSlowPair)
+		time.Sleep(window / 2) // let the change take effect; not counted
+		before := received.Load()
+		start := time.Now()
+		time.Sleep(window)
+		return float64(received.Load()-before) / time.Since(start).Seconds()
+	}
+	var quiet, loaded []float64
+	for range 7 {
+		quiet = append(quiet, measure(false))
+		loaded = append(loaded, measure(true))
+	}
+	slices.Sort(quiet)
+	slices.Sort(loaded)
+	q, l := quiet[3], loaded[3]
+	t.Logf("c→d throughput: %.1f MB/s alone, %.1f MB/s with a slow receiver elsewhere (ratio %.2f)", q/1e6, l/1e6, l/q)
+	if q == 0 {
+		t.Fatal("c→d moved nothing")
+	}
+	if l < 0.8*q {
+		t.Errorf("a slow receiver cut another pair's throughput by %.0f %% (more than 20 %%)", 100*(1-l/q))
+	}
+	m := scrape(t, coord.URL)
+	if strings.Contains(m, `meshcoord_relay_drops_total{reason="queue_full"} 0`) {
+		t.Errorf("b's queue never overflowed: the test did not load it\n%s", grep(m, "drops"))
+	}
 }

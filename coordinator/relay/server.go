@@ -67,6 +67,7 @@ type Server struct {
 
 	mu      sync.RWMutex
 	clients map[meshapi.Key]*client
+	held    holds // packets for keys not connected yet
 	closed  bool
 }
 
@@ -84,7 +85,8 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: cfg.Log.With("component", "relay"), metrics: newMetrics(), clients: map[meshapi.Key]*client{}}
+	return &Server{cfg: cfg, log: cfg.Log.With("component", "relay"), metrics: newMetrics(), clients: map[meshapi.Key]*client{},
+		held: holds{byKey: map[meshapi.Key]*heldPackets{}}}
 }
 
 // Metrics returns the server's Prometheus collector.
@@ -184,7 +186,11 @@ func (s *Server) register(c *client) bool {
 	old := s.clients[c.key]
 	s.clients[c.key] = c
 	n := len(s.clients)
+	early := s.held.take(c.key, time.Now())
 	s.mu.Unlock()
+	for _, f := range early {
+		c.enqueue(f, false)
+	}
 	s.metrics.clients.Set(float64(n))
 	if old != nil {
 		old.close("replaced by a newer connection of the same node")

@@ -52,4 +52,18 @@ var pgMigrations = []string{
 		detail  TEXT NOT NULL
 	);
 	CREATE INDEX events_time ON events (time);`,
+	// 2: the change log of replicas (docs/replicas.md): one row per write
+	// transaction, keyed by the first map version it takes.
+	`CREATE TABLE changes (
+		first    BIGINT PRIMARY KEY,
+		versions BIGINT NOT NULL CHECK (versions >= 1),
+		ops      JSONB NOT NULL
+	);`,
+	// 3: the replicas and their heartbeats, on the database's clock.
+	`CREATE TABLE replicas (
+		id        TEXT PRIMARY KEY,
+		url       TEXT NOT NULL,
+		started   TIMESTAMPTZ NOT NULL,
+		heartbeat TIMESTAMPTZ NOT NULL
+	);`,
 }

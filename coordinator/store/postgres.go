@@ -35,6 +35,8 @@ type Postgres struct {
 	instance string
 	log      *slog.Logger
 
+	replica bool // one of several replicas: writes go through WriteChange
+
 	mu     sync.Mutex
 	lock   *pgx.Conn // holds the advisory lock; nil while reconnecting
 	closed bool
@@ -70,6 +72,43 @@ func IsPostgresURL(db string) bool {
 // or migrates its schema and makes this coordinator its writer. log gets
 // one line when the lock's connection is lost and when it is back.
 func OpenPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Postgres, error) {
+	s, err := connectPostgres(ctx, dbURL, log)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Postgres, error) {
+		if s.lock != nil {
+			s.lock.Close(context.Background())
+		}
+		s.pool.Close()
+		return nil, err
+	}
+	if s.lock, err = s.takeLock(ctx); err != nil {
+		return fail(err)
+	}
+	// Owned from here on: a coordinator that held it before is fenced.
+	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaOwner, s.instance); err != nil {
+		return fail(fmt.Errorf("database %s: taking ownership: %v", s.display, err))
+	}
+	go s.keepLock()
+	return s, nil
+}
+
+// OpenPostgresReplica connects to the database at dbURL as one replica
+// among several: no lock, no owner; it writes only through WriteChange.
+func OpenPostgresReplica(ctx context.Context, dbURL string, log *slog.Logger) (*Postgres, error) {
+	s, err := connectPostgres(ctx, dbURL, log)
+	if err != nil {
+		return nil, err
+	}
+	s.replica = true
+	close(s.done) // no lock keeper
+	return s, nil
+}
+
+// connectPostgres opens the pool and migrates the schema.
+func connectPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Postgres, error) {
 	display := redactURL(dbURL)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -78,7 +117,7 @@ func OpenPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Postgre
 	if err != nil {
 		return nil, fmt.Errorf("database URL %s: %v", display, err)
 	}
-	pcfg.MaxConns = 4 // one writer, the odd reader; the lock has its own
+	pcfg.MaxConns = 4 // one writer, the odd reader; the lock and the listener have their own
 	if pcfg.ConnConfig.ConnectTimeout == 0 {
 		// A server that drops packets must not hold the writer forever;
 		// it retries instead.
@@ -93,25 +132,10 @@ func OpenPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Postgre
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database %s: %v", display, err)
 	}
-	fail := func(err error) (*Postgres, error) {
-		if s.lock != nil {
-			s.lock.Close(context.Background())
-		}
-		s.pool.Close()
-		return nil, err
-	}
 	if err := s.migrate(ctx); err != nil {
-		return fail(fmt.Errorf("database %s: %w", display, err))
+		s.pool.Close()
+		return nil, fmt.Errorf("database %s: %w", display, err)
 	}
-	if s.lock, err = s.takeLock(ctx); err != nil {
-		return fail(err)
-	}
-	// Owned from here on: a coordinator that held it before is fenced.
-	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaOwner, s.instance); err != nil {
-		return fail(fmt.Errorf("database %s: taking ownership: %v", display, err))
-	}
-	go s.keepLock()
 	return s, nil
 }
 
@@ -262,6 +286,9 @@ func (s *Postgres) Apply(ctx context.Context, ops []Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
+	if s.replica {
+		return errors.New("store: a replica writes through WriteChange")
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		// A connection that went silent (no reset) fails the batch, which
 		// the writer retries, rather than hanging it.
@@ -341,6 +368,8 @@ func queueOp(b *pgx.Batch, op *Op) error {
 		e := &op.event
 		b.Queue(`INSERT INTO events (seq, time, type, node_id, name, reason, detail) VALUES ($1,$2,$3,$4,$5,$6,$7)`,
 			int64(e.Seq), nanos(e.Time), string(e.Type), int64(e.NodeID), e.Name, string(e.Reason), e.Detail)
+	case opRemoveReplica:
+		b.Queue(`DELETE FROM replicas WHERE id = $1`, op.name)
 	case opSetMeta:
 		if op.name == metaOwner {
 			return fmt.Errorf("store: meta %q is the store's own", op.name)
@@ -362,6 +391,8 @@ func opError(op *Op, err error) error {
 		return fmt.Errorf("storing node %d: %w", op.node.ID, err)
 	case opDeleteNode:
 		return fmt.Errorf("deleting node %d: %w", op.id, err)
+	case opRemoveReplica:
+		return fmt.Errorf("removing replica %s: %w", op.name, err)
 	case opAddEvent:
 		return fmt.Errorf("storing event %d: %w", op.event.Seq, err)
 	default:
@@ -399,6 +430,9 @@ func (s *Postgres) Load(ctx context.Context) (*Snapshot, error) {
 	}
 	if seq != nil {
 		snap.LastEventSeq = uint64(*seq)
+	}
+	if snap.LogVersion, err = lastVersion(ctx, tx); err != nil {
+		return nil, err
 	}
 	return snap, nil
 }

@@ -181,6 +181,8 @@ func apply(ctx context.Context, tx *sql.Tx, op *Op) error {
 		if err != nil {
 			err = fmt.Errorf("storing %s: %w", op.name, err)
 		}
+	case opRemoveReplica:
+		err = errors.New("store: SQLite has no replicas")
 	default:
 		err = fmt.Errorf("store: unknown op %d", op.kind)
 	}

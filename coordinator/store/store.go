@@ -40,6 +40,9 @@ type Snapshot struct {
 	Keys         []KeyRecord
 	Nodes        []NodeRecord
 	LastEventSeq uint64
+	// LogVersion is the change log's last version this snapshot includes
+	// (PostgreSQL; always 0 on SQLite, which has no change log).
+	LogVersion uint64
 }
 
 // KeyRecord is a stored auth key. The secret is kept only as its hash.
@@ -104,6 +107,7 @@ const (
 	opDeleteNode
 	opAddEvent
 	opSetMeta
+	opRemoveReplica // PostgreSQL replicas only
 )
 
 // PutKey inserts or replaces a key.
@@ -141,3 +145,15 @@ func Redacted(db string) string {
 	}
 	return db
 }
+
+// Key returns the record a PutKey op writes.
+func (o *Op) Key() (KeyRecord, bool) { return o.key, o.kind == opPutKey }
+
+// Node returns the record a PutNode op writes.
+func (o *Op) Node() (NodeRecord, bool) { return o.node, o.kind == opPutNode }
+
+// Deleted returns the id of the node a DeleteNode op removes.
+func (o *Op) Deleted() (uint64, bool) { return o.id, o.kind == opDeleteNode }
+
+// Meta returns the name and value a SetMeta op sets.
+func (o *Op) Meta() (name, value string, ok bool) { return o.name, o.value, o.kind == opSetMeta }

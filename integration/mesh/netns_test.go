@@ -8,17 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/integration/internal/netns"
 )
 
 // lan is a private network for nodes that must not share a loopback: a
@@ -208,49 +205,8 @@ func dialInNetns(nsPath, network, addr string) (net.Conn, error) {
 	return inNetns(nsPath, func() (net.Conn, error) { return net.DialTimeout(network, addr, 5*time.Second) })
 }
 
-// inNetns runs open on an OS thread that is inside the network namespace at
-// nsPath, and returns what it opened: a socket stays in the namespace it
-// was made in after the thread switches back.
+// inNetns runs open inside the network namespace at nsPath (see
+// integration/internal/netns).
 func inNetns[C io.Closer](nsPath string, open func() (C, error)) (C, error) {
-	type result struct {
-		c   C
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// This goroutine's thread changes namespace. Until it is back it
-		// stays locked, and a thread that cannot come back is discarded by
-		// the runtime when the goroutine ends, so no other goroutine ever
-		// runs in the wrong namespace.
-		runtime.LockOSThread()
-		var zero C
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			ch <- result{zero, err}
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(nsPath)
-		if err != nil {
-			ch <- result{zero, err}
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{zero, fmt.Errorf("setns %s: %w", nsPath, err)}
-			return
-		}
-		c, openErr := open()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			if openErr == nil {
-				c.Close()
-			}
-			ch <- result{zero, fmt.Errorf("setns back: %w", err)}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{c, openErr}
-	}()
-	r := <-ch
-	return r.c, r.err
+	return netns.Do(nsPath, open)
 }

@@ -20,7 +20,7 @@ func openPG(ctx context.Context, url string) (store.Store, error) {
 
 func TestPostgresConformance(t *testing.T) {
 	harness.Integration(t)
-	pg := pgtest.Start(t)
+	pg := pgtest.Shared(t)
 	storetest.Run(t, storetest.Backend{New: pg.NewDatabase, Open: openPG})
 }
 

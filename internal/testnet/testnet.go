@@ -7,7 +7,9 @@ package testnet
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 )
@@ -55,6 +57,15 @@ func EchoLines(prefix string) func(net.Conn) {
 			}
 		}
 	}
+}
+
+// SHA256Sink is a connection handler that reads until the peer
+// half-closes and answers with the hex SHA-256 of everything it read: a
+// transfer arrived intact when the sender's digest matches.
+func SHA256Sink(c net.Conn) {
+	h := sha256.New()
+	io.Copy(h, c)
+	fmt.Fprintf(c, "%x", h.Sum(nil))
 }
 
 // ClosedPort returns a TCP port on 127.0.0.1 that nobody listens on, so a

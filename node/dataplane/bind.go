@@ -212,7 +212,7 @@ func (b *meshBind) noteSend(p *peerPath) route {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.routeLocked(now, b.relayUp())
+	return p.routeLocked(now, b.relayState())
 }
 
 func (b *meshBind) sendRoute(p *peerPath, r route, bufs [][]byte) error {
@@ -236,7 +236,17 @@ func (b *meshBind) sendRoute(p *peerPath, r route, bufs [][]byte) error {
 	return fmt.Errorf("no path to peer %v: no relay connection and no endpoint", p.key)
 }
 
-func (b *meshBind) relayUp() bool { return b.relay != nil && b.relay.up() }
+func (b *meshBind) relayUp() bool { return b.relayState() == relayUp }
+
+func (b *meshBind) relayState() relayState {
+	switch {
+	case b.relay == nil:
+		return relayNone
+	case b.relay.up():
+		return relayUp
+	}
+	return relayConnecting
+}
 
 // sendUDP sends to one address from the WireGuard socket.
 func (b *meshBind) sendUDP(bufs [][]byte, to netip.AddrPort) error {

@@ -53,7 +53,7 @@ func (d *Device) Path(k meshapi.Key) PathStatus {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.statusLocked(d.bind.now(), d.bind.relayUp())
+	return p.statusLocked(d.bind.now(), d.bind.relayState())
 }
 
 // Relay reports the relay connection; ok is false when the device has

@@ -91,17 +91,30 @@ type route struct {
 	addrs []netip.AddrPort // candidates
 }
 
+// Relay availability, as routeLocked needs it.
+type relayState int
+
+const (
+	relayNone       relayState = iota // not configured
+	relayConnecting                   // configured, not connected now
+	relayUp                           // connected
+)
+
 // routeLocked picks the path: a direct path while it is trusted, else the
-// relay while connected, else copies to every candidate.
-func (p *peerPath) routeLocked(now time.Time, relayUp bool) route {
+// relay while connected, else copies to every candidate, else the relay's
+// backlog while it connects.
+func (p *peerPath) routeLocked(now time.Time, relay relayState) route {
 	switch {
 	case p.best.IsValid() && now.Before(p.trustUntil):
 		return route{kind: PathDirect, addr: p.best}
-	case relayUp:
+	case relay == relayUp:
 		return route{kind: PathRelay}
 	}
 	if c := p.candidatesLocked(); len(c) > 0 {
 		return route{kind: PathCandidates, addrs: c}
+	}
+	if relay == relayConnecting {
+		return route{kind: PathRelay}
 	}
 	return route{kind: PathNone}
 }
@@ -175,8 +188,8 @@ type PathStatus struct {
 }
 
 // statusLocked describes the current path.
-func (p *peerPath) statusLocked(now time.Time, relayUp bool) PathStatus {
-	r := p.routeLocked(now, relayUp)
+func (p *peerPath) statusLocked(now time.Time, relay relayState) PathStatus {
+	r := p.routeLocked(now, relay)
 	s := PathStatus{Kind: r.kind}
 	switch r.kind {
 	case PathDirect:
@@ -184,6 +197,8 @@ func (p *peerPath) statusLocked(now time.Time, relayUp bool) PathStatus {
 		s.Reason = "probe answered on the direct path"
 	case PathRelay:
 		switch {
+		case relay != relayUp:
+			s.Reason = "the relay connection is not up yet: packets wait for it"
 		case p.relayGone:
 			s.Reason = "the peer has no relay connection; probing its endpoints"
 		case p.lostDirect:

@@ -166,7 +166,7 @@ func (b *meshBind) sendPathMsg(p *peerPath, m *pathMsg, to netip.AddrPort) error
 		return b.sendUDP([][]byte{pkt}, to)
 	}
 	p.mu.Lock()
-	r := p.routeLocked(b.now(), b.relayUp())
+	r := p.routeLocked(b.now(), b.relayState())
 	p.mu.Unlock()
 	if m.typ == msgCallMeMaybe && r.kind != PathRelay {
 		if !b.relayUp() {
@@ -189,6 +189,7 @@ func (b *meshBind) handlePathMsg(pkt []byte, src netip.AddrPort) {
 	m, err := decodePathMsg(pkt, &p.pair, b.self)
 	if err != nil {
 		b.badPathMsg.Add(1)
+		b.log.Debug("path message rejected", "from", src.String(), "err", err)
 		return
 	}
 	now := b.now()
@@ -197,6 +198,7 @@ func (b *meshBind) handlePathMsg(pkt []byte, src netip.AddrPort) {
 		if !b.fresh(p, &m) {
 			return
 		}
+		b.log.Debug("ping", "peer", p.key.String(), "from", src.String())
 		if src.IsValid() {
 			b.learnAddr(p, src)
 			b.sendPathMsg(p, &pathMsg{typ: msgPong, txid: m.txid, observed: src}, src)
@@ -211,6 +213,7 @@ func (b *meshBind) handlePathMsg(pkt []byte, src netip.AddrPort) {
 		p.mu.Unlock()
 		if !ok || src != sp.to {
 			b.badPathMsg.Add(1)
+			b.log.Debug("pong answers no ping of ours", "from", src.String(), "known", ok, "to", sp.to.String())
 			return
 		}
 		b.learnAddr(p, src)
@@ -231,6 +234,7 @@ func (b *meshBind) handlePathMsg(pkt []byte, src netip.AddrPort) {
 		}
 		addrs := slices.Clone(p.theirAddrs)
 		p.mu.Unlock()
+		b.log.Debug("call-me-maybe", "peer", p.key.String(), "endpoints", addrs, "answer", answer)
 		if answer {
 			for _, a := range addrs {
 				b.ping(p, a)

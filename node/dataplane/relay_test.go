@@ -2,11 +2,11 @@ package dataplane
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -24,6 +25,21 @@ import (
 type relayRig struct {
 	srv *relay.Server
 	url string
+	tls *tls.Config // clients' TLS config for an HTTPS rig
+}
+
+// newTLSRelayRig serves the relay over HTTPS with HTTP/2 offered too (the
+// client must pick HTTP/1.1 to upgrade).
+func newTLSRelayRig(t testing.TB) *relayRig {
+	rig := newRelayRig(t)
+	hs := httptest.NewUnstartedServer(rig.srv)
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	t.Cleanup(hs.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(hs.Certificate())
+	rig.url, rig.tls = hs.URL, &tls.Config{RootCAs: pool}
+	return rig
 }
 
 func newRelayRig(t testing.TB) *relayRig {
@@ -41,8 +57,21 @@ func newRelayRig(t testing.TB) *relayRig {
 }
 
 // newRelayNode is newTestNode with the rig's relay and, when advertise is
-// set, the node's loopback endpoint as its only own candidate.
+// set, the node's loopback endpoint as its only own candidate. It returns
+// once the relay connection is up.
 func newRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket bool) *testNode {
+	t.Helper()
+	tn := startRelayNode(t, n, rig, advertise, websocket)
+	waitFor(t, 20*time.Second, "relay connected", func() bool { return rig.srv.Connected(tn.pub) })
+	return tn
+}
+
+// newRelayNodeNoWait returns at once, with the relay still connecting.
+func newRelayNodeNoWait(t testing.TB, n int, rig *relayRig) *testNode {
+	return startRelayNode(t, n, rig, false, false)
+}
+
+func startRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket bool) *testNode {
 	t.Helper()
 	priv, _ := GeneratePrivateKey()
 	pub, _ := PublicKey(priv)
@@ -50,7 +79,7 @@ func newRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket 
 	v6 := netip.MustParseAddr(fmt.Sprintf("fd7a:6d65:7368::%x", n))
 	cfg := Config{
 		PrivateKey: priv, Addresses: []netip.Addr{v4, v6}, Prefixes: testPrefixes, Log: testLogger(t).With("node", n),
-		Relay: &RelayConfig{URL: rig.url, WebSocket: websocket, Authorization: func() (string, error) {
+		Relay: &RelayConfig{URL: rig.url, TLS: rig.tls, WebSocket: websocket, Authorization: func() (string, error) {
 			b, _ := pub.MarshalText()
 			return "Bearer " + string(b), nil
 		}},
@@ -66,7 +95,6 @@ func newRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocket 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dev.Close() })
-	waitFor(t, 20*time.Second, "relay connected", func() bool { return rig.srv.Connected(pub) })
 	return &testNode{dev: dev, pub: pub, ipv4: v4, ipv6: v6}
 }
 
@@ -83,12 +111,16 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 // TestRelayCarriesTrafficWithoutEndpoints: two nodes that know no UDP
 // endpoint of each other talk through the relay from the first packet,
-// over the plain upgrade and over WebSocket, and a 4 MiB transfer arrives
-// intact.
+// over the plain upgrade and over WebSocket, on HTTP and on HTTPS, and a
+// 4 MiB transfer arrives intact.
 func TestRelayCarriesTrafficWithoutEndpoints(t *testing.T) {
-	for _, ws := range []bool{false, true} {
-		t.Run(fmt.Sprintf("websocket=%v", ws), func(t *testing.T) {
+	for _, tc := range []struct{ ws, https bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		ws := tc.ws
+		t.Run(fmt.Sprintf("websocket=%v,https=%v", tc.ws, tc.https), func(t *testing.T) {
 			rig := newRelayRig(t)
+			if tc.https {
+				rig = newTLSRelayRig(t)
+			}
 			a, b := newRelayNode(t, 1, rig, false, ws), newRelayNode(t, 2, rig, false, ws)
 			if err := a.dev.UpsertPeer(b.asPeer()); err != nil {
 				t.Fatal(err)
@@ -99,8 +131,8 @@ func TestRelayCarriesTrafficWithoutEndpoints(t *testing.T) {
 			if err := b.dev.Forward(nil); err != nil {
 				t.Fatal(err)
 			}
-			sum := startSHA256Sink(t)
-			c, err := a.dev.DialContext(withTimeout(t, 20*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, sum.port).String())
+			sink := testnet.Serve(t, "tcp", "127.0.0.1:0", testnet.SHA256Sink)
+			c, err := a.dev.DialContext(withTimeout(t, 20*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, sink).String())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,31 +197,29 @@ func TestPathTurnsDirectAndConnectionSurvives(t *testing.T) {
 	echo("after")
 }
 
-// startSHA256Sink listens on 127.0.0.1 and answers each connection, once
-// its sender half-closes, with the hex SHA-256 of what it read.
-type sha256Sink struct{ port uint16 }
-
-func startSHA256Sink(t testing.TB) sha256Sink {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+// TestRelayFallsBackToWebSocket: in front of the relay sits something that
+// passes only WebSocket upgrades (as many ingresses do); the client's plain
+// upgrade is refused, it tries WebSocket, and keeps using it.
+func TestRelayFallsBackToWebSocket(t *testing.T) {
+	rig := newRelayRig(t)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			http.Error(w, "this ingress passes WebSocket only", http.StatusBadRequest)
+			return
+		}
+		rig.srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	rig.url = hs.URL
+	a, b := newRelayNode(t, 1, rig, false, false), newRelayNode(t, 2, rig, false, false)
+	a.dev.UpsertPeer(b.asPeer())
+	b.dev.UpsertPeer(a.asPeer())
+	b.dev.Forward(nil)
+	port := startEcho(t, "b")
+	if _, err := echoOnce(withTimeout(t, 20*time.Second), a.dev, netip.AddrPortFrom(b.ipv4, port).String(), "x"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				h := sha256.New()
-				io.Copy(h, c)
-				fmt.Fprintf(c, "%x", h.Sum(nil))
-			}()
-		}
-	}()
-	return sha256Sink{port: uint16(ln.Addr().(*net.TCPAddr).Port)}
+	if rs, _ := a.dev.Relay(); rs.Kind != "websocket" || rs.State != "connected" {
+		t.Errorf("relay status %+v, want connected over websocket", rs)
+	}
 }
-
-var _ = context.Background

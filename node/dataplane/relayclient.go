@@ -33,6 +33,8 @@ const (
 	// past it new packets are dropped (the kernel's socket buffer holds
 	// more behind it, and older packets would be dead letters anyway).
 	maxRelayPending = 4 << 20
+	maxRelayBacklog = 256 << 10
+	relayBacklogAge = 3 * time.Second
 	relayBackoffMin = 500 * time.Millisecond
 	relayBackoffMax = 15 * time.Second
 )
@@ -54,6 +56,12 @@ type relayClient struct {
 	recvStop chan struct{} // closed by closeReceive (bind Close)
 	stun     netip.AddrPort
 	status   RelayStatus
+	// backlog holds send frames while no connection is up (a node's first
+	// packets usually come before its relay connection), sent when one
+	// comes; bounded by maxRelayBacklog, and dropped if older than
+	// relayBacklogAge (WireGuard retries by then).
+	backlog   []byte
+	backlogAt time.Time
 
 	dropped atomic.Uint64 // packets dropped: queue full or not connected
 }
@@ -116,6 +124,14 @@ func (c *relayClient) setCurrent(s *relaySession, state, lastErr string) {
 	}
 	if s != nil {
 		c.status.Kind = s.rc.kind
+		if len(c.backlog) > 0 && time.Since(c.backlogAt) < relayBacklogAge {
+			s.pending = append(s.pending, c.backlog...)
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+		c.backlog = nil
 	}
 	if lastErr != "" {
 		c.status.LastError = lastErr
@@ -199,7 +215,7 @@ func (c *relayClient) stunAddr(rc *relayConn) netip.AddrPort {
 	var ip netip.Addr
 	if ta, ok := rc.remote.(*net.TCPAddr); ok && rc.remote != nil {
 		ip = ta.AddrPort().Addr().Unmap()
-	} else if u, err := url.Parse(c.cfg.URL); err == nil {
+	} else if u, err := url.Parse(c.cfg.baseURL()); err == nil {
 		if a, err := netip.ParseAddr(u.Hostname()); err == nil {
 			ip = a
 		} else if ips, err := net.DefaultResolver.LookupNetIP(c.ctx, "ip", u.Hostname()); err == nil && len(ips) > 0 {
@@ -216,14 +232,38 @@ func (c *relayClient) stunAddr(rc *relayConn) netip.AddrPort {
 func (c *relayClient) send(k meshapi.Key, bufs [][]byte) error {
 	c.mu.Lock()
 	s := c.cur
-	c.mu.Unlock()
 	if s == nil {
-		c.dropped.Add(uint64(len(bufs)))
-		return errRelayDown
+		err := c.holdLocked(k, bufs)
+		c.mu.Unlock()
+		return err
 	}
+	c.mu.Unlock()
 	if !s.queue(k, bufs) {
 		c.dropped.Add(uint64(len(bufs)))
 		return fmt.Errorf("relay send queue full (%d bytes waiting)", maxRelayPending)
+	}
+	return nil
+}
+
+// holdLocked keeps send frames in the backlog until a connection is up.
+func (c *relayClient) holdLocked(k meshapi.Key, bufs [][]byte) error {
+	if len(c.backlog) > 0 && time.Since(c.backlogAt) >= relayBacklogAge {
+		c.dropped.Add(1) // counted as one: the stale backlog goes
+		c.backlog = c.backlog[:0]
+	}
+	size := 0
+	for _, b := range bufs {
+		size += relayproto.HeaderLen + relayproto.KeyLen + len(b)
+	}
+	if len(c.backlog)+size > maxRelayBacklog || c.ctx.Err() != nil {
+		c.dropped.Add(uint64(len(bufs)))
+		return errRelayDown
+	}
+	if len(c.backlog) == 0 {
+		c.backlogAt = time.Now()
+	}
+	for _, b := range bufs {
+		c.backlog = relayproto.AppendPacket(c.backlog, relayproto.FrameSend, k, b)
 	}
 	return nil
 }

@@ -25,6 +25,9 @@ type RelayConfig struct {
 	// URL is the coordinator's base URL (http:// or https://); the relay is
 	// at its /v1/relay.
 	URL string
+	// CurrentURL, when set, is asked at every connection instead of URL:
+	// a node with several coordinator replicas follows the one it uses.
+	CurrentURL func() string
 	// Authorization returns the "Bearer <node secret>" header value. It is
 	// asked at every connection and never logged.
 	Authorization func() (string, error)
@@ -38,6 +41,13 @@ type RelayConfig struct {
 	// WebSocket makes the first attempt a WebSocket instead of the plain
 	// upgrade (either way the other is tried when one is refused).
 	WebSocket bool
+}
+
+func (cfg *RelayConfig) baseURL() string {
+	if cfg.CurrentURL != nil {
+		return cfg.CurrentURL()
+	}
+	return cfg.URL
 }
 
 // dialTimeout bounds one connection attempt (proxy, TLS and upgrade).
@@ -80,7 +90,7 @@ func dialRelay(ctx context.Context, cfg *RelayConfig, kind string) (*relayConn, 
 func dialRelayKind(ctx context.Context, cfg *RelayConfig, kind string) (*relayConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	u, err := url.Parse(strings.TrimSuffix(cfg.URL, "/") + meshapi.PathRelay)
+	u, err := url.Parse(strings.TrimSuffix(cfg.baseURL(), "/") + meshapi.PathRelay)
 	if err != nil {
 		return nil, fmt.Errorf("relay URL: %w", err)
 	}

@@ -34,6 +34,7 @@ import (
 
 	"github.com/meshinit/meshinit/coordinator/adminclient"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/integration/internal/netns"
 	"github.com/meshinit/meshinit/integration/internal/pgtest"
 	"github.com/meshinit/meshinit/internal/syncbuf"
 	"github.com/meshinit/meshinit/meshapi"
@@ -56,6 +57,9 @@ type Options struct {
 	Args []string
 	// Env is extra environment for the server (KEY=VALUE).
 	Env []string
+	// Netns runs the server inside this network namespace ("ip netns
+	// exec"); the readiness probe connects from inside it too.
+	Netns string
 }
 
 // Coordinator is a running meshcoord serve.
@@ -124,6 +128,9 @@ func (c *Coordinator) start(t testing.TB, listen string) {
 	}
 	args = append(args, c.opts.Args...)
 	cmd := exec.Command(c.Binary, args...)
+	if c.opts.Netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", c.opts.Netns, c.Binary}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), c.opts.Env...)
 	fmt.Fprintf(c.logs, "--- start: meshcoord %s\n", strings.Join(args, " "))
 	cmd.Stdout, cmd.Stderr = c.logs, c.logs
@@ -158,6 +165,9 @@ func (c *Coordinator) start(t testing.TB, listen string) {
 	// system roots, and this probe of our own loopback server needs no trust.
 	probe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if c.opts.Netns != "" {
+		probe = netns.HTTPClient(c.opts.Netns, 5*time.Second)
+	}
 	defer probe.CloseIdleConnections()
 	harness.Eventually(t, 10*time.Second, "meshcoord /healthz", func() (bool, string) {
 		resp, err := probe.Get(c.URL + meshapi.PathHealth)

@@ -64,9 +64,13 @@ func start(dir string) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		if _, err := scriptEnv([]string{"POSTGRES_OPTS=" + testOptions}, "start", d); err != nil {
+			script("remove", d)
+			os.RemoveAll(d)
+			return nil, err
+		}
 		dir = d
-	}
-	if _, err := scriptEnv([]string{"POSTGRES_OPTS=" + testOptions}, "start", dir); err != nil {
+	} else if _, err := scriptEnv([]string{"POSTGRES_OPTS=" + testOptions}, "start", dir); err != nil {
 		return nil, err
 	}
 	u, err := script("url", dir)

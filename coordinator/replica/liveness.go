@@ -1,0 +1,96 @@
+package replica
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/store"
+)
+
+// Registry is the replicas table (store.Postgres).
+type Registry interface {
+	Heartbeat(ctx context.Context) (alive bool, err error)
+	DeadReplicas(ctx context.Context, timeout time.Duration) ([]store.Replica, error)
+}
+
+// Liveness keeps a replica's heartbeat and watches the others'.
+type Liveness struct {
+	// Interval is how often the heartbeat is written (2s).
+	Interval time.Duration
+	// Timeout is how old another replica's last heartbeat must be for it
+	// to count as dead (6s: three missed beats).
+	Timeout time.Duration
+	// Dead is called with the replicas found dead. It takes their nodes
+	// over in one write that also removes their rows (store.RemoveReplica),
+	// so that exactly one replica does it.
+	Dead func(ctx context.Context, dead []store.Replica)
+	// Evicted is called when this replica's own row is gone: the others
+	// declared it dead (it was cut from the database for longer than the
+	// timeout). It must drop its streams and join again.
+	Evicted func(ctx context.Context)
+	Logger  *slog.Logger
+}
+
+// Defaults of Liveness.
+const (
+	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultReplicaTimeout    = 3 * DefaultHeartbeatInterval
+)
+
+// Run beats and watches until ctx ends. It judges others only once its
+// own heartbeats have been written without a break for Timeout: after an
+// outage of the database every heartbeat is stale, its own included, and
+// no replica may declare the others dead for it.
+func (l *Liveness) Run(ctx context.Context, reg Registry) {
+	interval, timeout := l.Interval, l.Timeout
+	if interval <= 0 {
+		interval = DefaultHeartbeatInterval
+	}
+	if timeout <= 0 {
+		timeout = DefaultReplicaTimeout
+	}
+	log := l.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var since time.Time // start of the current unbroken run of heartbeats
+	for {
+		alive, err := reg.Heartbeat(ctx)
+		now := time.Now()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			if !since.IsZero() {
+				log.Warn("heartbeat failed; not judging other replicas until it is back", "err", err)
+			}
+			since = time.Time{}
+		case !alive:
+			log.Error("this replica was declared dead by the others; rejoining")
+			since = time.Time{}
+			if l.Evicted != nil {
+				l.Evicted(ctx)
+			}
+		default:
+			if since.IsZero() {
+				since = now
+			}
+			if now.Sub(since) >= timeout {
+				dead, err := reg.DeadReplicas(ctx, timeout)
+				if err != nil {
+					log.Warn("reading the replicas failed", "err", err)
+				} else if len(dead) > 0 && l.Dead != nil {
+					l.Dead(ctx, dead)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

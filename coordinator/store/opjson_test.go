@@ -1,0 +1,45 @@
+package store_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/coordinator/store/storetest"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// The change log carries ops as JSON: every kind comes back as written.
+func TestOpJSONRoundTrip(t *testing.T) {
+	key := store.KeyRecord{ID: "0123456789abcdef", Hash: [32]byte{1}, Tags: []string{"tag:a"},
+		Created: time.Unix(1700000000, 5).UTC(), EphemeralTimeout: time.Minute, Uses: 2}
+	node := storetest.SampleNode(7, "web", "100.64.0.7")
+	node.Created, node.LastSeen, node.GCDeadline = node.Created.UTC(), node.LastSeen.UTC(), node.GCDeadline.UTC()
+	ev := meshapi.Event{Seq: 3, Time: time.Unix(1700000001, 0).UTC(), Type: meshapi.EventDeleted, NodeID: 7, Name: "web", Reason: meshapi.ReasonGC}
+	ops := []store.Op{store.PutKey(key), store.PutNode(node), store.DeleteNode(9), store.AddEvent(ev), store.SetMeta("ula", "fd00::/48")}
+	b, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []store.Op
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, ops) {
+		t.Fatalf("round trip:\n%+v\nwant\n%+v", back, ops)
+	}
+}
+
+func TestOpJSONRefusesUnknownOrIncomplete(t *testing.T) {
+	for _, in := range []string{`{"op":"drop_table"}`, `{"op":"put_node"}`, `{"op":"put_key"}`, `{"op":"add_event"}`, `[]`} {
+		var o store.Op
+		if err := json.Unmarshal([]byte(in), &o); err == nil {
+			t.Errorf("%s accepted", in)
+		} else if strings.Contains(in, "op") && !strings.Contains(err.Error(), "op") {
+			t.Errorf("%s: unclear error %v", in, err)
+		}
+	}
+}
