@@ -116,6 +116,9 @@ func main() {
 		results = append(results, rs...)
 	}
 	printTable(results, *rate, *churnFor, *runs)
+	if n := transportRetries.Load(); n > 0 {
+		fmt.Printf("\n%d register or logout calls got no answer (the connection closed under them) and were sent again\n", n)
+	}
 }
 
 // dbCPU returns the CPU time the database server used so far (none for

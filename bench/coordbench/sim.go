@@ -51,11 +51,32 @@ var hc = &http.Client{Transport: &http.Transport{
 	ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 30 * time.Second,
 }}
 
+// transportRetries counts calls sent again because they got no answer at
+// all (a connection closed under them), as a node's client would; main
+// reports it.
+var transportRetries atomic.Int64
+
+// send sends the request mk makes, again (at most twice more) when it got
+// no answer.
+func send(mk func() *http.Request) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := hc.Do(mk())
+		if err == nil || attempt == 3 {
+			return resp, err
+		}
+		transportRetries.Add(1)
+	}
+}
+
 func register(url, key, hostname string) (*sim, error) {
 	var pub meshapi.Key
 	rand.Read(pub[:])
 	body, _ := json.Marshal(meshapi.RegisterRequest{AuthKey: key, Hostname: hostname, PublicKey: pub, Secret: meshapi.NewNodeSecret()})
-	resp, err := hc.Post(url+meshapi.PathRegister, "application/json", bytes.NewReader(body))
+	resp, err := send(func() *http.Request {
+		req, _ := http.NewRequest("POST", url+meshapi.PathRegister, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +93,11 @@ func register(url, key, hostname string) (*sim, error) {
 }
 
 func (s *sim) logout(url string) error {
-	req, _ := http.NewRequest("POST", url+meshapi.PathLogout, nil)
-	req.Header.Set("Authorization", "Bearer "+s.secret)
-	resp, err := hc.Do(req)
+	resp, err := send(func() *http.Request {
+		req, _ := http.NewRequest("POST", url+meshapi.PathLogout, nil)
+		req.Header.Set("Authorization", "Bearer "+s.secret)
+		return req
+	})
 	if err != nil {
 		return err
 	}
