@@ -116,6 +116,11 @@ func main() {
 		results = append(results, rs...)
 	}
 	printTable(results, *rate, *churnFor, *runs)
+	for _, r := range results {
+		if r.failed > 0 {
+			fmt.Printf("\n%s, %d nodes, %s: %d churn operations failed in the median window (counted, not measured)\n", r.db, r.nodes, policyName(r.tags), r.failed)
+		}
+	}
 	if n := transportRetries.Load(); n > 0 {
 		fmt.Printf("\n%d register or logout calls got no answer (the connection closed under them) and were sent again\n", n)
 	}
@@ -200,6 +205,7 @@ type result struct {
 	db          string // sqlite, postgres
 	nodes       int
 	tags        int           // of the policy; 0: no policy
+	failed      int64         // churn operations that failed (at most 1 %)
 	fanout      float64       // peers reached per change
 	regRate     float64       // registrations per second
 	setup       time.Duration // connecting every stream

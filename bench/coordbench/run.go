@@ -282,8 +282,14 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	}
 	tick.Stop()
 	wg.Wait()
-	if n := errs.Load(); n > 0 {
-		return res, fmt.Errorf("%d churn operations failed, the first: %v", n, *firstErr.Load())
+	// A few failures on an overloaded box (an answer lost, then the retry
+	// refused) leave the window measurable: they are counted. More than 1 %
+	// means something is wrong with the run.
+	if n := errs.Load(); n > int64(2*count)/100 {
+		return res, fmt.Errorf("%d of %d churn operations failed, the first: %v", n, 2*count, *firstErr.Load())
+	} else if n > 0 {
+		res.failed = n
+		fmt.Fprintf(os.Stderr, "   %d of %d churn operations failed, the first: %v\n", n, 2*count, *firstErr.Load())
 	}
 	last, err := b.settle(60 * time.Second)
 	if err != nil {
