@@ -36,7 +36,7 @@
 // joins and leaves (register, stream, logout), with any serve flags given
 // as arguments:
 //
-//	go run ./bench/coordbench -dbsize 100000 [--event-retention 1m]
+//	go run ./bench/coordbench -dbsize 100000 [-- --event-retention 1m]
 //
 // A change's time is when the client started the operation (the register,
 // stream open or logout request); a delta's time is when the simulated node
@@ -66,7 +66,7 @@ func main() {
 	dbs := flag.String("db", "sqlite,postgres", "databases to measure, comma-separated: sqlite, postgres")
 	withPolicy := flag.String("policy", "both", "off (no access policy), on (a policy of -tags tags), or both: each size of the first -db without, then with")
 	tags := flag.Int("tags", 100, "tags of the policy (even: ci-NN → db-NN pairs)")
-	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow the arguments)")
+	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow, after --)")
 	flag.Parse()
 
 	raiseFileLimit()

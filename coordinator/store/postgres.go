@@ -332,36 +332,22 @@ func (s *Postgres) Apply(ctx context.Context, ops []Op) error {
 	return tx.Commit(ctx)
 }
 
+var (
+	pgPutKey = `INSERT INTO auth_keys (` + keyColumns + `) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+		ON CONFLICT (id) DO UPDATE SET hash=excluded.hash, description=excluded.description,
+		ephemeral=excluded.ephemeral, reusable=excluded.reusable, tags=excluded.tags,
+		created=excluded.created, expires=excluded.expires, revoked=excluded.revoked,
+		ephemeral_timeout=excluded.ephemeral_timeout, uses=excluded.uses`
+	pgPutNode = `INSERT INTO nodes (` + nodeColumns + `)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ` + nodeUpdate
+)
+
 func queueOp(b *pgx.Batch, op *Op) error {
 	switch op.kind {
 	case opPutKey:
-		k := &op.key
-		b.Queue(`INSERT INTO auth_keys
-			(id, hash, description, ephemeral, reusable, tags, created, expires, revoked, ephemeral_timeout, uses)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
-			ON CONFLICT (id) DO UPDATE SET hash=excluded.hash, description=excluded.description,
-			 ephemeral=excluded.ephemeral, reusable=excluded.reusable, tags=excluded.tags,
-			 created=excluded.created, expires=excluded.expires, revoked=excluded.revoked,
-			 ephemeral_timeout=excluded.ephemeral_timeout, uses=excluded.uses`,
-			k.ID, k.Hash[:], k.Description, k.Ephemeral, k.Reusable, jsonList(k.Tags),
-			nanos(k.Created), nanos(k.Expires), nanos(k.Revoked), int64(k.EphemeralTimeout), k.Uses)
+		b.Queue(pgPutKey, keyArgs(&op.key)...)
 	case opPutNode:
-		n := &op.node
-		// An upsert on the id only, as in SQLite: another node holding the
-		// same name or address fails the transaction.
-		b.Queue(`INSERT INTO nodes
-			(id, name, hostname, ipv4, ipv6, public_key, endpoints, ephemeral, tags, created, last_seen,
-			 key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)
-			ON CONFLICT (id) DO UPDATE SET name=excluded.name, hostname=excluded.hostname,
-			 ipv4=excluded.ipv4, ipv6=excluded.ipv6, public_key=excluded.public_key,
-			 endpoints=excluded.endpoints, ephemeral=excluded.ephemeral, tags=excluded.tags,
-			 created=excluded.created, last_seen=excluded.last_seen, key_id=excluded.key_id,
-			 secret_hash=excluded.secret_hash, logged_out=excluded.logged_out, online=excluded.online,
-			 gc_timeout=excluded.gc_timeout, gc_deadline=excluded.gc_deadline`,
-			int64(n.ID), n.Name, n.Hostname, n.IPv4.String(), n.IPv6.String(), n.PublicKey[:],
-			jsonList(n.Endpoints), n.Ephemeral, jsonList(n.Tags), nanos(n.Created), nanos(n.LastSeen),
-			n.KeyID, n.SecretHash[:], n.LoggedOut, n.Online, int64(n.GCTimeout), nanos(n.GCDeadline))
+		b.Queue(pgPutNode, nodeArgs(&op.node)...)
 	case opDeleteNode:
 		b.Queue(`DELETE FROM nodes WHERE id = $1`, int64(op.id))
 	case opAddEvent:
@@ -438,8 +424,7 @@ func (s *Postgres) Load(ctx context.Context) (*Snapshot, error) {
 }
 
 func pgLoadKeys(ctx context.Context, tx pgx.Tx) ([]KeyRecord, error) {
-	rows, _ := tx.Query(ctx, `SELECT id, hash, description, ephemeral, reusable, tags,
-		created, expires, revoked, ephemeral_timeout, uses FROM auth_keys ORDER BY created, id`)
+	rows, _ := tx.Query(ctx, `SELECT `+keyColumns+` FROM auth_keys ORDER BY created, id`)
 	var out []KeyRecord
 	var raw rawKey
 	_, err := pgx.ForEachRow(rows, raw.dest(), func() error {
@@ -451,9 +436,7 @@ func pgLoadKeys(ctx context.Context, tx pgx.Tx) ([]KeyRecord, error) {
 }
 
 func pgLoadNodes(ctx context.Context, tx pgx.Tx) ([]NodeRecord, error) {
-	rows, _ := tx.Query(ctx, `SELECT id, name, hostname, ipv4, ipv6, public_key, endpoints,
-		ephemeral, tags, created, last_seen, key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline
-		FROM nodes ORDER BY id`)
+	rows, _ := tx.Query(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY id`)
 	var out []NodeRecord
 	var raw rawNode
 	_, err := pgx.ForEachRow(rows, raw.dest(), func() error {

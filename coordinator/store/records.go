@@ -8,6 +8,35 @@ import (
 	"time"
 )
 
+// The nodes and auth_keys upserts, shared by both stores (each adds its
+// own placeholders): an upsert on the id only, so that another node
+// holding the same name or address fails the transaction instead of being
+// replaced (INSERT OR REPLACE would silently delete it, hiding a bug).
+const (
+	nodeColumns = `id, name, hostname, ipv4, ipv6, public_key, endpoints, ephemeral, tags, created, last_seen,
+		key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline`
+	nodeUpdate = `ON CONFLICT (id) DO UPDATE SET name=excluded.name, hostname=excluded.hostname,
+		ipv4=excluded.ipv4, ipv6=excluded.ipv6, public_key=excluded.public_key,
+		endpoints=excluded.endpoints, ephemeral=excluded.ephemeral, tags=excluded.tags,
+		created=excluded.created, last_seen=excluded.last_seen, key_id=excluded.key_id,
+		secret_hash=excluded.secret_hash, logged_out=excluded.logged_out, online=excluded.online,
+		gc_timeout=excluded.gc_timeout, gc_deadline=excluded.gc_deadline`
+	keyColumns = `id, hash, description, ephemeral, reusable, tags, created, expires, revoked, ephemeral_timeout, uses`
+)
+
+// nodeArgs are the values of nodeColumns.
+func nodeArgs(n *NodeRecord) []any {
+	return []any{int64(n.ID), n.Name, n.Hostname, n.IPv4.String(), n.IPv6.String(), n.PublicKey[:],
+		jsonList(n.Endpoints), n.Ephemeral, jsonList(n.Tags), nanos(n.Created), nanos(n.LastSeen),
+		n.KeyID, n.SecretHash[:], n.LoggedOut, n.Online, int64(n.GCTimeout), nanos(n.GCDeadline)}
+}
+
+// keyArgs are the values of keyColumns.
+func keyArgs(k *KeyRecord) []any {
+	return []any{k.ID, k.Hash[:], k.Description, k.Ephemeral, k.Reusable, jsonList(k.Tags),
+		nanos(k.Created), nanos(k.Expires), nanos(k.Revoked), int64(k.EphemeralTimeout), k.Uses}
+}
+
 // rawNode is a nodes row as both databases return it (times in Unix
 // nanoseconds, lists as JSON), before it is checked and decoded.
 type rawNode struct {

@@ -134,34 +134,16 @@ func apply(ctx context.Context, tx *sql.Tx, op *Op) error {
 	var err error
 	switch op.kind {
 	case opPutKey:
-		k := &op.key
-		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO auth_keys
-			(id, hash, description, ephemeral, reusable, tags, created, expires, revoked, ephemeral_timeout, uses)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
-			k.ID, k.Hash[:], k.Description, k.Ephemeral, k.Reusable, jsonList(k.Tags),
-			nanos(k.Created), nanos(k.Expires), nanos(k.Revoked), int64(k.EphemeralTimeout), k.Uses)
+		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO auth_keys (`+keyColumns+`)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?)`, keyArgs(&op.key)...)
 		if err != nil {
-			err = fmt.Errorf("storing key %s: %w", k.ID, err)
+			err = fmt.Errorf("storing key %s: %w", op.key.ID, err)
 		}
 	case opPutNode:
-		n := &op.node
-		// An upsert on the id only: INSERT OR REPLACE would silently delete
-		// another node holding the same name or address, hiding a bug.
-		_, err = tx.ExecContext(ctx, `INSERT INTO nodes
-			(id, name, hostname, ipv4, ipv6, public_key, endpoints, ephemeral, tags, created, last_seen,
-			 key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT(id) DO UPDATE SET name=excluded.name, hostname=excluded.hostname,
-			 ipv4=excluded.ipv4, ipv6=excluded.ipv6, public_key=excluded.public_key,
-			 endpoints=excluded.endpoints, ephemeral=excluded.ephemeral, tags=excluded.tags,
-			 created=excluded.created, last_seen=excluded.last_seen, key_id=excluded.key_id,
-			 secret_hash=excluded.secret_hash, logged_out=excluded.logged_out, online=excluded.online,
-			 gc_timeout=excluded.gc_timeout, gc_deadline=excluded.gc_deadline`,
-			int64(n.ID), n.Name, n.Hostname, n.IPv4.String(), n.IPv6.String(), n.PublicKey[:],
-			jsonList(n.Endpoints), n.Ephemeral, jsonList(n.Tags), nanos(n.Created), nanos(n.LastSeen),
-			n.KeyID, n.SecretHash[:], n.LoggedOut, n.Online, int64(n.GCTimeout), nanos(n.GCDeadline))
+		_, err = tx.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) `+nodeUpdate, nodeArgs(&op.node)...)
 		if err != nil {
-			err = fmt.Errorf("storing node %d: %w", n.ID, err)
+			err = fmt.Errorf("storing node %d: %w", op.node.ID, err)
 		}
 	case opDeleteNode:
 		_, err = tx.ExecContext(ctx, `DELETE FROM nodes WHERE id = ?`, int64(op.id))
@@ -222,8 +204,7 @@ func (s *SQLite) Load(ctx context.Context) (*Snapshot, error) {
 }
 
 func (s *SQLite) loadKeys(ctx context.Context) ([]KeyRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, hash, description, ephemeral, reusable, tags,
-		created, expires, revoked, ephemeral_timeout, uses FROM auth_keys ORDER BY created, id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+keyColumns+` FROM auth_keys ORDER BY created, id`)
 	if err != nil {
 		return nil, err
 	}
@@ -245,9 +226,7 @@ func (s *SQLite) loadKeys(ctx context.Context) ([]KeyRecord, error) {
 }
 
 func (s *SQLite) loadNodes(ctx context.Context) ([]NodeRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hostname, ipv4, ipv6, public_key, endpoints,
-		ephemeral, tags, created, last_seen, key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline
-		FROM nodes ORDER BY id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}

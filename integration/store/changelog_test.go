@@ -15,6 +15,24 @@ import (
 	"github.com/meshinit/meshinit/integration/internal/pgtest"
 )
 
+// writeOps writes one change of ops taking versions versions, failing t
+// on an error.
+func writeOps(t *testing.T, s *store.Postgres, versions uint64, ops ...store.Op) store.Change {
+	t.Helper()
+	c, err := tryOps(s, versions, ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryOps writes one change of ops taking versions versions.
+func tryOps(s *store.Postgres, versions uint64, ops ...store.Op) (store.Change, error) {
+	return s.WriteChange(context.Background(), func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
+		return ops, versions, nil
+	})
+}
+
 func openReplica(t *testing.T, url string) *store.Postgres {
 	t.Helper()
 	s, err := store.OpenPostgresReplica(context.Background(), url, nil)
@@ -182,14 +200,8 @@ func TestChangeLogFailedDecisionWritesNothing(t *testing.T) {
 	// A failing op (a duplicate name) rolls the change back too.
 	n := storetest.SampleNode(1, "web", "100.64.0.1")
 	dup := storetest.SampleNode(2, "web", "100.64.0.2")
-	if _, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-		return []store.Op{store.PutNode(n)}, 3, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-		return []store.Op{store.SetMeta("y", "1"), store.PutNode(dup)}, 1, nil
-	}); err == nil {
+	writeOps(t, s, 3, store.PutNode(n))
+	if _, err := tryOps(s, 1, store.SetMeta("y", "1"), store.PutNode(dup)); err == nil {
 		t.Fatal("a duplicate name was written")
 	}
 	last, err := s.LastVersion(ctx)
@@ -205,11 +217,7 @@ func TestChangeLogFailedDecisionWritesNothing(t *testing.T) {
 		t.Fatalf("state after refused writes: %+v, %v", snap, err)
 	}
 	// A cursor inside a change is not one the log continues from.
-	if _, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-		return []store.Op{store.SetMeta("z", "1")}, 1, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	writeOps(t, s, 1, store.SetMeta("z", "1"))
 	if _, err := s.ChangesAfter(ctx, cs[0].First, 10); !errors.Is(err, store.ErrLogGap) {
 		t.Fatalf("reading from inside a change: %v; want ErrLogGap", err)
 	}
@@ -235,9 +243,7 @@ func TestChangeLogWatchSurvivesServerRestart(t *testing.T) {
 	}()
 	write := func(name string) {
 		harness.Eventually(t, 30*time.Second, "writing "+name, func() (bool, string) {
-			_, err := writer.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-				return []store.Op{store.SetMeta(name, "1")}, 1, nil
-			})
+			_, err := tryOps(writer, 1, store.SetMeta(name, "1"))
 			return err == nil, fmt.Sprint(err)
 		})
 	}
@@ -266,13 +272,7 @@ func TestChangeLogPruneKeepsTheNewest(t *testing.T) {
 	s := openReplica(t, pgtest.Shared(t).NewDatabase(t))
 	var cs []store.Change
 	for i := range 10 {
-		c, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-			return []store.Op{store.SetMeta(fmt.Sprint("k", i), "v")}, 2, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cs = append(cs, c)
+		cs = append(cs, writeOps(t, s, 2, store.SetMeta(fmt.Sprint("k", i), "v")))
 	}
 	last := cs[9].Last() // 20
 	// Keep 5 versions: changes ending at 15 or later stay (the last three).

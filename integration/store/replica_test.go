@@ -112,15 +112,7 @@ func TestFollowerReloadsWhenItFellBehindTheLog(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.Shared(t).NewDatabase(t)
 	s := openReplica(t, url)
-	write := func(name string) store.Change {
-		c, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-			return []store.Op{store.SetMeta(name, "v")}, 1, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	write := func(name string) store.Change { return writeOps(t, s, 1, store.SetMeta(name, "v")) }
 	for i := range 5 {
 		write(fmt.Sprint("old", i))
 	}
@@ -185,7 +177,7 @@ func TestLivenessDeadEvictedAndDatabaseRestart(t *testing.T) {
 				n.(*atomic.Int32).Add(1)
 				ops = append(ops, store.RemoveReplica(r.ID))
 			}
-			s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) { return ops, 1, nil })
+			tryOps(s, 1, ops...)
 		}
 	}
 	run := func(s *store.Postgres) context.CancelFunc {

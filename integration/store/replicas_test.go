@@ -43,11 +43,7 @@ func TestReplicasHeartbeatExpiryAndRemoval(t *testing.T) {
 		}
 		return len(dead) == 1 && dead[0].ID == a.Instance(), fmt.Sprintf("dead: %+v", dead)
 	})
-	if _, err := b.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-		return []store.Op{store.RemoveReplica(a.Instance())}, 1, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	writeOps(t, b, 1, store.RemoveReplica(a.Instance()))
 	if alive, err := a.Heartbeat(ctx); alive || err != nil {
 		t.Fatalf("a's heartbeat after it was removed: alive=%v, %v; want false", alive, err)
 	}
@@ -65,13 +61,7 @@ func TestSnapshotCarriesItsLogVersion(t *testing.T) {
 	s := openReplica(t, pg.NewDatabase(t))
 	var last store.Change
 	for i := range 3 {
-		c, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
-			return []store.Op{store.SetMeta(fmt.Sprint("k", i), "v")}, 2, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = c
+		last = writeOps(t, s, 2, store.SetMeta(fmt.Sprint("k", i), "v"))
 	}
 	snap, err := s.Load(ctx)
 	if err != nil {
