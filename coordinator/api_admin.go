@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"net/http"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/meshinit/meshinit/coordinator/authkey"
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/coordinator/names"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
@@ -68,46 +70,42 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusInternalServerError, meshapi.ErrInternal, "%v", err))
 		return
 	}
-	now := s.clock.Now()
-	rec := store.KeyRecord{
-		ID: k.ID, Hash: k.Hash(), Description: req.Description, Ephemeral: req.Ephemeral,
-		Reusable: req.Reusable, Tags: slices.Clone(req.Tags), Created: now,
-		EphemeralTimeout: time.Duration(req.EphemeralTimeout),
-	}
-	if req.Expiry != 0 {
-		rec.Expires = now.Add(time.Duration(req.Expiry))
-	}
-	s.mu.Lock()
-	if e := s.refuseLocked(); e != nil {
-		s.mu.Unlock()
+	var view meshapi.AuthKey
+	b, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+		rec := store.KeyRecord{
+			ID: k.ID, Hash: k.Hash(), Description: req.Description, Ephemeral: req.Ephemeral,
+			Reusable: req.Reusable, Tags: slices.Clone(req.Tags), Created: now,
+			EphemeralTimeout: time.Duration(req.EphemeralTimeout),
+		}
+		if req.Expiry != 0 {
+			rec.Expires = now.Add(time.Duration(req.Expiry))
+		}
+		ak, ch := m.CreateKey(rec, now)
+		view = ak.API(now)
+		return ch, nil
+	})
+	if e != nil {
 		writeError(w, e)
 		return
 	}
-	ak := &key{KeyRecord: rec}
-	s.keys[k.ID] = ak
-	b := s.w.Enqueue(store.PutKey(rec))
-	view := ak.api(now)
-	s.mu.Unlock()
 	if s.writeWhenStored(w, r, b, http.StatusCreated, meshapi.KeyCreateResponse{AuthKey: view, Key: k.String()}) {
-		s.log.Info("auth key created", "key", k.ID, "ephemeral", rec.Ephemeral, "reusable", rec.Reusable)
+		s.log.Info("auth key created", "key", k.ID, "ephemeral", req.Ephemeral, "reusable", req.Reusable)
 	}
 }
 
 func (s *Server) handleKeyList(w http.ResponseWriter, r *http.Request) {
-	now := s.clock.Now()
-	s.mu.Lock()
-	out := make([]meshapi.AuthKey, 0, len(s.keys))
-	for _, k := range s.keys {
-		out = append(out, k.api(now))
-	}
-	s.mu.Unlock()
+	var out []meshapi.AuthKey
+	s.read(func(m *mesh.Mesh) {
+		now := s.clock.Now()
+		m.Keys(func(k *mesh.Key) { out = append(out, k.API(now)) })
+	})
 	slices.SortFunc(out, func(a, b meshapi.AuthKey) int {
 		if c := a.Created.Compare(b.Created); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, mesh.NonNil(out))
 }
 
 func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
@@ -116,74 +114,59 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("key id %q: want the 16 hex digits shown by \"meshcoord keys list\"", id))
 		return
 	}
-	now := s.clock.Now()
-	s.mu.Lock()
-	if e := s.refuseLocked(); e != nil {
-		s.mu.Unlock()
+	var view meshapi.AuthKey
+	var revoking bool
+	b, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+		k, ch := m.RevokeKey(id, now)
+		if k == nil {
+			return nil, notFound("no auth key %s: see \"meshcoord keys list\"", id)
+		}
+		view, revoking = k.API(now), len(ch) > 0
+		return ch, nil
+	})
+	if e != nil {
 		writeError(w, e)
 		return
 	}
-	k := s.keys[id]
-	if k == nil {
-		s.mu.Unlock()
-		writeError(w, notFound("no auth key %s: see \"meshcoord keys list\"", id))
-		return
-	}
-	revoking := k.Revoked.IsZero()
-	if revoking {
-		k.Revoked = now
-		s.w.Enqueue(store.PutKey(k.KeyRecord))
-	}
-	view := k.api(now)
-	b := s.w.Barrier()
-	s.mu.Unlock()
 	if s.writeWhenStored(w, r, b, http.StatusOK, view) && revoking {
 		s.log.Info("auth key revoked", "key", id)
 	}
 }
 
 func (s *Server) handleNodeList(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	out := make([]meshapi.Node, 0, len(s.nodes))
-	for _, n := range s.nodes {
-		out = append(out, n.view())
-	}
-	s.mu.Unlock()
-	slices.SortFunc(out, func(a, b meshapi.Node) int { return compareIDs(a.ID, b.ID) })
+	var out []meshapi.Node
+	s.read(func(m *mesh.Mesh) {
+		out = make([]meshapi.Node, 0, len(m.Nodes()))
+		for _, n := range m.Nodes() {
+			out = append(out, n.View())
+		}
+	})
+	slices.SortFunc(out, func(a, b meshapi.Node) int { return cmp.Compare(a.ID, b.ID) })
 	writeJSON(w, http.StatusOK, out)
 }
 
-func compareIDs(a, b meshapi.NodeID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// lookupLocked finds a node by id or, failing that, by name.
-func (s *Server) lookupLocked(ref string) (*node, *apiError) {
+// lookup finds a node by id or, failing that, by name.
+func lookup(m *mesh.Mesh, ref string) (*mesh.Node, *apiError) {
 	if id, err := strconv.ParseUint(ref, 10, 64); err == nil {
-		if n := s.nodes[meshapi.NodeID(id)]; n != nil {
+		if n := m.Node(meshapi.NodeID(id)); n != nil {
 			return n, nil
 		}
 	}
-	if n := s.byName[strings.ToLower(ref)]; n != nil {
+	if n := m.NodeByName(strings.ToLower(ref)); n != nil {
 		return n, nil
 	}
 	return nil, notFound("no node with id or name %q: see \"meshcoord nodes list\"", ref)
 }
 
 func (s *Server) handleNodeShow(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	n, e := s.lookupLocked(r.PathValue("ref"))
 	var v meshapi.Node
-	if n != nil {
-		v = n.view()
-	}
-	s.mu.Unlock()
+	var e *apiError
+	s.read(func(m *mesh.Mesh) {
+		var n *mesh.Node
+		if n, e = lookup(m, r.PathValue("ref")); n != nil {
+			v = n.View()
+		}
+	})
 	if e != nil {
 		writeError(w, e)
 		return
@@ -191,46 +174,44 @@ func (s *Server) handleNodeShow(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// nodeAction runs change on the node named in the path and answers with the
+// nodeAction runs act on the node named in the path and answers with the
 // node as it was left, once that is stored.
-func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, change func(n *node, now time.Time) (deleted bool, e *apiError)) {
-	s.mu.Lock()
-	n, e := s.lookupLocked(r.PathValue("ref"))
-	if e == nil {
-		e = s.refuseLocked()
-	}
+func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, act func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError)) {
+	var resp meshapi.NodeActionResponse
+	b, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+		n, e := lookup(m, r.PathValue("ref"))
+		if e != nil {
+			return nil, e
+		}
+		ch, deleted, e := act(m, n, now)
+		if e != nil {
+			return nil, e
+		}
+		resp = meshapi.NodeActionResponse{Node: n.View(), Deleted: deleted}
+		return ch, nil
+	})
 	if e != nil {
-		s.mu.Unlock()
 		writeError(w, e)
 		return
 	}
-	deleted, e := change(n, s.clock.Now())
-	if e != nil {
-		s.mu.Unlock()
-		writeError(w, e)
-		return
-	}
-	resp := meshapi.NodeActionResponse{Node: n.view(), Deleted: deleted}
-	b := s.w.Barrier()
-	s.mu.Unlock()
 	s.writeWhenStored(w, r, b, http.StatusOK, resp)
 }
 
 func (s *Server) handleNodeDelete(w http.ResponseWriter, r *http.Request) {
-	s.nodeAction(w, r, func(n *node, now time.Time) (bool, *apiError) {
-		s.deleteLocked(n, meshapi.ReasonAdmin, "deleted by admin", now)
-		return true, nil
+	s.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
+		return m.Delete(n, meshapi.ReasonAdmin, "deleted by admin", now), true, nil
 	})
 }
 
 // handleNodeExpire ends a node's session as its own logout would, with
 // reason admin: an ephemeral node is deleted, any other is logged out.
 func (s *Server) handleNodeExpire(w http.ResponseWriter, r *http.Request) {
-	s.nodeAction(w, r, func(n *node, now time.Time) (bool, *apiError) {
+	s.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
 		if n.LoggedOut {
-			return false, nil
+			return nil, false, nil
 		}
-		return s.logoutLocked(n, meshapi.ReasonAdmin, "expired by admin", now), nil
+		ch, deleted := m.Logout(n, meshapi.ReasonAdmin, "expired by admin", now)
+		return ch, deleted, nil
 	})
 }
 
@@ -244,23 +225,8 @@ func (s *Server) handleNodeRename(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("name %q is not a DNS label (lowercase letters, digits, '-', at most 63): try %q", req.Name, names.Sanitize(req.Name)))
 		return
 	}
-	s.nodeAction(w, r, func(n *node, now time.Time) (bool, *apiError) {
-		if n.Name == req.Name {
-			return false, nil
-		}
-		if other := s.byName[req.Name]; other != nil {
-			return false, errorf(http.StatusConflict, meshapi.ErrConflict, "name %q is held by node %d", req.Name, other.ID)
-		}
-		old := n.Name
-		delete(s.byName, old)
-		n.Name, n.FQDN = req.Name, s.fqdn(req.Name)
-		s.byName[n.Name] = n
-		n.changed()
-		s.w.Enqueue(store.PutNode(n.record()))
-		s.emitLocked(meshapi.EventRenamed, n, "", old+" -> "+n.Name, now)
-		if !n.LoggedOut {
-			s.publishUpsertLocked(n, true)
-		}
-		return false, nil
+	s.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
+		ch, e := m.Rename(n, req.Name, now)
+		return ch, false, e
 	})
 }

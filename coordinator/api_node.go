@@ -1,13 +1,12 @@
 package coordinator
 
 import (
-	"cmp"
 	"context"
 	"net/http"
-	"slices"
+	"time"
 
 	"github.com/meshinit/meshinit/coordinator/commit"
-	"github.com/meshinit/meshinit/coordinator/store"
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -22,7 +21,7 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, b, result, e := s.register(&req)
 	if e != nil {
-		s.metrics.registration(string(e.code))
+		s.metrics.registration(string(e.Code))
 		writeError(w, e)
 		return
 	}
@@ -39,16 +38,16 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
-	n, e := s.authNode(r)
+	id, e := s.authNode(r)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	s.serveMap(w, r, n)
+	s.serveMap(w, r, id)
 }
 
 func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
-	n, e := s.authNode(r)
+	id, e := s.authNode(r)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -62,27 +61,23 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	s.mu.Lock()
-	if e := cmp.Or(s.goneLocked(n), s.refuseLocked()); e != nil {
-		s.mu.Unlock()
+	// Written behind: peers hear of it at once, the store soon.
+	_, e = s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+		n, e := s.activeLocked(id)
+		if e != nil {
+			return nil, e
+		}
+		return m.SetEndpoints(n, req.Endpoints, now), nil
+	})
+	if e != nil {
 		writeError(w, e)
 		return
 	}
-	if slices.Equal(n.Endpoints, req.Endpoints) {
-		s.mu.Unlock() // nothing changed: no message to every peer
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	n.Endpoints = nonNil(req.Endpoints)
-	n.changed()
-	s.w.Enqueue(store.PutNode(n.record()))
-	s.publishUpsertLocked(n, true)
-	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	n, e := s.authNode(r)
+	id, e := s.authNode(r)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -93,20 +88,24 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if req.NodeID != 0 && req.NodeID != n.ID {
+	if req.NodeID != 0 && req.NodeID != id {
 		writeError(w, errorf(http.StatusForbidden, meshapi.ErrForbidden,
-			"this secret belongs to node %d, not node %d: a node can only log itself out", n.ID, req.NodeID))
+			"this secret belongs to node %d, not node %d: a node can only log itself out", id, req.NodeID))
 		return
 	}
-	s.mu.Lock()
-	if e := cmp.Or(s.goneLocked(n), s.refuseLocked()); e != nil {
-		s.mu.Unlock()
+	var deleted bool
+	b, e := s.change(func(m *mesh.Mesh, now time.Time) (ch mesh.Change, e *apiError) {
+		n, e := s.activeLocked(id)
+		if e != nil {
+			return nil, e
+		}
+		ch, deleted = m.Logout(n, meshapi.ReasonLogout, "logout", now)
+		return ch, nil
+	})
+	if e != nil {
 		writeError(w, e)
 		return
 	}
-	deleted := s.logoutLocked(n, meshapi.ReasonLogout, "logout", s.clock.Now())
-	b := s.w.Barrier()
-	s.mu.Unlock()
 	s.writeWhenStored(w, r, b, http.StatusOK, meshapi.LogoutResponse{Deleted: deleted})
 }
 

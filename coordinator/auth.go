@@ -21,28 +21,27 @@ func bearer(r *http.Request) (string, bool) {
 
 // authNode finds the node a request's secret belongs to. A secret only ever
 // names its own node: there is no way to act on another.
-func (s *Server) authNode(r *http.Request) (*node, *apiError) {
+func (s *Server) authNode(r *http.Request) (meshapi.NodeID, *apiError) {
 	tok, ok := bearer(r)
 	if !ok {
-		return nil, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized,
+		return 0, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized,
 			"missing \"Authorization: Bearer <node secret>\": register first (POST %s)", meshapi.PathRegister)
 	}
 	h, err := authkey.ParseNodeSecret(tok)
 	if err != nil {
-		return nil, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized, "%v", err)
+		return 0, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized, "%v", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := s.bySecret[h]
+	n := s.mesh.NodeBySecret(h)
 	if n == nil {
-		return nil, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized,
+		return 0, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized,
 			"unknown node secret: the node was deleted (logout, gc, admin or replaced); register again")
 	}
 	if n.LoggedOut {
-		return nil, errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut,
-			"node %d (%s) is logged out: register again with an auth key", n.ID, n.Name)
+		return 0, loggedOut(n)
 	}
-	return n, nil
+	return n.ID, nil
 }
 
 // adminAllowed checks the admin token of a request that came over TCP.
@@ -58,20 +57,6 @@ func (s *Server) adminAllowed(r *http.Request) *apiError {
 	}
 	if subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
 		return errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized, "wrong admin token")
-	}
-	return nil
-}
-
-// goneLocked re-checks, under the lock, a node that authNode found before
-// the lock was released: it may have been deleted or logged out since.
-func (s *Server) goneLocked(n *node) *apiError {
-	switch {
-	case s.nodes[n.ID] != n:
-		return errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized,
-			"node %d was deleted meanwhile: register again", n.ID)
-	case n.LoggedOut:
-		return errorf(http.StatusUnauthorized, meshapi.ErrLoggedOut,
-			"node %d (%s) is logged out: register again with an auth key", n.ID, n.Name)
 	}
 	return nil
 }

@@ -1,19 +1,27 @@
-// Package coordinator is meshcoord's control server: auth keys, registration,
-// IPAM and names, the map broker that streams peers to every node, presence,
-// logout and the delayed ephemeral GC, plus the admin API, events and metrics.
+// Package coordinator is meshcoord's control server: auth keys,
+// registration, names and addresses, the map streams that tell every node
+// its peers, presence, logout and the delayed ephemeral GC, plus the admin
+// API, events and metrics.
 //
-// Shape: the authoritative state lives in memory behind one mutex (Server.mu).
-// Every change is made there, in one critical section that also
+// This package is the HTTP APIs and the wiring; each concern is a package
+// of its own with a narrow seam:
 //
-//   - queues the matching store writes for the single writer goroutine
-//     (writer.go), which commits them in order, in batches;
-//   - appends one encoded delta line to the map log (deltalog), which every
-//     map stream copies to its connection: a change costs one encoding and
-//     O(peers) small writes, never O(peers) full maps;
-//   - appends the lifecycle event (events.go).
+//   - mesh: the state (nodes, keys, addresses, names, the policy document,
+//     counters) and its rules. Every command makes its change as store ops,
+//     applied to memory as it goes; Apply follows changes made elsewhere.
+//     A mesh.Listener hears every effect, whoever made the change.
+//   - commit: the store's single writer (group commit, bounded queue).
+//   - maps: the change log that feeds the map streams: one line per
+//     change, derived from the mesh's effects, in a ring every stream reads
+//     at its own cursor; full maps from its own table of peers.
+//   - eventlog: the stored lifecycle events, for "events --follow".
+//   - presence: who holds a map stream, and the reconnect grace.
+//   - gc: one timer per GC deadline.
+//   - clock: the time of every lifecycle rule (a fake one in tests).
 //
-// Timers (reconnect grace, GC deadlines) are runtime timers, so a deadline
-// fires when it is due, not at the next poll. Files hold one concern each:
-// register.go, presence.go, gc.go, delete.go (deletion and logout),
-// mapstream.go, api_node.go, api_admin.go, and so on.
+// One lock (Server.mu, see core.go) orders the changes: a command runs on
+// the mesh and its ops are queued for the store under it, so the store's
+// order is memory's. The listener (fanout) feeds maps, gc, presence and
+// the relay under the same lock; the writer hands committed events to the
+// event log. Nothing is logged while the lock is held.
 package coordinator

@@ -13,17 +13,12 @@ import (
 )
 
 // apiError is an answer the client must see: an HTTP status, a code from
-// meshapi, and a message that says what went wrong and what to do.
-type apiError struct {
-	status  int
-	code    meshapi.ErrorCode
-	message string
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%s (%s)", e.message, e.code) }
+// meshapi, and a message that says what went wrong and what to do. It is
+// the type the mesh's rules answer with.
+type apiError = meshapi.Error
 
 func errorf(status int, code meshapi.ErrorCode, format string, args ...any) *apiError {
-	return &apiError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+	return &apiError{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
 func badRequest(format string, args ...any) *apiError {
@@ -78,7 +73,7 @@ func decodeOptional(w http.ResponseWriter, r *http.Request, v any) *apiError {
 }
 
 func writeError(w http.ResponseWriter, e *apiError) {
-	writeJSON(w, e.status, meshapi.ErrorBody{Error: meshapi.Error{Code: e.code, Message: e.message}})
+	writeJSON(w, e.Status, meshapi.ErrorBody{Error: meshapi.Error{Code: e.Code, Message: e.Message}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -2,28 +2,17 @@ package coordinator
 
 import (
 	"context"
-	"time"
 
-	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
-// Events are numbered under the state lock, in the order the changes
-// happened, and stored by the writer with the change. Nobody sees an event
-// before it is stored: followers read the in-memory log, which the writer
-// appends to only after the commit, and the log line is written then too. So
-// an event a follower has seen survives a crash, and after a restart the
-// numbering continues from the last stored event: no number is ever given
-// to two different events.
-
-// emitLocked records a lifecycle event: it gets the next sequence number
-// and is queued for the store. Callers hold s.mu.
-func (s *Server) emitLocked(typ meshapi.EventType, n *node, reason meshapi.DeleteReason, detail string, at time.Time) {
-	s.eventSeq++
-	s.w.Enqueue(store.AddEvent(meshapi.Event{
-		Seq: s.eventSeq, Time: at, Type: typ, NodeID: n.ID, Name: n.Name, Reason: reason, Detail: detail,
-	}))
-}
+// Events are numbered by the mesh's rules, in the order of the changes,
+// and stored by the writer with the change. Nobody sees an event before it
+// is stored: the writer hands each committed batch to the event log, which
+// followers read, and the log line is written then too. So an event a
+// follower has seen survives a crash, and after a restart the numbering
+// continues from the last stored event: no number is ever given to two
+// different events.
 
 // logEvent is every stored event's line in the log, and its count in the
 // metrics (the event log calls it, never under s.mu).

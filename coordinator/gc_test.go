@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -49,13 +50,14 @@ func (e *env) advanceTo(deadline time.Time, id meshapi.NodeID) {
 
 func (e *env) node(id meshapi.NodeID) (meshapi.Node, bool) {
 	e.t.Helper()
-	e.s.mu.Lock()
-	defer e.s.mu.Unlock()
-	n := e.s.nodes[id]
-	if n == nil {
-		return meshapi.Node{}, false
-	}
-	return n.view(), true
+	var v meshapi.Node
+	ok := false
+	e.s.read(func(m *mesh.Mesh) {
+		if n := m.Node(id); n != nil {
+			v, ok = n.View(), true
+		}
+	})
+	return v, ok
 }
 
 // drop closes n's stream from the client side and waits until the server

@@ -389,7 +389,6 @@ func (e *env) streamGone(n *client) {
 	eventually(e.t, 5*time.Second, "server notices the dropped stream", func() bool {
 		e.s.mu.Lock()
 		defer e.s.mu.Unlock()
-		nd := e.s.nodes[n.id()]
-		return nd == nil || nd.stream == nil
+		return !e.s.presence.Streaming(n.id())
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -98,14 +99,14 @@ type Health struct {
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	h := Health{Status: "ok", Store: "ok", Epoch: s.epoch}
-	s.mu.Lock()
-	h.Nodes = len(s.nodes)
-	for _, n := range s.nodes {
-		if n.Online {
-			h.Online++
+	s.read(func(m *mesh.Mesh) {
+		h.Nodes = len(m.Nodes())
+		for _, n := range m.Nodes() {
+			if n.Online {
+				h.Online++
+			}
 		}
-	}
-	s.mu.Unlock()
+	})
 	status := http.StatusOK
 	if !s.metrics.storeHealthy() {
 		h.Status, h.Store, status = "failing", "failing", http.StatusServiceUnavailable

@@ -1,84 +1,22 @@
 package coordinator
 
 import (
-	"encoding/json"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/deltalog"
+	"github.com/meshinit/meshinit/coordinator/maps"
+	"github.com/meshinit/meshinit/coordinator/mesh"
+	"github.com/meshinit/meshinit/coordinator/presence"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
-// stream is one live GET /v1/map. The server closes it when the node is
-// deleted or logged out, or a newer stream replaces it.
-type stream struct {
-	done chan struct{}
-	once sync.Once
-}
-
-func newStream() *stream { return &stream{done: make(chan struct{})} }
-
-func (st *stream) close() { st.once.Do(func() { close(st.done) }) }
-
-// fullMap is a consistent snapshot for one node: the version it is at,
-// the node itself and its peers' encodings (immutable, shared with the
-// cache), taken under the lock and written after it is released.
-type fullMap struct {
-	version uint64
-	self    meshapi.Node
-	peers   [][]byte
-	vis     *visibility // the policy in force at version
-	class   classID
-}
-
-// snapshotLocked takes n's full map at the current version.
-func (s *Server) snapshotLocked(n *node) fullMap {
-	vis, class := s.acl.vis, s.classLocked(n)
-	fm := fullMap{version: s.deltas.Last(), self: n.view(), peers: make([][]byte, 0, len(s.live)), vis: vis, class: class}
-	for _, p := range s.live {
-		if p == n || p.LoggedOut || !vis.sees(class, s.classLocked(p)) {
-			continue
-		}
-		fm.peers = append(fm.peers, p.encodedPeer())
-	}
-	return fm
-}
-
-// writeFull writes a full map as one line: the header fields are encoded
-// normally and the cached peer encodings are spliced in as "peers", so a
-// 10 000-peer map costs copies, not 10 000 encodings.
-func (s *Server) writeFull(w *streamWriter, fm *fullMap) error {
-	head, err := json.Marshal(meshapi.MapMessage{
-		Type: meshapi.MsgFull, Version: fm.version, Epoch: s.epoch, Domain: s.cfg.BaseDomain,
-		Prefixes: s.pool.Prefixes(), Self: &fm.self, KeepaliveInterval: meshapi.Duration(s.cfg.KeepaliveInterval),
-		Policy: fm.vis.nodePolicy(fm.class),
-	})
-	if err != nil {
-		return err
-	}
-	if len(fm.peers) == 0 {
-		return w.add(append(head, '\n'))
-	}
-	// head without its closing brace, then the peers; each cached peer ends
-	// with a comma, which the last one must not have.
-	parts := make([][]byte, 0, len(fm.peers)+3)
-	parts = append(parts, head[:len(head)-1], []byte(`,"peers":[`))
-	last := len(fm.peers) - 1
-	parts = append(parts, fm.peers[:last]...)
-	parts = append(parts, fm.peers[last][:len(fm.peers[last])-1], []byte("]}\n"))
-	return w.addParts(parts)
-}
-
-func (s *Server) writeKeepalive(w *streamWriter, version uint64) error {
-	return w.add(encodeLine(&meshapi.MapMessage{Type: meshapi.MsgKeepalive, Version: version, Epoch: s.epoch}))
-}
-
-// serveMap streams n's map: a full map (or, on a resume the log can still
-// serve, just the missed deltas), then every delta as it happens, and a
-// keepalive when the stream has been idle for a keepalive interval.
-func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
+// serveMap streams node id's map: a full map (or, on a resume the map log
+// can still serve, just the missed lines), then every line as it happens,
+// and a keepalive when the stream has been idle for a keepalive interval.
+// Holding the stream is being online (presence; the mesh records it).
+func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.NodeID) {
 	q := r.URL.Query()
 	var since uint64
 	resume := false
@@ -93,76 +31,100 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 		resume = epoch == "" || epoch == s.epoch
 	}
 
-	st := newStream()
-	s.mu.Lock()
-	if e := s.refuseLocked(); e != nil {
-		s.mu.Unlock()
+	st, e := s.connect(id)
+	if e != nil {
 		writeError(w, e)
 		return
 	}
-	if e := s.goneLocked(n); e != nil {
-		s.mu.Unlock()
-		writeError(w, e)
-		return
-	}
-	s.attachLocked(n, st, s.clock.Now())
-	var fm *fullMap
+	defer s.disconnect(id, st)
+	var fm *maps.Full
+	var view maps.View
 	if resume {
-		if _, _, ok := s.deltas.Read(since, make([]deltalog.Entry, 0, 1), 0); !ok {
-			resume = false
-		}
+		view, resume = s.maps.Resume(id, since)
 	}
-	var sv streamView
 	if !resume {
-		snap := s.snapshotLocked(n)
-		fm = &snap
-		since = snap.version
-		sv = streamView{vis: snap.vis, class: snap.class, self: n}
-	} else {
-		sv = streamView{vis: s.visAtLocked(since), class: s.classLocked(n), self: n}
+		full, v, ok := s.maps.Snapshot(id)
+		if !ok {
+			writeError(w, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized, "node %d left meanwhile: register again", id))
+			return
+		}
+		fm, view, since = &full, v, full.Version
 	}
-	s.mu.Unlock()
 	s.metrics.streamOpened(fm != nil)
-	defer func() {
-		s.mu.Lock()
-		s.detachLocked(n, st, s.clock.Now())
-		s.mu.Unlock()
-		s.metrics.streamClosed()
-	}()
+	defer s.metrics.streamClosed()
 
 	sw, err := startStream(w, r, meshapi.ContentTypeStream, s.cfg.WriteTimeout)
 	if err != nil {
 		return
 	}
 	defer sw.close()
-	flush := sw.send
 	if fm != nil {
 		if s.writeFull(sw, fm) != nil {
 			return
 		}
-		fm = nil
-	} else if s.writeKeepalive(sw, since) != nil {
+	} else if sw.add(s.maps.KeepaliveLine(since)) != nil {
 		// A resumed stream starts with a keepalive carrying the client's
 		// version and the epoch, so the client knows the resume worked.
 		return
 	}
-	if flush() != nil {
+	if sw.send() != nil {
 		return
 	}
+	s.copyLines(r, sw, id, st, since, &view)
+}
 
-	self := uint64(n.ID)
-	shard := int(self % uint64(s.deltas.Shards()))
-	cursor := since
+// connect makes st id's live stream and records the node online.
+func (s *Server) connect(id meshapi.NodeID) (*presence.Stream, *apiError) {
+	var st *presence.Stream
+	_, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+		n, e := s.activeLocked(id)
+		if e != nil {
+			return nil, e
+		}
+		st = s.presence.Attach(id)
+		return m.Connect(n, now), nil
+	})
+	return st, e
+}
+
+// disconnect is called when st ended: if it was still the node's stream,
+// its grace begins.
+func (s *Server) disconnect(id meshapi.NodeID, st *presence.Stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.presence.Detach(id, st, s.clock.Now())
+}
+
+// holds reports whether st is still id's live stream.
+func (s *Server) holds(id meshapi.NodeID, st *presence.Stream) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.presence.Holds(id, st)
+}
+
+func (s *Server) writeFull(sw *streamWriter, fm *maps.Full) error {
+	parts, err := s.maps.FullLine(fm)
+	if err != nil {
+		return err
+	}
+	return sw.addParts(parts)
+}
+
+// copyLines sends the map log's lines after cursor until the stream ends:
+// everything available as one batch, a full map if the stream fell out of
+// the log, a keepalive when idle.
+func (s *Server) copyLines(r *http.Request, sw *streamWriter, id meshapi.NodeID, st *presence.Stream, cursor uint64, view *maps.View) {
+	ring := s.maps.Ring()
+	shard := int(uint64(id) % uint64(ring.Shards()))
 	buf := make([]deltalog.Entry, 0, 32)
 	ticker := time.NewTicker(s.cfg.KeepaliveInterval)
 	defer ticker.Stop()
 	wrote := true
 	for {
-		// Take everything available, then send it as one batch.
 		var wait <-chan struct{}
 		added, behind := false, false
 		for {
-			entries, w, ok := s.deltas.Read(cursor, buf[:0], shard)
+			entries, w, ok := ring.Read(cursor, buf[:0], shard)
 			wait = w
 			if !ok {
 				behind = true
@@ -172,8 +134,7 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 				break
 			}
 			for i := range entries {
-				e := &entries[i]
-				line, ok := sv.line(e, self)
+				line, ok := view.Line(&entries[i])
 				if !ok {
 					behind = true
 					break
@@ -182,7 +143,7 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 					sw.add(line)
 					added = true
 				}
-				cursor = e.Version
+				cursor = entries[i].Version
 			}
 			clear(entries) // do not pin old lines in buf's backing array
 			if behind {
@@ -191,27 +152,26 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 		}
 		if behind {
 			// Fell out of the log (or cannot have been in it): resynchronise.
-			s.mu.Lock()
-			if s.nodes[n.ID] != n || n.stream != st {
-				s.mu.Unlock()
+			if !s.holds(id, st) {
 				return
 			}
-			snap := s.snapshotLocked(n)
-			s.mu.Unlock()
-			sv.vis, sv.class = snap.vis, snap.class
+			full, v, ok := s.maps.Snapshot(id)
+			if !ok {
+				return
+			}
 			s.metrics.fullResync.Inc()
-			if s.writeFull(sw, &snap) != nil || flush() != nil {
+			if s.writeFull(sw, &full) != nil || sw.send() != nil {
 				return
 			}
-			cursor, wrote = snap.version, true
+			*view, cursor, wrote = v, full.Version, true
 			continue
 		}
-		if sv.withheld > 0 {
-			s.policyMetrics.withheld.Add(float64(sv.withheld))
-			sv.withheld = 0
+		if view.Withheld > 0 {
+			s.policyMetrics.withheld.Add(float64(view.Withheld))
+			view.Withheld = 0
 		}
 		if added {
-			if flush() != nil {
+			if sw.send() != nil {
 				return
 			}
 			wrote = true
@@ -220,12 +180,12 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 		case <-wait:
 		case <-ticker.C:
 			if !wrote {
-				if s.writeKeepalive(sw, cursor) != nil || flush() != nil {
+				if sw.add(s.maps.KeepaliveLine(cursor)) != nil || sw.send() != nil {
 					return
 				}
 			}
 			wrote = false
-		case <-st.done:
+		case <-st.Done():
 			return
 		case <-sw.clientGone():
 			return
@@ -233,35 +193,4 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, n *node) {
 			return
 		}
 	}
-}
-
-// streamView is what a stream needs to know to filter the map log for its
-// node: the policy in force at its cursor and the node's tag class.
-type streamView struct {
-	vis      *visibility
-	class    classID
-	self     *node
-	withheld int // lines not sent because of the policy, since last counted
-}
-
-// line returns what the stream writes for e (nil: nothing), and moves the
-// view past a policy change. ok is false when the stream must start over
-// with a full map.
-func (sv *streamView) line(e *deltalog.Entry, self uint64) (line []byte, ok bool) {
-	if pc, isPolicy := e.Payload.(*policyChange); isPolicy {
-		line = pc.lineFor(sv.class, sv.self)
-		if line == nil {
-			return nil, false
-		}
-		sv.vis = pc.vis
-		return line, true
-	}
-	if e.Subject == self {
-		return e.Self, true // nil: the node skips news about itself
-	}
-	if e.Audience != 0 && !sv.vis.sees(sv.class, classID(e.Audience)) {
-		sv.withheld++
-		return nil, true
-	}
-	return e.Data, true
 }

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -83,11 +84,18 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-func (m *metrics) registration(result string)     { m.registrations.WithLabelValues(result).Inc() }
-func (m *metrics) deleted(r meshapi.DeleteReason) { m.deletions.WithLabelValues(string(r)).Inc() }
-func (m *metrics) event(e meshapi.Event)          { m.events.WithLabelValues(string(e.Type)).Inc() }
-func (m *metrics) setStoreHealthy(ok bool)        { m.storeOK.Store(ok) }
-func (m *metrics) storeHealthy() bool             { return m.storeOK.Load() }
+func (m *metrics) registration(result string) { m.registrations.WithLabelValues(result).Inc() }
+
+// event counts a stored event (and a deletion by its reason).
+func (m *metrics) event(e meshapi.Event) {
+	m.events.WithLabelValues(string(e.Type)).Inc()
+	if e.Type == meshapi.EventDeleted {
+		m.deletions.WithLabelValues(string(e.Reason)).Inc()
+	}
+}
+
+func (m *metrics) setStoreHealthy(ok bool) { m.storeOK.Store(ok) }
+func (m *metrics) storeHealthy() bool      { return m.storeOK.Load() }
 
 func (m *metrics) observeCommit(ops int, d time.Duration) {
 	m.commits.Observe(d.Seconds())
@@ -126,26 +134,24 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	var online, offline, loggedOut float64
 	keyStates := map[meshapi.KeyState]float64{meshapi.KeyValid: 0, meshapi.KeyExpired: 0, meshapi.KeyRevoked: 0, meshapi.KeyUsed: 0}
 	now := s.clock.Now()
-	s.mu.Lock()
-	for _, n := range s.nodes {
-		switch {
-		case n.LoggedOut:
-			loggedOut++
-		case n.Online:
-			online++
-		default:
-			offline++
+	s.read(func(m *mesh.Mesh) {
+		for _, n := range m.Nodes() {
+			switch {
+			case n.LoggedOut:
+				loggedOut++
+			case n.Online:
+				online++
+			default:
+				offline++
+			}
 		}
-	}
-	for _, k := range s.keys {
-		keyStates[k.state(now)]++
-	}
-	s.mu.Unlock()
+		m.Keys(func(k *mesh.Key) { keyStates[k.State(now)]++ })
+	})
 	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, online, "online")
 	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, offline, "offline")
 	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, loggedOut, "logged_out")
 	for st, v := range keyStates {
 		ch <- prometheus.MustNewConstMetric(c.keys, prometheus.GaugeValue, v, string(st))
 	}
-	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(s.deltas.Last()))
+	ch <- prometheus.MustNewConstMetric(c.version, prometheus.GaugeValue, float64(s.maps.Ring().Last()))
 }

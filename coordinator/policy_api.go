@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshinit/meshinit/coordinator/commit"
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/policy"
 )
@@ -73,21 +74,21 @@ func (s *Server) setPolicy(src []byte) (uint64, *commit.Batch, error) {
 	} else {
 		src = nil
 	}
-	s.mu.Lock()
-	if e := s.refuseLocked(); e != nil {
-		s.mu.Unlock()
+	var v uint64
+	changed := false
+	b, e := s.change(func(m *mesh.Mesh, now time.Time) (ch mesh.Change, _ *apiError) {
+		ch, changed = m.SetPolicy(src, now)
+		v = m.Policy().Version
+		return ch, nil
+	})
+	if e != nil {
 		return 0, nil, e
 	}
-	if bytes.Equal(src, s.acl.source) && (s.acl.version > 0 || src == nil) {
+	if !changed {
 		s.policyMetrics.loads.WithLabelValues("unchanged").Inc()
-		v, b := s.acl.version, s.w.Barrier()
-		s.mu.Unlock()
 		return v, b, nil
 	}
-	v := s.setPolicyLocked(p, src, s.clock.Now())
 	s.policyMetrics.loads.WithLabelValues("ok").Inc()
-	b := s.w.Barrier()
-	s.mu.Unlock()
 	s.log.Info("access policy in force", "version", v, "grants", grants(p), "hash", p.Hash()) // never under s.mu
 	return v, b, nil
 }
@@ -101,12 +102,14 @@ func grants(p *policy.Policy) int {
 
 // Policy returns the policy in force.
 func (s *Server) Policy() meshapi.PolicyResponse {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := meshapi.PolicyResponse{Version: s.acl.version, Source: string(s.acl.source), Updated: s.acl.updated}
-	if s.acl.vis.p != nil {
-		r.Hash = s.acl.vis.p.Hash()
-	}
+	var r meshapi.PolicyResponse
+	s.read(func(m *mesh.Mesh) {
+		p := m.Policy()
+		r = meshapi.PolicyResponse{Version: p.Version, Source: string(p.Source), Updated: p.Updated}
+		if p.Parsed != nil {
+			r.Hash = p.Parsed.Hash()
+		}
+	})
 	return r
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -16,23 +17,29 @@ import (
 // AuthenticateRelay returns the public key of the node whose secret r
 // carries, or the same error any node request would get.
 func (s *Server) AuthenticateRelay(r *http.Request) (meshapi.Key, *meshapi.Error) {
-	n, e := s.authNode(r)
+	id, e := s.authNode(r)
 	if e != nil {
-		return meshapi.Key{}, &meshapi.Error{Code: e.code, Message: e.message, Status: e.status}
+		return meshapi.Key{}, e
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return n.PublicKey, nil
+	var k meshapi.Key
+	s.read(func(m *mesh.Mesh) {
+		if n := m.Node(id); n != nil {
+			k = n.PublicKey
+		}
+	})
+	return k, nil
 }
 
 // NodeActive reports whether a node with public key k is registered and
 // not logged out (a relay re-checks this after it registered a connection,
 // closing the gap between AuthenticateRelay and OnNodeGone).
 func (s *Server) NodeActive(k meshapi.Key) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.byPubKey[k]
-	return n != nil && !n.LoggedOut
+	active := false
+	s.read(func(m *mesh.Mesh) {
+		n := m.NodeByPublicKey(k)
+		active = n != nil && !n.LoggedOut
+	})
+	return active
 }
 
 // OnNodeGone sets f to be called with a node's public key when the node is
@@ -44,10 +51,10 @@ func (s *Server) OnNodeGone(f func(meshapi.Key)) {
 	s.mu.Unlock()
 }
 
-// nodeGoneLocked tells the relay that n left.
-func (s *Server) nodeGoneLocked(n *node) {
+// nodeGoneLocked tells the relay that the node with key k left.
+func (s *Server) nodeGoneLocked(k meshapi.Key) {
 	if f := s.nodeGone; f != nil {
-		go f(n.PublicKey)
+		go f(k)
 	}
 }
 

@@ -6,17 +6,17 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/meshinit/meshinit/coordinator/authkey"
 	"github.com/meshinit/meshinit/coordinator/clock"
 	"github.com/meshinit/meshinit/coordinator/commit"
-	"github.com/meshinit/meshinit/coordinator/deltalog"
 	"github.com/meshinit/meshinit/coordinator/eventlog"
-	"github.com/meshinit/meshinit/coordinator/ipam"
+	"github.com/meshinit/meshinit/coordinator/gc"
+	"github.com/meshinit/meshinit/coordinator/maps"
+	"github.com/meshinit/meshinit/coordinator/mesh"
+	"github.com/meshinit/meshinit/coordinator/presence"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/internal/asynclog"
 	"github.com/meshinit/meshinit/meshapi"
@@ -25,6 +25,12 @@ import (
 // Server is the coordinator. Create it with New, serve Handler (the node API,
 // health and metrics, plus the admin API when an admin token is set) and
 // AdminHandler (the admin API for the local socket), and Close it at the end.
+//
+// It is the wiring of parts that each have one job (see doc.go): the state
+// and its rules (mesh), the store's writer (commit), the map change log that
+// feeds the streams (maps), the event history (eventlog), presence and the
+// reconnect grace (presence), the GC timers (gc), the clock, and the HTTP
+// APIs in this package.
 type Server struct {
 	cfg      Config
 	log      *slog.Logger // never blocks: lines are queued (see asynclog)
@@ -36,26 +42,16 @@ type Server struct {
 	// policyMetrics count policy loads and map lines withheld (policy_api.go).
 	policyMetrics *policyMetrics
 
-	// epoch names this run of the coordinator; map versions are only
-	// comparable within one epoch.
-	epoch   string
-	started time.Time
-	deltas  *deltalog.Log // map changes, one encoded line each
-	events  *eventlog.Log // the stored lifecycle events, for followers
+	epoch  string        // names this run: map versions are comparable within it
+	maps   *maps.Log     // the map lines that streams copy, and full maps
+	events *eventlog.Log // the stored lifecycle events, for followers
 
-	mu         sync.Mutex
-	closed     bool
-	nodes      map[meshapi.NodeID]*node
-	byName     map[string]*node
-	bySecret   map[authkey.Hash]*node
-	byPubKey   map[meshapi.Key]*node
-	live       []*node // every node in s.nodes, for fast iteration
-	keys       map[string]*key
-	pool       *ipam.Pool
-	lastNodeID uint64
-	eventSeq   uint64
-	acl        *aclState // the access policy (policy.go)
-
+	// mu orders every change (see core.go) and guards what follows.
+	mu       sync.Mutex
+	closed   bool
+	mesh     *mesh.Mesh
+	presence *presence.Table
+	gc       *gc.Timers
 	// nodeGone hears of deleted and logged-out nodes (see relayhook.go).
 	nodeGone func(meshapi.Key)
 
@@ -64,12 +60,9 @@ type Server struct {
 	stopPruner    func()
 }
 
-// Meta names in the store.
-const (
-	metaULA        = "ula_prefix"
-	metaLastNodeID = "last_node_id"
-	metaHeartbeat  = "heartbeat" // last time this coordinator was known alive
-)
+// metaHeartbeat names the last time this coordinator was known alive, in
+// the store.
+const metaHeartbeat = "heartbeat"
 
 // streamShards is how many wake groups map streams are split into (see
 // deltalog): at most 1/streamShards of the streams are runnable at once.
@@ -91,23 +84,7 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 		return nil, fmt.Errorf("making an epoch: %w", err)
 	}
 	now := cfg.Clock.Now()
-	s := &Server{
-		cfg: cfg, clock: cfg.Clock, st: st,
-		epoch:   hex.EncodeToString(eb[:]),
-		started: now,
-		// Versions start from the clock (in microseconds), so a client that
-		// resumes with a version from an earlier run (without its epoch) is
-		// all but certain to hold a version this log never had, and gets a
-		// full map. The epoch parameter makes it certain.
-		deltas:   deltalog.New(cfg.DeltaLogSize, uint64(time.Now().UnixMicro()), streamShards),
-		nodes:    map[meshapi.NodeID]*node{},
-		byName:   map[string]*node{},
-		bySecret: map[authkey.Hash]*node{},
-		byPubKey: map[meshapi.Key]*node{},
-		keys:     map[string]*key{},
-		acl:      newACLState(),
-		done:     make(chan struct{}),
-	}
+	s := &Server{cfg: cfg, clock: cfg.Clock, st: st, epoch: hex.EncodeToString(eb[:]), done: make(chan struct{})}
 	s.log, s.closeLog = nonBlocking(cfg.Logger)
 	s.metrics = newMetrics(s)
 	s.policyMetrics = newPolicyMetrics(s.metrics.reg)
@@ -115,6 +92,18 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.w = commit.New(st, s.log, cfg.MaxQueuedWrites, commit.Hooks{
 		Healthy: s.metrics.setStoreHealthy, Observed: s.metrics.observeCommit, Committed: func(ops []store.Op) { s.events.Publish(ops) },
 	})
+	s.maps = maps.New(maps.Config{
+		Epoch: s.epoch,
+		// Versions start from the clock (in microseconds), so a client that
+		// resumes with a version from an earlier run (without its epoch) is
+		// all but certain to hold a version this log never had, and gets a
+		// full map. The epoch parameter makes it certain.
+		BaseVersion: uint64(time.Now().UnixMicro()), Size: cfg.DeltaLogSize, Shards: streamShards,
+		Domain: cfg.BaseDomain, Keepalive: cfg.KeepaliveInterval,
+		Deltas: s.metrics.deltas,
+	})
+	s.presence = presence.New(s.clock, cfg.ReconnectGrace, s.graceEnded)
+	s.gc = gc.New(s.clock, s.gcDue)
 	if err := s.restore(ctx, now); err != nil {
 		s.closeLog()
 		return nil, err
@@ -125,26 +114,11 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	return s, nil
 }
 
-// refuseLocked says why a change cannot be started now, or returns nil:
-// the coordinator is shutting down, or the store is so far behind that
-// queueing more would only grow memory. Both answers are retryable 503s.
-// Callers hold s.mu and call it before they change anything.
-func (s *Server) refuseLocked() *apiError {
-	if s.closed {
-		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
-	}
-	if full, n := s.w.Overloaded(); full {
-		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal,
-			"the coordinator's store is behind (%d writes queued): retry in a moment", n)
-	}
-	return nil
-}
-
 // adaptBatching sets the map log's wake round for open streams so that all
 // streams together stay within cfg.StreamWriteBudget writes per second.
 func (s *Server) adaptBatching(open int64) {
 	d := time.Duration(open) * time.Second / time.Duration(s.cfg.StreamWriteBudget)
-	s.deltas.SetWakeInterval(min(d, maxWakeInterval))
+	s.maps.SetWakeInterval(min(d, maxWakeInterval))
 }
 
 // Epoch returns the identifier of this run (see meshapi.MapMessage.Epoch).
@@ -160,11 +134,10 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	for _, n := range s.nodes {
-		// The nodes stay online in memory and in the store; their stream
-		// handlers, finding the stream no longer theirs, start no grace.
-		endSessionLocked(n)
-	}
+	// The nodes stay online in memory and in the store; their stream
+	// handlers, finding the stream no longer theirs, start no grace.
+	s.presence.CloseAll()
+	s.gc.Stop()
 	s.mu.Unlock()
 	close(s.done)
 	s.stopHeartbeat()
@@ -193,13 +166,3 @@ func (s *Server) heartbeat() {
 		s.w.Enqueue(store.SetMeta(metaHeartbeat, strconv.FormatInt(s.clock.Now().UnixNano(), 10)))
 	}
 }
-
-func stopTimer(t *clock.Timer) {
-	if *t != nil {
-		(*t).Stop()
-		*t = nil
-	}
-}
-
-// fqdn returns name.BaseDomain.
-func (s *Server) fqdn(name string) string { return name + "." + s.cfg.BaseDomain }

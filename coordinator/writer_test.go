@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshinit/meshinit/coordinator/mesh"
 	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -195,9 +196,9 @@ func TestEventsVisibleOnlyOnceStored(t *testing.T) {
 	}
 	ms.next(wait)
 	eventually(t, wait, "the online change is queued", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.nodes[reg.Node.ID].Online
+		online := false
+		s.read(func(m *mesh.Mesh) { online = m.Node(reg.Node.ID).Online })
+		return online
 	})
 	listed := listEvents(t, admin.URL)
 	for _, ev := range listed {
@@ -264,17 +265,14 @@ func TestQueueBoundAnswers503(t *testing.T) {
 	if !refused {
 		t.Fatal("the queue never reached its bound")
 	}
-	s.mu.Lock()
-	nodes := len(s.nodes)
-	s.mu.Unlock()
+	var nodes, after int
+	s.read(func(m *mesh.Mesh) { nodes = len(m.Nodes()) })
 	for range 20 {
 		if status, er := register(); status != http.StatusServiceUnavailable || !strings.Contains(er.Message, "writes queued") {
 			t.Fatalf("over the bound: %d %+v, want 503 (writes queued)", status, er)
 		}
 	}
-	s.mu.Lock()
-	after := len(s.nodes)
-	s.mu.Unlock()
+	s.read(func(m *mesh.Mesh) { after = len(m.Nodes()) })
 	if _, queued := s.w.Overloaded(); after != nodes || queued >= 2*bound {
 		t.Fatalf("refused registrations changed state: %d nodes -> %d, %d writes queued (bound %d)", nodes, after, queued, bound)
 	}

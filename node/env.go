@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net/netip"
 	"os"
 	"strings"
 )
@@ -9,13 +10,17 @@ import (
 var defaultNoProxy = []string{"localhost", "127.0.0.1", "::1"}
 
 // ChildEnv is the environment meshinit adds for its child: MESH_NAME (the
-// FQDN), MESH_IPV4, MESH_IPV6 and, when the proxy runs, ALL_PROXY
+// FQDN), MESH_IPV4, MESH_IPV6 (left out when the node has no IPv6: a TUN
+// interface where IPv6 is disabled) and, when the proxy runs, ALL_PROXY
 // (socks5h://, so the proxy resolves mesh names), HTTP_PROXY and
 // HTTPS_PROXY (http://), their lower-case twins, and NO_PROXY
 // (localhost,127.0.0.1,::1 plus whatever the caller's NO_PROXY had).
 func (n *Node) ChildEnv() []string {
 	n.mu.Lock()
 	self, proxy := n.self, n.proxyAddr
+	if n.noIPv6 {
+		self.IPv6 = netip.Addr{}
+	}
 	n.mu.Unlock()
 	return childEnv(self.FQDN, self.IPv4.String(), self.IPv6.String(), proxy, os.Getenv("NO_PROXY")+","+os.Getenv("no_proxy"))
 }

@@ -72,8 +72,10 @@ func (n *Node) serveLocal() error {
 	}
 	if l.dns != nil {
 		n.mu.Lock()
-		domain := n.domain
+		domain, noIPv6 := n.domain, n.noIPv6
 		n.mu.Unlock()
+		// Apps here have no route to an IPv6 mesh address: they get none.
+		l.dns.srv.SetIPv4Only(noIPv6)
 		if err := l.dns.start(domain); err != nil {
 			return localError(StageLocal, err)
 		}

@@ -50,6 +50,10 @@ type Node struct {
 	policy   *meshapi.NodePolicy // as the map gives it; nil: none
 	gotMap   bool
 	dp       *dataplane.Device // nil until up, and again after logout
+	// noIPv6: the device carries no IPv6 address although the mesh gave
+	// one (TUN mode where IPv6 is disabled). The app is then not told the
+	// address, and the resolver gives mesh names no AAAA records.
+	noIPv6 bool
 	// parked is a TUN device after logout: kept, without peers, until Close
 	// (see leaveLocked).
 	parked    *dataplane.Device
@@ -338,6 +342,7 @@ func (n *Node) attach(dev *dataplane.Device) error {
 	// The policy goes in before the peers: no peer is ever let in by the
 	// absence of the rules.
 	n.applyPolicyLocked(dev)
+	n.noIPv6 = n.self.IPv6.IsValid() && !slices.ContainsFunc(dev.Addresses(), netip.Addr.Is6)
 	for _, p := range n.peers {
 		if err := dev.UpsertPeer(dataplanePeer(p)); err != nil {
 			n.log.Warn("adding peer failed", "peer", p.Name, "err", err)

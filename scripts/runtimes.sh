@@ -3,7 +3,7 @@
 #
 #   runtimes.sh install                 install docker.io, containerd, runc, tini,
 #                                       util-linux, iproute2, and for the names
-#                                       suite busybox-static and dnsmasq-base,
+#                                       suite busybox-static, dnsmasq-base and curl,
 #                                       from Debian when missing; PostgreSQL
 #                                       (server and psql) via postgres.sh install
 #   runtimes.sh start [docker|containerd|all]
@@ -56,7 +56,7 @@ install() {
 	for p in docker:docker.io dockerd:docker.io containerd:containerd containerd-shim-runc-v2:containerd \
 		runc:runc tini:tini cgroupfs-mount:cgroupfs-mount unshare:util-linux nsenter:util-linux ip:iproute2 \
 		busybox:busybox-static dnsmasq:dnsmasq-base getent:libc-bin \
-		nft:nftables tinyproxy:tinyproxy; do
+		nft:nftables tinyproxy:tinyproxy curl:curl; do
 		command -v "${p%%:*}" >/dev/null 2>&1 || need+=("${p#*:}")
 	done
 	# The Debian docker CLI must be there even when another docker shadows it

@@ -26,7 +26,7 @@
 // joins and leaves (register, stream, logout), with any serve flags given
 // as arguments:
 //
-//	go run ./bench/coordbench -dbsize 100000 [--event-retention 1m]
+//	go run ./bench/coordbench -dbsize 100000 [-- --event-retention 1m]
 //
 // A change's time is when the client started the operation (the register,
 // stream open or logout request); a delta's time is when the simulated node
@@ -54,7 +54,7 @@ func main() {
 	runs := flag.Int("runs", 3, "churn windows per size (medians are reported)")
 	bin := flag.String("meshcoord", "", "meshcoord binary (default: build ./cmd/meshcoord)")
 	dbs := flag.String("db", "sqlite,postgres", "databases to measure, comma-separated: sqlite, postgres")
-	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow the arguments)")
+	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow, after --)")
 	flag.Parse()
 
 	raiseFileLimit()

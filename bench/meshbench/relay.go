@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -241,6 +243,23 @@ func firstByteAndDirect(relayURL string, echoPort int) (first, direct time.Durat
 	}
 }
 
+// startProfile writes a CPU profile of the relay transfer of run i to
+// prefix.i when prefix is set (RELAY_CPUPROFILE).
+func startProfile(prefix string, i int) (stop func()) {
+	if prefix == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", prefix, i))
+	if err != nil {
+		return func() {}
+	}
+	if pprof.StartCPUProfile(f) != nil {
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
 func runRelayBench(_ binaries, _ int) error {
 	_, url, stop := benchRelay()
 	defer stop()
@@ -270,7 +289,9 @@ func runRelayBench(_ binaries, _ int) error {
 		if err != nil {
 			return fmt.Errorf("direct mesh: %w", err)
 		}
+		stopProfile := startProfile(os.Getenv("RELAY_CPUPROFILE"), i)
 		r, err := meshTransfer(url, port, *relaySize)
+		stopProfile()
 		if err != nil {
 			return fmt.Errorf("relay: %w", err)
 		}

@@ -68,19 +68,35 @@ func (p *Pool) InUse() int { return p.n }
 // Free returns how many address pairs are left.
 func (p *Pool) Free() int { return Capacity - p.n }
 
-// Allocate returns the lowest free address pair.
+// Allocate returns the lowest free address pair, now in use.
 func (p *Pool) Allocate() (v4, v6 netip.Addr, err error) {
-	for w := p.low / 64; w < len(p.used); w++ {
-		if p.used[w] == ^uint64(0) {
-			continue
-		}
-		off := w*64 + bits.TrailingZeros64(^p.used[w])
-		p.mark(off)
-		p.n++
-		p.low = off + 1
-		return p.pair(off)
+	off, ok := p.lowest()
+	if !ok {
+		return netip.Addr{}, netip.Addr{}, ErrExhausted
 	}
-	return netip.Addr{}, netip.Addr{}, ErrExhausted
+	p.mark(off)
+	p.n++
+	p.low = off + 1
+	return p.pair(off)
+}
+
+// Next returns the pair Allocate would return, leaving it free (Reserve
+// takes it).
+func (p *Pool) Next() (v4, v6 netip.Addr, err error) {
+	off, ok := p.lowest()
+	if !ok {
+		return netip.Addr{}, netip.Addr{}, ErrExhausted
+	}
+	return p.pair(off)
+}
+
+func (p *Pool) lowest() (int, bool) {
+	for w := p.low / 64; w < len(p.used); w++ {
+		if p.used[w] != ^uint64(0) {
+			return w*64 + bits.TrailingZeros64(^p.used[w]), true
+		}
+	}
+	return 0, false
 }
 
 // Reserve marks a known pair as used (loading nodes from the store). It
@@ -95,6 +111,9 @@ func (p *Pool) Reserve(v4, v6 netip.Addr) error {
 	}
 	p.mark(off)
 	p.n++
+	if off == p.low {
+		p.low = off + 1 // no free offset below low, still
+	}
 	return nil
 }
 

@@ -114,3 +114,25 @@ func TestExhaustion(t *testing.T) {
 		t.Fatalf("allocation from a full pool: %v, want ErrExhausted", err)
 	}
 }
+
+func TestNextThenReserveIsAllocate(t *testing.T) {
+	ula := netip.MustParsePrefix("fd01:2:3::/48")
+	a, _ := New(ula)
+	b, _ := New(ula)
+	for range 70 {
+		v4, v6, err := a.Allocate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n4, n6, err := b.Next()
+		if err != nil || n4 != v4 || n6 != v6 {
+			t.Fatalf("Next %s %s, Allocate %s %s", n4, n6, v4, v6)
+		}
+		if err := b.Reserve(n4, n6); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.InUse() != 70 || b.InUse() != 70 || a.Free() != Capacity-70 {
+		t.Fatalf("in use %d and %d", a.InUse(), b.InUse())
+	}
+}

@@ -34,11 +34,7 @@ func TestMain(m *testing.M) {
 var meshPrefixes = "100.64.0.0/10,fd7a:6d65:7368::/48"
 
 func TestTUNModePlainSocketsBetweenNamespaces(t *testing.T) {
-	harness.Integration(t)
-	ipCmd := harness.LookPath(t, "ip")
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		harness.Missing(t, "/dev/net/tun")
-	}
+	ipCmd := needTUN(t)
 	nsA, nsB := makeNamespacePair(t, ipCmd, "198.18.5.1", "198.18.5.2")
 
 	a := startHelper(t, ipCmd, nsA, "a", "100.64.0.1", "fd7a:6d65:7368::1")
@@ -88,6 +84,17 @@ func TestTUNModePlainSocketsBetweenNamespaces(t *testing.T) {
 		out, err := exec.Command(ipCmd, "-n", nsA, "link", "show", "mesh0").CombinedOutput()
 		return err != nil, string(out)
 	})
+}
+
+// needTUN gates a TUN test (root, /dev/net/tun) and returns ip(8).
+func needTUN(t *testing.T) string {
+	t.Helper()
+	harness.Integration(t)
+	ipCmd := harness.LookPath(t, "ip")
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		harness.Missing(t, "/dev/net/tun")
+	}
+	return ipCmd
 }
 
 // makeNamespacePair creates two namespaces joined by a veth pair with the
@@ -242,7 +249,11 @@ func runHelper() int {
 	if err != nil {
 		return fail(err)
 	}
-	dev, err := dataplane.New(dataplane.Config{PrivateKey: priv, Addresses: addrs, Prefixes: prefixes, Mode: dataplane.TUN, TUNName: "mesh0"})
+	cfg := dataplane.Config{PrivateKey: priv, Addresses: addrs, Prefixes: prefixes, Mode: dataplane.TUN, TUNName: "mesh0"}
+	if url := os.Getenv("DP_RELAY"); url != "" {
+		cfg.Relay = &dataplane.RelayConfig{URL: url}
+	}
+	dev, err := dataplane.New(cfg)
 	if err != nil {
 		return fail(err)
 	}

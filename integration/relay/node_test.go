@@ -11,7 +11,6 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/harness"
 	"github.com/meshinit/meshinit/internal/syncbuf"
-	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/node/ctlsock"
 )
 
@@ -105,4 +104,14 @@ func (n *node) path() ctlsock.PeerStatus {
 	return st.Peers[0]
 }
 
-var _ = meshapi.PathRelay
+// statusText runs "meshinit status" against the node, as a person would.
+func (n *node) statusText() string {
+	n.t.Helper()
+	cmd := exec.Command(harness.Binary(n.t, "meshinit"), "status")
+	cmd.Env = []string{"MESH_CONTROL_SOCKET=" + n.socket}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		n.t.Fatalf("meshinit status: %v\n%s", err, out)
+	}
+	return string(out)
+}

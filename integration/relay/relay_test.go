@@ -139,10 +139,11 @@ func TestRelayOnlyBetweenSitesWithoutUDP(t *testing.T) {
 	}
 	m.transfer(t, m.serve(t, testnet.SHA256Sink), 64<<20, nil)
 	for _, n := range []*node{m.a, m.b} {
-		if p := n.path(); p.Path != "relay" {
-			t.Errorf("%s: path %q (%s), want relay", n.name, p.Path, p.PathReason)
+		if p := n.path(); p.Path != "relay" || p.PathReason == "" {
+			t.Errorf("%s: path %q (%s), want relay and why", n.name, p.Path, p.PathReason)
 		}
 	}
+	t.Logf("meshinit status in site A:\n%s", m.a.statusText())
 }
 
 // echoConn keeps one connection to an echo server in site B and checks a
@@ -180,6 +181,9 @@ func TestPathTurnsDirectThroughNATAndConnectionSurvives(t *testing.T) {
 	p := m.a.path()
 	if !strings.HasPrefix(p.Endpoint, natBWAN+":") {
 		t.Errorf("a's direct endpoint %q is not b's NAT address %s", p.Endpoint, natBWAN)
+	}
+	if text := m.a.statusText(); !strings.Contains(text, "direct "+natBWAN+":") || !strings.Contains(text, "relay:") {
+		t.Errorf("meshinit status does not show the direct path and the relay:\n%s", text)
 	}
 	e.roundTrip("after the switch")
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"golang.zx2c4.com/wireguard/device"
@@ -62,6 +63,11 @@ func New(cfg Config) (*Device, error) {
 		log:      cfg.Log.With("component", "dataplane"),
 		peers:    make(map[meshapi.Key][]netip.AddrPort),
 	}
+	if cfg.Mode == TUN {
+		if err := d.openKernelTUN(cfg); err != nil {
+			return nil, err
+		}
+	}
 	d.filter = packetfilter.New(d.addrs)
 	d.peerIPs = make(map[meshapi.Key][]netip.Addr)
 	var tdev tun.Device
@@ -75,16 +81,12 @@ func New(cfg Config) (*Device, error) {
 		tdev = newFilteredTUN(ns.link.asTUN(), d.filter, ns.link.inject)
 		d.forward = newForwarder(ns, d.filter, d.log)
 	case TUN:
-		kt, err := createKernelTUN(cfg.TUNName, cfg.MTU)
-		if err != nil {
-			return nil, err
-		}
-		d.ktun = kt
-		it := &injectingTUN{Device: kt.dev}
+		it := &injectingTUN{Device: d.ktun.dev}
 		tdev = newFilteredTUN(it, d.filter, it.inject)
 	}
 	d.bind, err = d.newBind(cfg)
 	if err != nil {
+		d.closeInside()
 		return nil, err
 	}
 	d.wg = device.NewDevice(tdev, d.bind, wgLogger(cfg.Log))
@@ -100,8 +102,11 @@ func New(cfg Config) (*Device, error) {
 		d.abort()
 		return nil, fmt.Errorf("bringing WireGuard device up (UDP port %d): %w", cfg.ListenPort, err)
 	}
+	// The interface goes up only now: the WireGuard device takes the link's
+	// up event as a request to come up, which must not race the
+	// configuration above.
 	if d.ktun != nil {
-		if err := d.ktun.configure(d.addrs, cfg.Prefixes, cfg.MTU); err != nil {
+		if err := d.ktun.configure(d.addrs, d.prefixes); err != nil {
 			d.abort()
 			return nil, err
 		}
@@ -112,6 +117,45 @@ func New(cfg Config) (*Device, error) {
 	d.log.Info("data plane up", "mode", d.mode.String(), "udp_port", d.bind.port.Load(), "mtu", d.mtu, "addresses", d.addrs,
 		"relay", d.bind.relay != nil)
 	return d, nil
+}
+
+// openKernelTUN creates the TUN interface (New configures it once the
+// WireGuard device is up). Where IPv6 is disabled the interface will carry
+// only the IPv4 address: d.addrs says so from here on (the packet filter
+// takes it as the node's own addresses), and one line is logged.
+func (d *Device) openKernelTUN(cfg Config) error {
+	kt, err := createKernelTUN(cfg.TUNName, cfg.MTU)
+	if err != nil {
+		return err
+	}
+	carried, err := kt.carried(d.addrs)
+	if err != nil {
+		kt.dev.Close() // removes the interface
+		return err
+	}
+	if kt.ipv6Off != "" {
+		var left []netip.Addr
+		for _, a := range d.addrs {
+			if !slices.Contains(carried, a.Unmap()) {
+				left = append(left, a)
+			}
+		}
+		d.log.Info("IPv6 is disabled here: the TUN interface carries the IPv4 mesh address only",
+			"interface", kt.name, "why", kt.ipv6Off, "not_configured", left)
+	}
+	d.ktun, d.addrs = kt, carried
+	return nil
+}
+
+// closeInside closes the netstack or the kernel TUN of a device whose
+// WireGuard device was never made (which would otherwise close it).
+func (d *Device) closeInside() {
+	if d.ns != nil {
+		d.ns.close()
+	}
+	if d.ktun != nil {
+		d.ktun.dev.Close()
+	}
 }
 
 // abort tears down a half-built device.
@@ -132,7 +176,8 @@ func (d *Device) Mode() Mode { return d.mode }
 // MTU is the tunnel's inner MTU.
 func (d *Device) MTU() int { return d.mtu }
 
-// Addresses are the node's mesh addresses.
+// Addresses are the mesh addresses the device carries: the configured
+// ones, without IPv6 on a TUN interface where IPv6 is disabled.
 func (d *Device) Addresses() []netip.Addr { return append([]netip.Addr(nil), d.addrs...) }
 
 // ListenPort is the UDP port the device is bound to.

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,9 +16,15 @@ import (
 // address and add a route, each one request answered by one ack. (The
 // alternative, running ip(8), would need iproute2 in the image.)
 
+// netlinkTimeout bounds each exchange with the kernel. The kernel answers a
+// route request at once; a missing answer must fail the start with the step
+// named, not hold it until MESH_WAIT_TIMEOUT.
+const netlinkTimeout = 5 * time.Second
+
 type rtnl struct {
-	fd  int
-	seq uint32
+	fd      int
+	seq     uint32
+	timeout time.Duration
 }
 
 func openRTNL() (*rtnl, error) {
@@ -24,11 +32,17 @@ func openRTNL() (*rtnl, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket: %w", err)
 	}
+	// The kernel's own words for a refusal ("IPv6 is disabled on this
+	// device") come as extended ack attributes, and the ack need not echo
+	// our request. Kernels before 4.12 know neither option; the errno is
+	// then all there is.
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("netlink bind: %w", err)
 	}
-	return &rtnl{fd: fd}, nil
+	return &rtnl{fd: fd, timeout: netlinkTimeout}, nil
 }
 
 func (n *rtnl) close() { unix.Close(n.fd) }
@@ -63,32 +77,115 @@ func (n *rtnl) request(typ, flags uint16, body []byte, attrs ...nlAttr) error {
 	if err := unix.Sendto(n.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return fmt.Errorf("netlink send: %w", err)
 	}
+	return n.waitAck(time.Now().Add(n.timeout))
+}
+
+// errNoAck is the error of an exchange the kernel did not answer in time.
+var errNoAck = errors.New("no answer from the kernel")
+
+// waitAck reads until the ack of the current request, or the deadline.
+// Messages of other requests (or from anyone but the kernel) are skipped.
+func (n *rtnl) waitAck(deadline time.Time) error {
 	buf := make([]byte, 8192)
 	for {
-		nr, _, err := unix.Recvfrom(n.fd, buf, 0)
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("netlink: %w within %v", errNoAck, n.timeout)
+		}
+		fds := []unix.PollFd{{Fd: int32(n.fd), Events: unix.POLLIN}}
+		ready, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		if errors.Is(err, unix.EINTR) || ready == 0 {
+			continue
+		}
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
+			return fmt.Errorf("netlink poll: %w", err)
+		}
+		nr, from, err := unix.Recvfrom(n.fd, buf, unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EINTR) || errors.Is(err, unix.EAGAIN) {
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("netlink receive: %w", err)
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:nr])
-		if err != nil {
-			return fmt.Errorf("netlink reply: %w", err)
+		if sa, ok := from.(*unix.SockaddrNetlink); ok && sa.Pid != 0 {
+			continue // not the kernel
 		}
-		for _, m := range msgs {
-			if m.Header.Seq != n.seq || m.Header.Type != unix.NLMSG_ERROR {
-				continue
-			}
-			if len(m.Data) < 4 {
-				return errors.New("netlink reply: short error message")
-			}
-			if code := int32(binary.NativeEndian.Uint32(m.Data)); code != 0 {
-				return syscall.Errno(-code)
-			}
-			return nil
+		if done, err := parseAck(buf[:nr], n.seq); done {
+			return err
 		}
 	}
+}
+
+// kernelError is the kernel's refusal of a netlink request: the errno, and
+// the kernel's explanation when it gave one (extended ack).
+type kernelError struct {
+	Errno   syscall.Errno
+	Message string
+}
+
+func (e *kernelError) Error() string {
+	if e.Message == "" {
+		return e.Errno.Error()
+	}
+	return fmt.Sprintf("%v (kernel: %s)", e.Errno, e.Message)
+}
+
+func (e *kernelError) Unwrap() error { return e.Errno }
+
+// parseAck looks in one datagram from the kernel for the ack of request
+// seq: done is true when it is there, with the request's outcome in err.
+// A malformed datagram is an error too (done), never a panic.
+func parseAck(b []byte, seq uint32) (done bool, err error) {
+	for len(b) >= unix.SizeofNlMsghdr {
+		l := int(binary.NativeEndian.Uint32(b[0:]))
+		typ := binary.NativeEndian.Uint16(b[4:])
+		flags := binary.NativeEndian.Uint16(b[6:])
+		mseq := binary.NativeEndian.Uint32(b[8:])
+		if l < unix.SizeofNlMsghdr || l > len(b) {
+			return true, fmt.Errorf("netlink reply: bad message length %d", l)
+		}
+		if mseq == seq && typ == unix.NLMSG_ERROR {
+			return true, ackError(b[unix.SizeofNlMsghdr:l], flags)
+		}
+		b = b[min(align4(l), len(b)):]
+	}
+	return false, nil
+}
+
+// ackError reads an NLMSG_ERROR payload: the errno (0 for success), the
+// header of our request (or all of it, unless the kernel capped it), then
+// with NLM_F_ACK_TLVS the kernel's attributes, of which the message is the
+// one we want.
+func ackError(p []byte, flags uint16) error {
+	if len(p) < 4 {
+		return errors.New("netlink reply: short error message")
+	}
+	code := int32(binary.NativeEndian.Uint32(p))
+	if code == 0 {
+		return nil
+	}
+	kerr := &kernelError{Errno: syscall.Errno(-code)} // the kernel sends -errno
+	if flags&unix.NLM_F_ACK_TLVS == 0 || len(p) < 4+unix.SizeofNlMsghdr {
+		return kerr
+	}
+	echoed := unix.SizeofNlMsghdr
+	if flags&unix.NLM_F_CAPPED == 0 {
+		echoed = align4(int(binary.NativeEndian.Uint32(p[4:])))
+	}
+	if echoed < unix.SizeofNlMsghdr || 4+echoed > len(p) {
+		return kerr
+	}
+	for tlv := p[4+echoed:]; len(tlv) >= 4; {
+		l := int(binary.NativeEndian.Uint16(tlv))
+		if l < 4 || l > len(tlv) {
+			break
+		}
+		if binary.NativeEndian.Uint16(tlv[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER) == unix.NLMSGERR_ATTR_MSG {
+			kerr.Message = strings.TrimRight(string(tlv[4:l]), "\x00")
+		}
+		tlv = tlv[min(align4(l), len(tlv)):]
+	}
+	return kerr
 }
 
 func family(a netip.Addr) uint8 {
@@ -106,7 +203,7 @@ func (n *rtnl) linkUp(index int) error {
 	binary.NativeEndian.PutUint32(body[8:], unix.IFF_UP)  // flags
 	binary.NativeEndian.PutUint32(body[12:], unix.IFF_UP) // change mask
 	if err := n.request(unix.RTM_NEWLINK, 0, body); err != nil {
-		return fmt.Errorf("setting interface %d up: %w", index, err)
+		return fmt.Errorf("setting the interface up: %w", err)
 	}
 	return nil
 }

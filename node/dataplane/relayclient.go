@@ -49,6 +49,7 @@ type relayClient struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	done      chan struct{}
+	started   atomic.Bool // run was started: done will be closed
 
 	mu       sync.Mutex
 	cur      *relaySession
@@ -85,12 +86,19 @@ func newRelayClient(cfg RelayConfig, log *slog.Logger) *relayClient {
 	}
 }
 
-func (c *relayClient) start() { go c.run() }
+func (c *relayClient) start() {
+	c.started.Store(true)
+	go c.run()
+}
 
-// close ends the connection for good and waits for the loop.
+// close ends the connection for good and waits for the loop, if it was
+// started: a device that failed half-built never starts it, and waiting
+// would hang its error path.
 func (c *relayClient) close() {
 	c.cancel()
-	<-c.done
+	if c.started.Load() {
+		<-c.done
+	}
 }
 
 func (c *relayClient) up() bool {

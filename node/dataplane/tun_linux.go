@@ -3,9 +3,12 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"golang.zx2c4.com/wireguard/tun"
 )
@@ -19,6 +22,8 @@ type kernelTUN struct {
 	name  string
 	index int
 	dev   tun.Device
+	// ipv6Off says why the interface carries no IPv6 ("" when it does).
+	ipv6Off string
 }
 
 func createKernelTUN(name string, mtu int) (*kernelTUN, error) {
@@ -42,12 +47,31 @@ func createKernelTUN(name string, mtu int) (*kernelTUN, error) {
 		dev.Close()
 		return nil, fmt.Errorf("TUN interface %s: %w", real, err)
 	}
-	return &kernelTUN{name: real, index: ifc.Index, dev: dev}, nil
+	return &kernelTUN{name: real, index: ifc.Index, dev: dev, ipv6Off: ipv6Off("/proc/sys/net", real)}, nil
 }
 
-// configure assigns the mesh addresses, routes the mesh prefixes into the
-// interface and brings it up.
-func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix, mtu int) error {
+// carried is the part of the node's addresses the interface can carry:
+// all of them, or only the IPv4 ones where IPv6 is disabled for it (as
+// Docker leaves a container on a network without IPv6): the node is then
+// IPv4-only. None at all is an error.
+func (k *kernelTUN) carried(addrs []netip.Addr) ([]netip.Addr, error) {
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a = a.Unmap(); a.Is4() || k.ipv6Off == "" {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("TUN interface %s: IPv6 is disabled here (%s) and the mesh gave this node no IPv4 address", k.name, k.ipv6Off)
+	}
+	return out, nil
+}
+
+// configure assigns addrs (see carried), brings the interface up and routes
+// the mesh prefixes into it, leaving out the IPv6 ones where IPv6 is
+// disabled. Each step is one bounded netlink exchange, and an error names
+// the step.
+func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix) error {
 	if len(prefixes) == 0 {
 		return fmt.Errorf("TUN interface %s: no mesh prefixes to route into it (the coordinator's registration gives them)", k.name)
 	}
@@ -57,7 +81,7 @@ func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix, mtu i
 	}
 	defer nl.close()
 	for _, a := range addrs {
-		if err := nl.addAddress(k.index, a.Unmap()); err != nil {
+		if err := nl.addAddress(k.index, a); err != nil {
 			return fmt.Errorf("TUN interface %s: %w", k.name, err)
 		}
 	}
@@ -65,9 +89,35 @@ func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix, mtu i
 		return fmt.Errorf("TUN interface %s: %w", k.name, err)
 	}
 	for _, p := range prefixes {
+		if p.Addr().Is6() && k.ipv6Off != "" {
+			continue
+		}
 		if err := nl.addRoute(k.index, p); err != nil {
 			return fmt.Errorf("TUN interface %s: %w", k.name, err)
 		}
 	}
 	return nil
+}
+
+// ipv6Off says why the interface cannot carry IPv6, or "" when it can:
+// the kernel has no IPv6 (booted with ipv6.disable=1: sysNet has no ipv6
+// directory), or net.ipv6.conf.<name>.disable_ipv6 is 1. The interface's own
+// setting is what the kernel checks when an address or route is added; a
+// new interface takes it from net.ipv6.conf.default. When nothing can be
+// read (no /proc/sys) IPv6 is tried: a refusal then fails the start,
+// naming the step. sysNet is /proc/sys/net.
+func ipv6Off(sysNet, name string) string {
+	b, err := os.ReadFile(filepath.Join(sysNet, "ipv6", "conf", name, "disable_ipv6"))
+	if err == nil {
+		if strings.TrimSpace(string(b)) != "0" {
+			return "net.ipv6.conf." + name + ".disable_ipv6=1"
+		}
+		return ""
+	}
+	if _, err := os.Stat(sysNet); err == nil {
+		if _, err := os.Stat(filepath.Join(sysNet, "ipv6")); errors.Is(err, fs.ErrNotExist) {
+			return "the kernel has no IPv6 (ipv6.disable=1)"
+		}
+	}
+	return ""
 }

@@ -129,8 +129,9 @@ func hasEDNS(p *dnsmessage.Parser) bool {
 
 // answer returns the response for a query the mesh answers, or
 // forward=true when the query should go upstream as it is. A nil response
-// without forward means: drop it (not a query).
-func answer(names *nametable.Table, msg []byte) (resp []byte, forwardIt bool) {
+// without forward means: drop it (not a query). With ipv4Only, mesh names
+// have no AAAA records.
+func answer(names *nametable.Table, msg []byte, ipv4Only bool) (resp []byte, forwardIt bool) {
 	q, errResp, err := parseQuery(msg)
 	if err != nil {
 		return errResp, false
@@ -139,19 +140,19 @@ func answer(names *nametable.Table, msg []byte) (resp []byte, forwardIt bool) {
 	if l.own == forward {
 		return nil, true
 	}
-	return q.build(l), false
+	return q.build(l, ipv4Only), false
 }
 
 // build answers from the map: records for node and reverse, NODATA or
 // NXDOMAIN with the zone's SOA otherwise.
-func (q query) build(l lookup) []byte {
+func (q query) build(l lookup, ipv4Only bool) []byte {
 	var records []record
 	rcode := dnsmessage.RCodeSuccess
 	classOK := q.q.Class == dnsmessage.ClassINET || q.q.Class == dnsmessage.ClassANY
 	switch l.own {
 	case node:
 		if classOK {
-			records = addressRecords(l.entry, q.q.Type)
+			records = addressRecords(l.entry, q.q.Type, ipv4Only)
 		}
 	case reverse:
 		if classOK && (q.q.Type == dnsmessage.TypePTR || q.q.Type == dnsmessage.TypeALL) {
@@ -181,12 +182,12 @@ type record struct {
 	owner string
 }
 
-func addressRecords(e nametable.Entry, t dnsmessage.Type) []record {
+func addressRecords(e nametable.Entry, t dnsmessage.Type, ipv4Only bool) []record {
 	var out []record
 	if (t == dnsmessage.TypeA || t == dnsmessage.TypeALL) && e.IPv4.Is4() {
 		out = append(out, record{typ: dnsmessage.TypeA, body: &dnsmessage.AResource{A: e.IPv4.As4()}})
 	}
-	if (t == dnsmessage.TypeAAAA || t == dnsmessage.TypeALL) && e.IPv6.Is6() && !e.IPv6.Is4In6() {
+	if (t == dnsmessage.TypeAAAA || t == dnsmessage.TypeALL) && e.IPv6.Is6() && !e.IPv6.Is4In6() && !ipv4Only {
 		out = append(out, record{typ: dnsmessage.TypeAAAA, body: &dnsmessage.AAAAResource{AAAA: e.IPv6.As16()}})
 	}
 	return out

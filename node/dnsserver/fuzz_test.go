@@ -7,8 +7,10 @@ import (
 )
 
 // FuzzAnswer feeds arbitrary bytes, as a local app could send them, to the
-// query handler: it never panics; it drops, forwards, or answers with a
-// response that parses, carries the query's ID, and repeats its question.
+// query handler (on a node with and without IPv6): it never panics; it
+// drops, forwards, or answers with a response that parses, carries the
+// query's ID, and repeats its question; an IPv4-only node never gives an
+// AAAA record.
 func FuzzAnswer(f *testing.F) {
 	for _, q := range [][]byte{
 		newQuery(f, 1, "web.", dnsmessage.TypeA, false),
@@ -20,11 +22,12 @@ func FuzzAnswer(f *testing.F) {
 		{0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0},
 		{},
 	} {
-		f.Add(q)
+		f.Add(q, false)
+		f.Add(q, true)
 	}
 	names := testNames()
-	f.Fuzz(func(t *testing.T, msg []byte) {
-		resp, fwd := answer(names, msg)
+	f.Fuzz(func(t *testing.T, msg []byte, ipv4Only bool) {
+		resp, fwd := answer(names, msg, ipv4Only)
 		if resp == nil {
 			return
 		}
@@ -39,6 +42,11 @@ func FuzzAnswer(f *testing.F) {
 		var m dnsmessage.Message
 		if err := m.Unpack(resp); err != nil {
 			t.Fatalf("response %x does not parse: %v", resp, err)
+		}
+		for _, a := range m.Answers {
+			if ipv4Only && a.Header.Type == dnsmessage.TypeAAAA {
+				t.Fatalf("an IPv4-only node answered %x with an AAAA record", msg)
+			}
 		}
 		var qp dnsmessage.Parser
 		qp.Start(msg)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,7 +55,15 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+
+	ipv4Only atomic.Bool // see SetIPv4Only
 }
+
+// SetIPv4Only makes mesh names answer with A records only (AAAA: no data,
+// never NXDOMAIN), for a node without IPv6 (a TUN interface where IPv6 is
+// disabled): its apps then never try a mesh address they have no route
+// to. It applies from the next query on.
+func (s *Server) SetIPv4Only(on bool) { s.ipv4Only.Store(on) }
 
 // Listen opens UDP and TCP on addr ("127.0.0.153:53"; port 0 picks one
 // free for both) and serves at once.
@@ -120,7 +129,7 @@ func (s *Server) Addr() netip.AddrPort {
 // respond is the answer to one query: from the map, or from upstream, or
 // SERVFAIL when no upstream answered; nil to drop a non-query.
 func (s *Server) respond(msg []byte, overTCP bool) []byte {
-	resp, forwardIt := answer(s.names, msg)
+	resp, forwardIt := answer(s.names, msg, s.ipv4Only.Load())
 	if !forwardIt {
 		return resp
 	}
@@ -153,7 +162,7 @@ func (s *Server) serveUDP() {
 		// Answers from the map are computed here, without a goroutine:
 		// they never block. Only forwards, which wait on an upstream, get
 		// their own.
-		resp, forwardIt := answer(s.names, buf[:n])
+		resp, forwardIt := answer(s.names, buf[:n], s.ipv4Only.Load())
 		if !forwardIt {
 			if resp != nil {
 				s.udp.WriteToUDPAddrPort(resp, from)

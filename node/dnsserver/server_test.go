@@ -77,6 +77,39 @@ func TestMissingTypeIsNoData(t *testing.T) {
 	}
 }
 
+// On a node without IPv6 (SetIPv4Only) mesh names keep their A records,
+// and AAAA (ANY too) carries no IPv6 address: NODATA with the SOA, never
+// NXDOMAIN, and never asked upstream. Switching back restores AAAA.
+func TestIPv4OnlyNodeAnswersNoAAAA(t *testing.T) {
+	up := startUpstream(t, false)
+	s := startServer(t, testNames(), up.addr)
+	s.SetIPv4Only(true)
+	for _, overTCP := range []bool{false, true} {
+		m := ask(t, s, newQuery(t, 3, "web.mesh.internal.", dnsmessage.TypeA, false), overTCP)
+		if len(m.Answers) != 1 || recordAddr(m.Answers[0]) != "100.64.0.2" {
+			t.Fatalf("A web.mesh.internal (tcp %v): %+v", overTCP, m.Answers)
+		}
+		for _, name := range []string{"web.", "web.mesh.internal."} {
+			m = ask(t, s, newQuery(t, 4, name, dnsmessage.TypeAAAA, false), overTCP)
+			if m.RCode != dnsmessage.RCodeSuccess || len(m.Answers) != 0 || !hasSOA(m) {
+				t.Errorf("AAAA %s (tcp %v): %v, %d answers; want NODATA with the SOA", name, overTCP, m.RCode, len(m.Answers))
+			}
+		}
+		m = ask(t, s, newQuery(t, 5, "web.mesh.internal.", dnsmessage.TypeALL, false), overTCP)
+		if len(m.Answers) != 1 || m.Answers[0].Header.Type != dnsmessage.TypeA {
+			t.Errorf("ANY web.mesh.internal (tcp %v): %+v; want the A record only", overTCP, m.Answers)
+		}
+	}
+	if n := up.udp.Load() + up.tcp.Load(); n != 0 {
+		t.Fatalf("%d mesh queries went upstream", n)
+	}
+	s.SetIPv4Only(false)
+	m := ask(t, s, newQuery(t, 6, "web.", dnsmessage.TypeAAAA, false), false)
+	if len(m.Answers) != 1 || recordAddr(m.Answers[0]) != "fd7a:115c:a1e0::2" {
+		t.Fatalf("AAAA web. after SetIPv4Only(false): %+v", m.Answers)
+	}
+}
+
 func hasSOA(m *dnsmessage.Message) bool {
 	for _, r := range m.Authorities {
 		if soa, ok := r.Body.(*dnsmessage.SOAResource); ok && soa.MinTTL == TTL && r.Header.Name.String() == "mesh.internal." {
@@ -239,7 +272,7 @@ func TestQueryEdges(t *testing.T) {
 	if m := ask(t, s, notify, false); m.RCode != dnsmessage.RCodeNotImplemented {
 		t.Errorf("NOTIFY: %v", m.RCode)
 	}
-	if resp, fwd := answer(testNames(), []byte{1, 2, 3}); resp != nil || fwd {
+	if resp, fwd := answer(testNames(), []byte{1, 2, 3}, false); resp != nil || fwd {
 		t.Errorf("3 bytes: %x %v; want dropped", resp, fwd)
 	}
 	m := ask(t, s, newQuery(t, 8, "web.", dnsmessage.TypeA, true), false)

@@ -1,9 +1,8 @@
-package coordinator
+package maps
 
 import (
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/policy"
@@ -18,10 +17,10 @@ import (
 // classID names a set of tags; 0 means "not assigned yet".
 type classID uint32
 
-// classTable interns tag sets. Interning happens under Server.mu; lookups
-// by id are lock-free (map streams do them).
+// classTable interns tag sets. Interning happens under Log.mu; lookups by
+// id are lock-free (map streams do them).
 type classTable struct {
-	byKey map[string]classID         // guarded by Server.mu
+	byKey map[string]classID         // guarded by Log.mu
 	tags  atomic.Pointer[[][]string] // id-1 → tags; replaced on append
 }
 
@@ -46,15 +45,6 @@ func (t *classTable) internLocked(tags []string) classID {
 }
 
 func (t *classTable) tagsOf(c classID) []string { return (*t.tags.Load())[c-1] }
-
-// classLocked returns n's class, interning it on first use (tags never
-// change for a node's life).
-func (s *Server) classLocked(n *node) classID {
-	if n.class == 0 {
-		n.class = s.acl.classes.internLocked(n.Tags)
-	}
-	return n.class
-}
 
 // visibility is one policy's answers, cached per class pair. It is
 // immutable but for its caches, and shared by every stream that is at a
@@ -102,40 +92,21 @@ func (v *visibility) nodePolicy(c classID) *meshapi.NodePolicy {
 	return np
 }
 
-// aclState is the policy in force, with its history for resuming streams.
-// Guarded by Server.mu.
-type aclState struct {
-	classes *classTable
-	version uint64 // 0: no policy ever set
-	source  []byte // "" : no policy
-	updated time.Time
-	vis     *visibility
-	// history holds the visibility in force from each version on (oldest
-	// first), as far back as the map log reaches: a stream resuming at
-	// version V filters by the entry in force at V.
-	history []visAt
-}
-
+// visAt is the visibility in force from a map version on.
 type visAt struct {
 	from uint64 // in force for map versions >= from
 	vis  *visibility
 }
 
-func newACLState() *aclState {
-	c := newClassTable()
-	vis := newVisibility(nil, 0, c)
-	return &aclState{classes: c, vis: vis, history: []visAt{{0, vis}}}
-}
-
 // visAtLocked returns the visibility in force at map version v, and
 // prunes history the map log no longer reaches.
-func (s *Server) visAtLocked(v uint64) *visibility {
-	h := s.acl.history
-	oldest := s.deltas.Oldest()
+func (l *Log) visAtLocked(v uint64) *visibility {
+	h := l.history
+	oldest := l.deltas.Oldest()
 	for len(h) > 1 && h[1].from <= oldest {
 		h = h[1:]
 	}
-	s.acl.history = h
+	l.history = h
 	vis := h[0].vis
 	for _, e := range h {
 		if e.from <= v {

@@ -1,0 +1,100 @@
+package mesh
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/meshinit/meshinit/integration/internal/harness"
+)
+
+// TUN mode where IPv6 is disabled in the network namespace, as Docker
+// leaves a container on a network without IPv6: the node comes up
+// IPv4-only, says so in one log line, its interface carries only the IPv4
+// mesh address and route, MESH_IPV6 is left out of the app's environment,
+// and its resolver answers mesh names with A records only (AAAA: NODATA).
+// A plain client (curl, which knows nothing of the mesh) reaches the other
+// IPv4-only node by name.
+func TestTUNModeWithoutIPv6ComesUpIPv4Only(t *testing.T) {
+	harness.Integration(t)
+	l, coordURL, key := meshOnLAN(t)
+
+	nsA, _ := l.addHost()
+	disableIPv6(t, nsA)
+	a := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tuna", netns: nsA,
+		env:     []string{"MESH_NET=tun"},
+		command: []string{demo(t), "serve", "-listen", "0.0.0.0:8080"}})
+	stA := a.waitUp()
+	a.waitOutput("serving on")
+	if n := strings.Count(a.stderr.String(), ipv4OnlyLog); n != 1 {
+		t.Errorf("%q logged %d times, want once:\n%s", ipv4OnlyLog, n, a.stderr)
+	}
+
+	addrs := ipIn(t, nsA, "addr", "show", "dev", "mesh0")
+	if !strings.Contains(addrs, stA.IPv4.String()+"/32") || strings.Contains(addrs, "inet6") {
+		t.Errorf("mesh0 should carry %v and no IPv6 address:\n%s", stA.IPv4, addrs)
+	}
+	if routes := ipIn(t, nsA, "route", "show"); !strings.Contains(routes, "100.64.0.0/10 dev mesh0") {
+		t.Errorf("no IPv4 mesh route into mesh0:\n%s", routes)
+	}
+
+	nsB, _ := l.addHost()
+	disableIPv6(t, nsB)
+	b := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tunb", netns: nsB,
+		env: []string{"MESH_NET=tun"}, command: []string{demo(t), "env"}})
+	if code := b.wait(waitLimit); code != 0 {
+		t.Fatalf("meshinit in TUN mode without IPv6 exited %d\nstderr:\n%s", code, b.stderr)
+	}
+	env := b.stdout.String()
+	if !strings.Contains(env, "MESH_IPV4=100.") || strings.Contains(env, "MESH_IPV6") {
+		t.Errorf("the app's environment without IPv6: want MESH_IPV4 and no MESH_IPV6:\n%s", env)
+	}
+
+	c := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tunc", netns: nsB,
+		env: []string{"MESH_NET=tun"}})
+	c.waitUp()
+	c.waitPeer("tuna", true)
+	for _, name := range []string{"tuna", "tuna.mesh.internal"} {
+		if g, err := c.getentAddrs(name); err != nil || !slices.Equal(g, []string{stA.IPv4.String()}) {
+			t.Errorf("getent ahosts %s: %v, %v; want only %v", name, g, err, stA.IPv4)
+		}
+	}
+	m := queryInNetns(t, nsB, "tuna.mesh.internal.", dnsmessage.TypeAAAA)
+	if m.RCode != dnsmessage.RCodeSuccess || len(m.Answers) != 0 {
+		t.Errorf("AAAA tuna.mesh.internal: %v with %d answers; want NODATA (NOERROR, none)", m.RCode, len(m.Answers))
+	}
+	out, err := c.run(harness.LookPath(t, "curl"), "-sS", "--max-time", "10", "http://tuna:8080/")
+	if err != nil || !strings.Contains(out, "hello from tuna.mesh.internal") {
+		t.Errorf("curl http://tuna:8080/: %q, %v", out, err)
+	}
+}
+
+// ipv4OnlyLog is the one line a TUN node logs when it comes up without IPv6.
+const ipv4OnlyLog = "IPv6 is disabled here: the TUN interface carries the IPv4 mesh address only"
+
+// disableIPv6 turns IPv6 off in the network namespace ns, for the
+// interfaces it has and the ones created later, as Docker does for a
+// container on a network without IPv6.
+func disableIPv6(t *testing.T, ns string) {
+	t.Helper()
+	for _, key := range []string{"all", "default"} {
+		out, err := exec.Command(harness.LookPath(t, "ip"), "netns", "exec", ns, "sh", "-c",
+			"echo 1 > /proc/sys/net/ipv6/conf/"+key+"/disable_ipv6").CombinedOutput()
+		if err != nil {
+			t.Fatalf("disabling IPv6 (%s) in %s: %v\n%s", key, ns, err, out)
+		}
+	}
+}
+
+// ipIn runs "ip -n ns args..." and returns its output.
+func ipIn(t *testing.T, ns string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(harness.LookPath(t, "ip"), append([]string{"-n", ns}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -n %s %s: %v\n%s", ns, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
