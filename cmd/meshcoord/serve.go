@@ -35,6 +35,8 @@ created on first start, or in a PostgreSQL database (--db postgres://...). When 
 				Usage: "TCP address of the node API (port 0: any free port)"},
 			&cli.StringFlag{Name: "db", EnvVars: []string{"MESHCOORD_DB"}, Value: "meshcoord.db",
 				Usage: "SQLite database file (created on first start), or a postgres:// URL"},
+			&cli.BoolFlag{Name: "standby", EnvVars: []string{"MESHCOORD_STANDBY"},
+				Usage: "with a PostgreSQL --db that another meshcoord holds: wait as a standby (answering 503) and take over when it is gone"},
 			socketFlag(),
 			tokenFlag("allow the admin API over TCP for requests with this bearer token"),
 			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"MESHCOORD_TLS_CERT"}, Usage: "PEM certificate: serve HTTPS"},
@@ -103,7 +105,7 @@ func serve(c *cli.Context) error {
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return fmt.Errorf("loading TLS certificate: %w", err)
+			return fmt.Errorf("loading the TLS certificate (--tls-cert %s, --tls-key %s; MESHCOORD_TLS_CERT, MESHCOORD_TLS_KEY): %w; give a PEM certificate and its key, or set both empty to serve plain HTTP", certFile, keyFile, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
@@ -124,24 +126,6 @@ func serve(c *cli.Context) error {
 	}
 	defer adminLn.Close()
 
-	st, err := store.Open(ctx, c.String("db"), log)
-	if err != nil {
-		return err
-	}
-	coord, err := coordinator.New(ctx, cfg, st)
-	if err != nil {
-		st.Close()
-		return err
-	}
-	if path := c.String("policy"); path != "" {
-		if err := loadPolicyFile(coord, path, log); err != nil {
-			coord.Close()
-			return err
-		}
-		stopReload := reloadOnHangup(coord, path, log)
-		defer stopReload()
-	}
-
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // TLS handshake noise and the like
 	newServer := func(h http.Handler, tc *tls.Config) *http.Server {
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -155,15 +139,11 @@ func serve(c *cli.Context) error {
 		}
 		return srv
 	}
-	api, stopRelay, err := startRelay(c, coord, coord.Handler(), log)
-	if err != nil {
-		coord.Close()
-		return err
-	}
-	defer stopRelay()
-	apiSrv := newServer(api, tlsConfig)
-	adminSrv := newServer(coord.AdminHandler(), nil)
-
+	// The servers answer from now on: a retryable 503 while the state
+	// loads (or while this server is a standby), the coordinator then.
+	starting := notServing("starting", "the coordinator is starting; retry")
+	api, admin := newSwitchable(starting), newSwitchable(starting)
+	apiSrv, adminSrv := newServer(api, tlsConfig), newServer(admin, nil)
 	scheme := "http"
 	serveErr := make(chan error, 2)
 	if tlsConfig != nil {
@@ -173,16 +153,69 @@ func serve(c *cli.Context) error {
 		go func() { serveErr <- apiSrv.Serve(ln) }()
 	}
 	go func() { serveErr <- adminSrv.Serve(adminLn) }()
-
+	stopServers := func() {
+		apiSrv.Close()
+		adminSrv.Close()
+		os.Remove(c.String("admin-socket"))
+	}
 	url := scheme + "://" + ln.Addr().String()
+	announced := false
+	announce := func() {
+		if f := c.String("addr-file"); f != "" && !announced {
+			if err := writeFileAtomic(f, url+"\n"); err != nil {
+				log.Error("writing --addr-file", "file", f, "err", err)
+			}
+		}
+		announced = true
+	}
+
+	st, err := store.Open(ctx, c.String("db"), log)
+	if errors.Is(err, store.ErrInUse) && c.Bool("standby") {
+		// Another replica is active: answer 503 (nodes move on to it) and
+		// take over as soon as it is gone.
+		standby := notServing("standby", "this meshcoord is a standby: another replica holds the database; retry (a node with several coordinators moves to the next)")
+		api.set(standby)
+		admin.set(standby)
+		announce()
+		log.Info("standby: another meshcoord holds the database; waiting to take over", "url", url, "db", store.Redacted(c.String("db")))
+		st, err = waitActive(ctx, c.String("db"), log)
+	}
+	if err != nil {
+		stopServers()
+		if ctx.Err() != nil {
+			return nil // stopped while waiting
+		}
+		return err
+	}
+	coord, err := coordinator.New(ctx, cfg, st)
+	if err != nil {
+		st.Close()
+		stopServers()
+		return err
+	}
+	if path := c.String("policy"); path != "" {
+		if err := loadPolicyFile(coord, path, log); err != nil {
+			coord.Close()
+			stopServers()
+			return err
+		}
+		stopReload := reloadOnHangup(coord, path, log)
+		defer stopReload()
+	}
+	apiHandler, stopRelay, err := startRelay(c, coord, coord.Handler(), log)
+	if err != nil {
+		coord.Close()
+		stopServers()
+		return err
+	}
+	defer stopRelay()
+	api.set(apiHandler)
+	admin.set(coord.AdminHandler())
+
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && tlsConfig == nil {
 		log.Warn("serving plain HTTP on a non-loopback address: node secrets travel in clear; use --tls-cert/--tls-key", "addr", ln.Addr().String())
 	}
-	if f := c.String("addr-file"); f != "" {
-		if err := writeFileAtomic(f, url+"\n"); err != nil {
-			log.Error("writing --addr-file", "file", f, "err", err)
-		}
-	}
+	announce()
 	log.Info("listening", "url", url, "admin_socket", c.String("admin-socket"), "db", store.Redacted(c.String("db")),
 		"ephemeral_timeout", cfg.EphemeralTimeout, "reconnect_grace", cfg.ReconnectGrace, "admin_over_tcp", cfg.AdminToken != "")
 
@@ -192,6 +225,11 @@ func serve(c *cli.Context) error {
 		log.Info("shutting down")
 	case runErr = <-serveErr:
 		log.Error("server stopped", "err", runErr)
+	case <-fencedOf(st):
+		// Another server took the database over (this one was cut from
+		// it for longer than a standby waits): it must not serve on.
+		runErr = errors.New("another meshcoord took the database over: stopping (restart this one to make it a standby)")
+		log.Error("stepping down", "err", runErr)
 	}
 	// Stop accepting, close streams and store the last changes; streams
 	// never end by themselves, so Shutdown gets a short bound.

@@ -37,6 +37,9 @@ type Postgres struct {
 
 	replica bool // one of several replicas: writes go through WriteChange
 
+	fenced    chan struct{} // closed once another coordinator took over
+	fenceOnce sync.Once
+
 	mu     sync.Mutex
 	lock   *pgx.Conn // holds the advisory lock; nil while reconnecting
 	closed bool
@@ -53,11 +56,19 @@ const pgOwnerLock = 0x6d657368637264
 // pgMigrateLock serialises migrations of coordinators starting together.
 const pgMigrateLock = pgOwnerLock + 1
 
-const metaOwner = "owner"
+// Meta rows of the store itself: the writing coordinator's instance id,
+// and when it was last seen alive (database clock, Unix seconds).
+const (
+	metaOwner     = "owner"
+	metaOwnerSeen = "owner_seen"
+)
 
-// lockCheckInterval is how often the lock's connection is checked, and
-// re-established after the server restarted.
-const lockCheckInterval = 2 * time.Second
+// lockCheckInterval is how often the lock's connection is checked (and the
+// holder recorded alive); a lost one is retaken every retakeInterval.
+const (
+	lockCheckInterval = time.Second
+	retakeInterval    = 100 * time.Millisecond
+)
 
 // applyTimeout bounds one Apply whose context has no deadline.
 const applyTimeout = 30 * time.Second
@@ -72,6 +83,21 @@ func IsPostgresURL(db string) bool {
 // or migrates its schema and makes this coordinator its writer. log gets
 // one line when the lock's connection is lost and when it is back.
 func OpenPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Postgres, error) {
+	return openOwner(ctx, dbURL, log, 0)
+}
+
+// OpenPostgresStandby is OpenPostgres for a standby taking over: it also
+// refuses (ErrInUse) while the last holder was seen alive less than
+// patience ago, measured on the database's clock. The holder records that
+// it is alive every second from its lock's connection, and retakes its
+// lock at once when the connection comes back after a restart of the
+// server: patience gives it the time to, so that a restart of the database
+// does not hand the mesh to a standby.
+func OpenPostgresStandby(ctx context.Context, dbURL string, log *slog.Logger, patience time.Duration) (*Postgres, error) {
+	return openOwner(ctx, dbURL, log, patience)
+}
+
+func openOwner(ctx context.Context, dbURL string, log *slog.Logger, patience time.Duration) (*Postgres, error) {
 	s, err := connectPostgres(ctx, dbURL, log)
 	if err != nil {
 		return nil, err
@@ -86,14 +112,44 @@ func OpenPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Postgre
 	if s.lock, err = s.takeLock(ctx); err != nil {
 		return fail(err)
 	}
+	if patience > 0 {
+		var age *float64 // seconds since the holder was last seen
+		if err := s.lock.QueryRow(ctx, `SELECT extract(epoch FROM clock_timestamp()) - value::double precision
+			FROM meta WHERE name = $1`, metaOwnerSeen).Scan(&age); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fail(fmt.Errorf("database %s: %v", s.display, err))
+		}
+		if age != nil && *age < patience.Seconds() {
+			return fail(fmt.Errorf("database %s is %w: its holder was seen %.1fs ago (a standby waits %v)",
+				s.display, ErrInUse, *age, patience))
+		}
+	}
 	// Owned from here on: a coordinator that held it before is fenced.
 	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaOwner, s.instance); err != nil {
 		return fail(fmt.Errorf("database %s: taking ownership: %v", s.display, err))
 	}
+	s.seen(ctx)
 	go s.keepLock()
 	return s, nil
 }
+
+// seen records, on the lock's connection, that the holder is alive now.
+func (s *Postgres) seen(ctx context.Context) {
+	s.mu.Lock()
+	c := s.lock
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	c.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, extract(epoch FROM clock_timestamp())::text)
+		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaOwnerSeen)
+}
+
+// Fenced is closed once this store knows another coordinator took the
+// database over: its writes fail from then on, and its owner must stop.
+func (s *Postgres) Fenced() <-chan struct{} { return s.fenced }
+
+func (s *Postgres) fence() { s.fenceOnce.Do(func() { close(s.fenced) }) }
 
 // OpenPostgresReplica connects to the database at dbURL as one replica
 // among several: no lock, no owner; it writes only through WriteChange.
@@ -128,7 +184,7 @@ func connectPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Post
 		return nil, err
 	}
 	s := &Postgres{cfg: pcfg.ConnConfig.Copy(), display: display, instance: hex.EncodeToString(id[:]), log: log,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), fenced: make(chan struct{})}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database %s: %v", display, err)
 	}
@@ -161,7 +217,7 @@ func (s *Postgres) takeLock(ctx context.Context) (*pgx.Conn, error) {
 	}
 	if !ok {
 		c.Close(ctx)
-		return nil, fmt.Errorf("database %s is in use by another meshcoord: stop it first or pass another --db", s.display)
+		return nil, fmt.Errorf("database %s is %w: stop it first, pass another --db, or run this one as a standby (--standby)", s.display, ErrInUse)
 	}
 	return c, nil
 }
@@ -171,20 +227,21 @@ func (s *Postgres) takeLock(ctx context.Context) (*pgx.Conn, error) {
 // this one is fenced already (see Apply) and says so.
 func (s *Postgres) keepLock() {
 	defer close(s.done)
-	t := time.NewTicker(lockCheckInterval)
-	defer t.Stop()
+	wait := lockCheckInterval
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case <-time.After(wait): // a check's pacing, not synchronisation
 		}
+		wait = lockCheckInterval
 		ctx, cancel := context.WithTimeout(context.Background(), lockCheckInterval)
 		s.mu.Lock()
 		c := s.lock
 		s.mu.Unlock()
 		if c != nil {
 			if err := c.Ping(ctx); err == nil {
+				s.seen(ctx)
 				cancel()
 				continue
 			}
@@ -196,8 +253,13 @@ func (s *Postgres) keepLock() {
 		}
 		c, err := s.takeLock(ctx)
 		cancel()
+		if errors.Is(err, ErrInUse) {
+			s.log.Error("another meshcoord took the database over; this one can no longer write", "db", s.display)
+			s.fence()
+			return
+		}
 		if err != nil {
-			s.log.Warn("database lock not retaken yet", "db", s.display, "err", err)
+			wait = retakeInterval
 			continue
 		}
 		s.mu.Lock()
@@ -208,6 +270,7 @@ func (s *Postgres) keepLock() {
 			s.log.Info("database lock retaken", "db", s.display)
 		}
 		s.mu.Unlock()
+		s.seen(context.Background())
 	}
 }
 
@@ -275,6 +338,10 @@ func (s *Postgres) migrate(ctx context.Context) error {
 	return tx.Commit(ctx)
 }
 
+// ErrInUse is the error of OpenPostgres when another coordinator writes
+// to the database.
+var ErrInUse = errors.New("in use by another meshcoord")
+
 // ErrFenced is the error of writes by a coordinator that another one
 // replaced as the database's writer.
 var ErrFenced = errors.New("another meshcoord took over the database")
@@ -318,6 +385,7 @@ func (s *Postgres) Apply(ctx context.Context, ops []Op) error {
 	}
 	if owner != s.instance {
 		res.Close()
+		s.fence()
 		return fmt.Errorf("%w (%s): this one can no longer write; stop it", ErrFenced, s.display)
 	}
 	for i := range ops {
@@ -357,7 +425,7 @@ func queueOp(b *pgx.Batch, op *Op) error {
 	case opRemoveReplica:
 		b.Queue(`DELETE FROM replicas WHERE id = $1`, op.name)
 	case opSetMeta:
-		if op.name == metaOwner {
+		if op.name == metaOwner || op.name == metaOwnerSeen {
 			return fmt.Errorf("store: meta %q is the store's own", op.name)
 		}
 		b.Queue(`INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
@@ -397,7 +465,7 @@ func (s *Postgres) Load(ctx context.Context) (*Snapshot, error) {
 	rows, _ := tx.Query(ctx, `SELECT name, value FROM meta`)
 	var k, v string
 	if _, err := pgx.ForEachRow(rows, []any{&k, &v}, func() error {
-		if k != metaOwner {
+		if k != metaOwner && k != metaOwnerSeen {
 			snap.Meta[k] = v
 		}
 		return nil

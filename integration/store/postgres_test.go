@@ -103,6 +103,11 @@ func TestPostgresLostLockIsFenced(t *testing.T) {
 	if !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("the replaced coordinator's write: %v; want ErrFenced", err)
 	}
+	select {
+	case <-a.Fenced():
+	default:
+		t.Fatal("a fenced store did not say so (Fenced)")
+	}
 	snap, err := b.Load(ctx)
 	if err != nil || snap.Meta["x"] != "b" {
 		t.Fatalf("meta %v, %v; want x=b", snap.Meta, err)
@@ -144,4 +149,65 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// A standby takes over only once the holder has been silent for its
+// patience: not while the holder lives, even after the holder's lock
+// session was cut (the holder retakes it), and once it is gone. The
+// replaced holder learns it is fenced.
+func TestPostgresStandbyPatienceAndFencing(t *testing.T) {
+	harness.Integration(t)
+	ctx := context.Background()
+	url := pgtest.Shared(t).NewDatabase(t)
+	a, err := store.OpenPostgres(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	const patience = 3 * time.Second
+	if _, err := store.OpenPostgresStandby(ctx, url, nil, patience); !errors.Is(err, store.ErrInUse) {
+		t.Fatalf("standby while the holder lives: %v; want ErrInUse", err)
+	}
+	// The holder's lock session is cut: it retakes the lock before the
+	// standby's patience runs out, and the standby never gets the mesh.
+	admin, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	terminate := func() {
+		t.Helper()
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	terminate()
+	deadline := time.Now().Add(2 * patience)
+	for time.Now().Before(deadline) {
+		if s, err := store.OpenPostgresStandby(ctx, url, nil, patience); err == nil {
+			s.Close()
+			t.Fatal("a standby took over from a live holder whose session was cut")
+		}
+		select {
+		case <-a.Fenced():
+			t.Fatal("the live holder was fenced")
+		case <-time.After(100 * time.Millisecond): // the standby's polling pace
+		}
+	}
+	if err := a.Apply(ctx, []store.Op{store.SetMeta("x", "a")}); err != nil {
+		t.Fatalf("the holder's write after retaking its lock: %v", err)
+	}
+	// The holder goes silent for good (its session cut, its keeper gone
+	// with Close): the standby takes over after its patience.
+	a.Close()
+	var b store.Store
+	harness.Eventually(t, 30*time.Second, "the standby takes over", func() (bool, string) {
+		b, err = store.OpenPostgresStandby(ctx, url, nil, patience)
+		return err == nil, errString(err)
+	})
+	defer b.Close()
+	if err := b.Apply(ctx, []store.Op{store.SetMeta("x", "b")}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -64,8 +64,6 @@ func New(cfg Config) (*Device, error) {
 		peers:    make(map[meshapi.Key][]netip.AddrPort),
 	}
 	if cfg.Mode == TUN {
-		// The interface is configured before anything else exists: a
-		// failure then has only the interface to close.
 		if err := d.openKernelTUN(cfg); err != nil {
 			return nil, err
 		}
@@ -104,6 +102,15 @@ func New(cfg Config) (*Device, error) {
 		d.abort()
 		return nil, fmt.Errorf("bringing WireGuard device up (UDP port %d): %w", cfg.ListenPort, err)
 	}
+	// The interface goes up only now: the WireGuard device takes the link's
+	// up event as a request to come up, which must not race the
+	// configuration above.
+	if d.ktun != nil {
+		if err := d.ktun.configure(d.addrs, d.prefixes); err != nil {
+			d.abort()
+			return nil, err
+		}
+	}
 	if d.bind.relay != nil {
 		d.bind.relay.start()
 	}
@@ -112,17 +119,18 @@ func New(cfg Config) (*Device, error) {
 	return d, nil
 }
 
-// openKernelTUN creates and configures the TUN interface. Where IPv6 is
-// disabled it carries only the IPv4 address, d.addrs says so, and one line
-// is logged.
+// openKernelTUN creates the TUN interface (New configures it once the
+// WireGuard device is up). Where IPv6 is disabled the interface will carry
+// only the IPv4 address: d.addrs says so from here on (the packet filter
+// takes it as the node's own addresses), and one line is logged.
 func (d *Device) openKernelTUN(cfg Config) error {
 	kt, err := createKernelTUN(cfg.TUNName, cfg.MTU)
 	if err != nil {
 		return err
 	}
-	carried, err := kt.configure(d.addrs, d.prefixes)
+	carried, err := kt.carried(d.addrs)
 	if err != nil {
-		kt.dev.Close() // removes the interface with what was configured
+		kt.dev.Close() // removes the interface
 		return err
 	}
 	if kt.ipv6Off != "" {

@@ -50,48 +50,53 @@ func createKernelTUN(name string, mtu int) (*kernelTUN, error) {
 	return &kernelTUN{name: real, index: ifc.Index, dev: dev, ipv6Off: ipv6Off("/proc/sys/net", real)}, nil
 }
 
-// configure assigns the mesh addresses, brings the interface up and routes
-// the mesh prefixes into it. Where IPv6 is disabled for the interface (as
-// Docker leaves a container on a network without IPv6) the IPv6 addresses
-// and prefixes are left out: the node is IPv4-only. It returns the
-// addresses the interface carries. Each step is one bounded netlink
-// exchange, and an error names the step.
-func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix) ([]netip.Addr, error) {
-	if len(prefixes) == 0 {
-		return nil, fmt.Errorf("TUN interface %s: no mesh prefixes to route into it (the coordinator's registration gives them)", k.name)
-	}
-	v6 := k.ipv6Off == ""
-	var carried []netip.Addr
+// carried is the part of the node's addresses the interface can carry:
+// all of them, or only the IPv4 ones where IPv6 is disabled for it (as
+// Docker leaves a container on a network without IPv6): the node is then
+// IPv4-only. None at all is an error.
+func (k *kernelTUN) carried(addrs []netip.Addr) ([]netip.Addr, error) {
+	var out []netip.Addr
 	for _, a := range addrs {
-		if a = a.Unmap(); a.Is4() || v6 {
-			carried = append(carried, a)
+		if a = a.Unmap(); a.Is4() || k.ipv6Off == "" {
+			out = append(out, a)
 		}
 	}
-	if len(carried) == 0 {
+	if len(out) == 0 {
 		return nil, fmt.Errorf("TUN interface %s: IPv6 is disabled here (%s) and the mesh gave this node no IPv4 address", k.name, k.ipv6Off)
+	}
+	return out, nil
+}
+
+// configure assigns addrs (see carried), brings the interface up and routes
+// the mesh prefixes into it, leaving out the IPv6 ones where IPv6 is
+// disabled. Each step is one bounded netlink exchange, and an error names
+// the step.
+func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix) error {
+	if len(prefixes) == 0 {
+		return fmt.Errorf("TUN interface %s: no mesh prefixes to route into it (the coordinator's registration gives them)", k.name)
 	}
 	nl, err := openRTNL()
 	if err != nil {
-		return nil, fmt.Errorf("TUN interface %s: %w", k.name, err)
+		return fmt.Errorf("TUN interface %s: %w", k.name, err)
 	}
 	defer nl.close()
-	for _, a := range carried {
+	for _, a := range addrs {
 		if err := nl.addAddress(k.index, a); err != nil {
-			return nil, fmt.Errorf("TUN interface %s: %w", k.name, err)
+			return fmt.Errorf("TUN interface %s: %w", k.name, err)
 		}
 	}
 	if err := nl.linkUp(k.index); err != nil {
-		return nil, fmt.Errorf("TUN interface %s: %w", k.name, err)
+		return fmt.Errorf("TUN interface %s: %w", k.name, err)
 	}
 	for _, p := range prefixes {
-		if p.Addr().Is6() && !v6 {
+		if p.Addr().Is6() && k.ipv6Off != "" {
 			continue
 		}
 		if err := nl.addRoute(k.index, p); err != nil {
-			return nil, fmt.Errorf("TUN interface %s: %w", k.name, err)
+			return fmt.Errorf("TUN interface %s: %w", k.name, err)
 		}
 	}
-	return carried, nil
+	return nil
 }
 
 // ipv6Off says why the interface cannot carry IPv6, or "" when it can:
