@@ -105,6 +105,11 @@ func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	s.presence = presence.New(s.clock, cfg.ReconnectGrace, s.graceEnded)
 	s.gc = gc.New(s.clock, s.gcDue)
 	if err := s.restore(ctx, now); err != nil {
+		s.mu.Lock()
+		s.closed = true // timers armed while loading do nothing
+		s.gc.Stop()
+		s.presence.CloseAll()
+		s.mu.Unlock()
 		s.closeLog()
 		return nil, err
 	}
