@@ -24,8 +24,11 @@ func (n *Node) follow() {
 }
 
 // onMap applies one change of the map to the name table and, once it is
-// up, to the device: peer by peer, never a full reload.
+// up, to the device: peer by peer, never a full reload. What it has to log
+// is logged after n.mu is released.
 func (n *Node) onMap(c controlclient.Change, m *controlclient.NetMap) {
+	logs := &logAfter{}
+	defer logs.writeTo(n.log) // deferred first, so it runs after the unlock
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.logout != nil || n.closed {
@@ -34,7 +37,7 @@ func (n *Node) onMap(c controlclient.Change, m *controlclient.NetMap) {
 	if c.PolicyChanged {
 		n.policy = m.Policy
 		if n.dp != nil {
-			n.applyPolicyLocked(n.dp)
+			n.applyPolicyLocked(n.dp, logs)
 		}
 	}
 	// The proxy resolves names without n.mu: a name must never point at a
@@ -47,12 +50,12 @@ func (n *Node) onMap(c controlclient.Change, m *controlclient.NetMap) {
 		if n.dp != nil {
 			if known && old.PublicKey != p.PublicKey {
 				// a re-keyed peer is a different WireGuard peer
-				n.dpRemove(old)
+				n.dpRemoveLocked(old, logs)
 			}
 			if err := n.dp.UpsertPeer(dataplanePeer(p)); err != nil {
-				n.log.Warn("updating peer failed", "peer", p.Name, "err", err)
+				logs.warn("updating peer failed", "peer", p.Name, "err", err)
 			} else if !known {
-				n.log.Info("peer joined", "peer", p.Name, "ipv4", p.IPv4)
+				logs.info("peer joined", "peer", p.Name, "ipv4", p.IPv4)
 			}
 		}
 		n.names.Upsert(entryOf(p))
@@ -65,8 +68,8 @@ func (n *Node) onMap(c controlclient.Change, m *controlclient.NetMap) {
 		delete(n.peers, id)
 		n.names.Remove(id)
 		if n.dp != nil {
-			n.dpRemove(old)
-			n.log.Info("peer left", "peer", old.Name)
+			n.dpRemoveLocked(old, logs)
+			logs.info("peer left", "peer", old.Name)
 		}
 	}
 	if c.SelfChanged {
@@ -95,9 +98,9 @@ func (n *Node) onMap(c controlclient.Change, m *controlclient.NetMap) {
 	}
 }
 
-func (n *Node) dpRemove(p meshapi.Peer) {
+func (n *Node) dpRemoveLocked(p meshapi.Peer, logs *logAfter) {
 	if err := n.dp.RemovePeer(p.PublicKey); err != nil {
-		n.log.Warn("removing peer failed", "peer", p.Name, "err", err)
+		logs.warn("removing peer failed", "peer", p.Name, "err", err)
 	}
 }
 
@@ -170,22 +173,23 @@ func dataplanePeer(p meshapi.Peer) dataplane.Peer {
 
 // applyPolicyLocked hands the node's inbound rules to the device. Rules
 // that do not parse (a newer coordinator's syntax) are left out, which
-// denies what they would have allowed: failing closed.
-func (n *Node) applyPolicyLocked(dev *dataplane.Device) {
+// denies what they would have allowed: failing closed. n.mu is held; the
+// lines go to logs.
+func (n *Node) applyPolicyLocked(dev *dataplane.Device, logs *logAfter) {
 	if n.policy == nil {
 		dev.SetPolicy("", nil)
-		n.log.Info("no access policy: every peer may connect")
+		logs.info("no access policy: every peer may connect")
 		return
 	}
 	rules := make([]policy.Rule, 0, len(n.policy.Rules))
 	for _, wr := range n.policy.Rules {
 		r, err := policy.ParseRule(wr.Src, wr.IP)
 		if err != nil {
-			n.log.Warn("ignoring an inbound rule this node cannot read", "src", wr.Src, "ip", wr.IP, "err", err)
+			logs.warn("ignoring an inbound rule this node cannot read", "src", wr.Src, "ip", wr.IP, "err", err)
 			continue
 		}
 		rules = append(rules, r)
 	}
 	dev.SetPolicy(strconv.FormatUint(n.policy.Version, 10), rules)
-	n.log.Info("access policy in force", "version", n.policy.Version, "inbound_rules", len(rules))
+	logs.info("access policy in force", "version", n.policy.Version, "inbound_rules", len(rules))
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,10 @@ type Config struct {
 	// Coordinator is the meshcoord URL, or a comma-separated list of the
 	// URLs of replicas of one mesh (MESH_COORDINATOR).
 	Coordinator string
+	// CoordinatorCAs, when not nil, are the only certificate authorities an
+	// https Coordinator's certificate may chain to (MESH_COORDINATOR_CA: a
+	// private CA); nil means the system's roots.
+	CoordinatorCAs *x509.CertPool
 	// AuthKey is the secret auth key (MESH_AUTHKEY or the content of
 	// MESH_AUTHKEY_FILE). It is sent once, to register, and never logged.
 	AuthKey string
@@ -66,8 +71,14 @@ type Config struct {
 
 func (c *Config) validate() error {
 	var errs []error
-	if _, err := controlclient.ParseCoordinatorList(c.Coordinator); err != nil {
+	if urls, err := controlclient.ParseCoordinatorList(c.Coordinator); err != nil {
 		errs = append(errs, err)
+	} else if c.CoordinatorCAs != nil {
+		for _, u := range urls {
+			if u.Scheme != "https" {
+				errs = append(errs, fmt.Errorf("a coordinator CA is set (MESH_COORDINATOR_CA) but the coordinator address %s is not https: the CA only serves to check a TLS certificate; use https://", u.Redacted()))
+			}
+		}
 	}
 	if c.AuthKey == "" {
 		errs = append(errs, errors.New("no auth key: set MESH_AUTHKEY or MESH_AUTHKEY_FILE"))

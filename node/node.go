@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,7 +84,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	log := cfg.Log.With("component", "node")
-	client, err := controlclient.New(cfg.Coordinator, controlclient.Options{Logger: cfg.Log.With("component", "control")})
+	client, err := controlclient.New(cfg.Coordinator, controlclient.Options{Logger: cfg.Log.With("component", "control"), RootCAs: cfg.CoordinatorCAs})
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +187,8 @@ func (n *Node) Start(ctx context.Context) error {
 		Log:        n.cfg.Log,
 		// Peers are reached through the coordinator's relay from the first
 		// packet, and directly once a path is validated.
-		Relay: &dataplane.RelayConfig{CurrentURL: n.client.URL, Authorization: n.client.Authorization},
+		Relay: &dataplane.RelayConfig{CurrentURL: n.client.URL, Authorization: n.client.Authorization,
+			TLS: &tls.Config{RootCAs: n.cfg.CoordinatorCAs, MinVersion: tls.VersionTLS12}},
 	}
 	if n.endpointsFor != nil {
 		devCfg.AdvertiseEndpoints = func(port uint16) []netip.AddrPort { return n.endpointsFor(int(port)) }
@@ -334,6 +336,8 @@ func (n *Node) waitFirstMap(ctx context.Context) error {
 // attach hands the device every peer of the map and makes it the target of
 // all later deltas, atomically with respect to the map stream.
 func (n *Node) attach(dev *dataplane.Device) error {
+	logs := &logAfter{}
+	defer logs.writeTo(n.log) // deferred first, so it runs after the unlock
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.logout != nil || n.closed {
@@ -341,11 +345,11 @@ func (n *Node) attach(dev *dataplane.Device) error {
 	}
 	// The policy goes in before the peers: no peer is ever let in by the
 	// absence of the rules.
-	n.applyPolicyLocked(dev)
+	n.applyPolicyLocked(dev, logs)
 	n.noIPv6 = n.self.IPv6.IsValid() && !slices.ContainsFunc(dev.Addresses(), netip.Addr.Is6)
 	for _, p := range n.peers {
 		if err := dev.UpsertPeer(dataplanePeer(p)); err != nil {
-			n.log.Warn("adding peer failed", "peer", p.Name, "err", err)
+			logs.warn("adding peer failed", "peer", p.Name, "err", err)
 		}
 	}
 	n.dp = dev

@@ -10,17 +10,27 @@
 //
 //   - registrations per second;
 //
+//   - the fan-out: how many peers each change reached;
+//
 //   - p50 / p99 of change → delta at a peer (every peer of every change),
 //     and p50 / p99 / max of change → delta at the LAST peer;
 //
-//   - the coordinator's CPU (cores) during churn, its RSS and peak RSS.
+//   - the coordinator's CPU (cores) during churn, its RSS and peak RSS, and
+//     the other processes' CPU (the machine's noise).
 //
 //     go run ./bench/coordbench [-sizes 1000,10000] [-churn 10s] [-rate 50] [-runs 3] [-db sqlite,postgres]
+//     [-policy both|off|on] [-tags 100]
 //
 // -db lists the databases to measure, each on the same sizes in the same
 // run: sqlite (a fresh file) and postgres (a fresh database on a private
 // PostgreSQL server that scripts/postgres.sh starts, with its durable
 // defaults); the table then also gives each one's ratio to SQLite.
+//
+// -policy both (the default) measures each size of the first -db database
+// again with an access policy of -tags tags in force (policy.go: ci-NN →
+// db-NN grants), which trims every map to the nodes it may reach, and
+// gives the policy / no-policy ratio of the same invocation; on measures
+// only with it, off only without.
 //
 // With -dbsize N it measures instead how large the database is after N
 // joins and leaves (register, stream, logout), with any serve flags given
@@ -54,6 +64,8 @@ func main() {
 	runs := flag.Int("runs", 3, "churn windows per size (medians are reported)")
 	bin := flag.String("meshcoord", "", "meshcoord binary (default: build ./cmd/meshcoord)")
 	dbs := flag.String("db", "sqlite,postgres", "databases to measure, comma-separated: sqlite, postgres")
+	withPolicy := flag.String("policy", "both", "off (no access policy), on (a policy of -tags tags), or both: each size of the first -db without, then with")
+	tags := flag.Int("tags", 100, "tags of the policy (even: ci-NN → db-NN pairs)")
 	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow, after --)")
 	flag.Parse()
 
@@ -87,15 +99,31 @@ func main() {
 		}
 		ns = append(ns, n)
 	}
+	variants := map[string][]int{"off": {0}, "on": {*tags}, "both": {0, *tags}}[*withPolicy]
+	if variants == nil {
+		fatal(fmt.Errorf("-policy %q: want off, on or both", *withPolicy))
+	}
 	var results []result
-	for _, db := range strings.Split(*dbs, ",") {
-		rs, err := runDB(strings.TrimSpace(db), path, ns, *churnFor, *rate, *runs)
+	for i, db := range strings.Split(*dbs, ",") {
+		vs := variants
+		if i > 0 && len(vs) > 1 {
+			vs = vs[:1] // the policy's figures do not depend on the store: measured on the first
+		}
+		rs, err := runDB(strings.TrimSpace(db), path, ns, vs, *churnFor, *rate, *runs)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "coordbench: %s: %v\n", db, err)
 		}
 		results = append(results, rs...)
 	}
 	printTable(results, *rate, *churnFor, *runs)
+	for _, r := range results {
+		if r.failed > 0 {
+			fmt.Printf("\n%s, %d nodes, %s: %d churn operations failed in the median window (counted, not measured)\n", r.db, r.nodes, policyName(r.tags), r.failed)
+		}
+	}
+	if n := transportRetries.Load(); n > 0 {
+		fmt.Printf("\n%d register or logout calls got no answer (the connection closed under them) and were sent again\n", n)
+	}
 }
 
 // dbCPU returns the CPU time the database server used so far (none for
@@ -104,8 +132,9 @@ var dbCPU = noDBCPU
 
 func noDBCPU() time.Duration { return 0 }
 
-// runDB measures every size on one kind of database.
-func runDB(db, bin string, sizes []int, churnFor time.Duration, rate, runs int) ([]result, error) {
+// runDB measures every size on one kind of database, with each policy
+// variant (the number of tags, 0 for no policy).
+func runDB(db, bin string, sizes, variants []int, churnFor time.Duration, rate, runs int) ([]result, error) {
 	var serveArgs func() ([]string, error)
 	switch db {
 	case "sqlite":
@@ -127,20 +156,29 @@ func runDB(db, bin string, sizes []int, churnFor time.Duration, rate, runs int) 
 	}
 	var out []result
 	for _, n := range sizes {
-		fmt.Fprintf(os.Stderr, "== %s, %d nodes\n", db, n)
-		args, err := serveArgs()
-		if err != nil {
-			return out, err
+		for _, tags := range variants {
+			fmt.Fprintf(os.Stderr, "== %s, %d nodes, %s\n", db, n, policyName(tags))
+			args, err := serveArgs()
+			if err != nil {
+				return out, err
+			}
+			r, err := runSize(bin, n, churnFor, rate, runs, tags, args...)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "coordbench: %s, %d nodes, %s: %v\n", db, n, policyName(tags), err)
+				continue
+			}
+			r.db = db
+			out = append(out, r)
 		}
-		r, err := runSize(bin, n, churnFor, rate, runs, args...)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "coordbench: %s, %d nodes: %v\n", db, n, err)
-			continue
-		}
-		r.db = db
-		out = append(out, r)
 	}
 	return out, nil
+}
+
+func policyName(tags int) string {
+	if tags == 0 {
+		return "no policy"
+	}
+	return fmt.Sprintf("policy of %d tags", tags)
 }
 
 func fatal(err error) {
@@ -166,6 +204,9 @@ func raiseFileLimit() {
 type result struct {
 	db          string // sqlite, postgres
 	nodes       int
+	tags        int           // of the policy; 0: no policy
+	failed      int64         // churn operations that failed (at most 1 %)
+	fanout      float64       // peers reached per change
 	regRate     float64       // registrations per second
 	setup       time.Duration // connecting every stream
 	p50, p99    time.Duration // change -> delta at a peer
@@ -187,48 +228,74 @@ type result struct {
 func printTable(rs []result, rate int, churn time.Duration, runs int) {
 	fmt.Printf("\ncoordinator scale: simulated nodes on loopback, churn %d joins + %d leaves per second, %v per window, median of %d windows\n\n",
 		rate, rate, churn, runs)
-	fmt.Printf("%-9s %-7s %9s %8s %9s %9s %11s %11s %11s %9s %10s %9s %9s %7s %8s %10s\n",
-		"db", "nodes", "reg/s", "setup", "p50 peer", "p99 peer", "p50 all", "p99 all", "max all", "missing", "coord CPU", "RSS MiB", "peak MiB", "db CPU", "sim CPU", "other CPU")
+	fmt.Printf("%-9s %-7s %-8s %9s %8s %8s %9s %9s %11s %11s %11s %9s %10s %9s %9s %7s %8s %10s\n",
+		"db", "nodes", "policy", "reg/s", "setup", "fan-out", "p50 peer", "p99 peer", "p50 all", "p99 all", "max all", "missing", "coord CPU", "RSS MiB", "peak MiB", "db CPU", "sim CPU", "other CPU")
 	for _, r := range rs {
-		fmt.Printf("%-9s %-7d %9.0f %8s %9s %9s %11s %11s %11s %9d %10.2f %9.0f %9.0f %7.2f %8.2f %10.2f\n",
-			r.db, r.nodes, r.regRate, r.setup.Round(100*time.Millisecond), ms(r.p50), ms(r.p99), ms(r.allP50), ms(r.allP99), ms(r.allMax),
+		fmt.Printf("%-9s %-7d %-8s %9.0f %8s %8.1f %9s %9s %11s %11s %11s %9d %10.2f %9.0f %9.0f %7.2f %8.2f %10.2f\n",
+			r.db, r.nodes, policyColumn(r.tags), r.regRate, r.setup.Round(100*time.Millisecond), r.fanout, ms(r.p50), ms(r.p99), ms(r.allP50), ms(r.allP99), ms(r.allMax),
 			r.missing, r.cpuCores, r.rssMiB, r.peakRSSMiB, r.dbCores, r.benchCores, r.otherCores)
 	}
-	byDB := map[string][]result{}
-	for _, r := range rs {
-		byDB[r.db] = append(byDB[r.db], r)
+	type group struct {
+		db   string
+		tags int
 	}
-	for _, db := range []string{"sqlite", "postgres"} {
-		rs := byDB[db]
+	groups := map[group][]result{}
+	var order []group
+	for _, r := range rs {
+		g := group{r.db, r.tags}
+		if groups[g] == nil {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], r)
+	}
+	for _, g := range order {
+		rs := groups[g]
 		if len(rs) < 2 {
 			continue
 		}
 		sort.Slice(rs, func(i, j int) bool { return rs[i].nodes < rs[j].nodes })
 		a, b := rs[0], rs[len(rs)-1]
-		fmt.Printf("\n%s, ratio %d/%d nodes (baseline: the %d-node run of this same invocation):\n", db, b.nodes, a.nodes, a.nodes)
-		fmt.Printf("  reg/s %.2f   p50 peer %.2f   p99 peer %.2f   p99 all %.2f   coord CPU %.2f   RSS %.2f\n",
-			b.regRate/a.regRate, ratio(b.p50, a.p50), ratio(b.p99, a.p99), ratio(b.allP99, a.allP99),
-			b.cpuCores/nz(a.cpuCores), b.rssMiB/nz(a.rssMiB))
+		fmt.Printf("\n%s, %s, ratio %d/%d nodes (baseline: the %d-node run of this same invocation):\n", g.db, policyName(g.tags), b.nodes, a.nodes, a.nodes)
+		printRatios(b, a, true)
 	}
 	for _, r := range rs {
-		if r.db == "sqlite" {
-			continue
-		}
-		for _, base := range byDB["sqlite"] {
-			if base.nodes != r.nodes {
+		for _, base := range rs {
+			switch {
+			case r.tags == 0 && r.db != "sqlite" && base.db == "sqlite" && base.tags == 0 && base.nodes == r.nodes:
+				fmt.Printf("\n%s / sqlite at %d nodes (baseline: the SQLite run of this same invocation):\n", r.db, r.nodes)
+			case r.tags > 0 && base.tags == 0 && base.db == r.db && base.nodes == r.nodes:
+				fmt.Printf("\n%s, policy / no policy at %d nodes (baseline: the run without a policy of this same invocation):\n", r.db, r.nodes)
+			default:
 				continue
 			}
-			fmt.Printf("\n%s / sqlite at %d nodes (baseline: the SQLite run of this same invocation):\n", r.db, r.nodes)
-			fmt.Printf("  reg/s %.2f   p50 peer %.2f   p99 peer %.2f   p99 all %.2f   coord CPU %.2f   RSS %.2f\n",
-				r.regRate/base.regRate, ratio(r.p50, base.p50), ratio(r.p99, base.p99), ratio(r.allP99, base.allP99),
-				r.cpuCores/nz(base.cpuCores), r.rssMiB/nz(base.rssMiB))
+			printRatios(r, base, r.tags > 0)
 		}
 	}
 	fmt.Println("\n(reg/s: registrations answered per second, 16 concurrent clients; setup: opening every stream;" +
-		" peer: change -> delta at one peer, all: -> at the last peer;" +
+		" fan-out: peers each change reached; peer: change -> delta at one peer, all: -> at the last peer;" +
+		" missing: deltas a stable peer that should have seen them never got;" +
 		" CPU in cores of this 2-core box during churn (coord: meshcoord; db: the PostgreSQL server);" +
 		" sim: the simulated nodes' own process;" +
-		" other: the rest of the machine, noise that inflates latency when high)")
+		" other: the rest of the machine, noise that inflates latency when high;" +
+		" policy: tags/2 pairs ci-NN -> db-NN tcp:5432, one tag per node, so a map holds about nodes/tags peers)")
+}
+
+func policyColumn(tags int) string {
+	if tags == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d tags", tags)
+}
+
+// printRatios prints r's figures over base's.
+func printRatios(r, base result, fanout bool) {
+	fo := ""
+	if fanout {
+		fo = fmt.Sprintf("   fan-out %.4f", r.fanout/nz(base.fanout))
+	}
+	fmt.Printf("  reg/s %.2f%s   p50 peer %.2f   p99 peer %.2f   p99 all %.2f   coord CPU %.2f   RSS %.2f\n",
+		r.regRate/base.regRate, fo, ratio(r.p50, base.p50), ratio(r.p99, base.p99), ratio(r.allP99, base.allP99),
+		r.cpuCores/nz(base.cpuCores), r.rssMiB/nz(base.rssMiB))
 }
 
 func ms(d time.Duration) string {

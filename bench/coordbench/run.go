@@ -8,9 +8,9 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/meshinit/meshinit/internal/cpuload"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -24,12 +24,16 @@ type changeKey struct {
 type bench struct {
 	srv *server
 	key string
+	pol *benchPolicy // nil: no policy
 	cur atomic.Pointer[window]
+	// regs counts registrations (the observer is 0), for keyFor.
+	regs atomic.Int64
 
 	mu       sync.Mutex
 	sims     []*sim // connected
 	leavable []*sim
 	started  map[changeKey]time.Time // when the client started each change
+	tagOf    map[meshapi.NodeID]int  // each node's tag index (with a policy)
 	byVer    map[uint64]changeKey    // what each version was (from the observer)
 	obsLast  atomic.Uint64
 	hostSeq  atomic.Int64
@@ -71,8 +75,10 @@ func (b *bench) noteStart(k changeKey, t time.Time) {
 
 func (b *bench) hostname() string { return fmt.Sprintf("sim-%06d", b.hostSeq.Add(1)) }
 
-func runSize(bin string, n int, churnFor time.Duration, rate, runs int, serveArgs ...string) (result, error) {
-	res := result{nodes: n}
+// runSize measures n nodes, with a policy of that many tags unless tags is
+// 0 (policy.go), on a server started with serveArgs.
+func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags int, serveArgs ...string) (result, error) {
+	res := result{nodes: n, tags: tags}
 	srv, err := startServer(bin, serveArgs...)
 	if err != nil {
 		return res, err
@@ -82,7 +88,13 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs int, serveArg
 	if err != nil {
 		return res, err
 	}
-	b := &bench{srv: srv, key: key, started: map[changeKey]time.Time{}, byVer: map[uint64]changeKey{}, ops: map[string][]time.Duration{}}
+	b := &bench{srv: srv, key: key, started: map[changeKey]time.Time{}, tagOf: map[meshapi.NodeID]int{},
+		byVer: map[uint64]changeKey{}, ops: map[string][]time.Duration{}}
+	if tags > 0 {
+		if b.pol, err = setUpPolicy(srv, tags); err != nil {
+			return res, err
+		}
+	}
 	defer func() {
 		for _, s := range b.sims {
 			s.close()
@@ -92,8 +104,9 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs int, serveArg
 	// 1. Registrations, 16 at a time.
 	regs := make([]*sim, n)
 	start := time.Now()
+	b.regs.Store(int64(n - 1))
 	if err := parallel(n, 16, func(i int) error {
-		s, err := register(srv.url, key, b.hostname())
+		s, err := b.register(i, b.hostname())
 		regs[i] = s
 		return err
 	}); err != nil {
@@ -146,7 +159,7 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs int, serveArg
 		wins = append(wins, r)
 	}
 	med := medianBy(wins, func(r result) float64 { return float64(r.allP99) })
-	med.nodes, med.regRate, med.setup = n, res.regRate, res.setup
+	med.nodes, med.tags, med.regRate, med.setup = n, tags, res.regRate, res.setup
 	med.rssMiB, med.peakRSSMiB = rss(srv.cmd.Process.Pid)
 	med.windowsUsed = len(wins)
 	return med, nil
@@ -155,7 +168,8 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs int, serveArg
 // settle registers a marker node (a change every connected node sees) and
 // waits until every stream has read it: the system has caught up.
 func (b *bench) settle(timeout time.Duration) (uint64, error) {
-	m, err := register(b.srv.url, b.key, "marker-"+b.hostname())
+	key, _ := b.markerKey()
+	m, err := register(b.srv.url, key, "marker-"+b.hostname())
 	if err != nil {
 		return 0, err
 	}
@@ -199,9 +213,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	count := int(d.Seconds() * float64(rate))
 	w := &window{v0: b.obsLast.Load(), size: 3*count + 64, base: time.Now()}
 	b.cur.Store(w)
-	cpu0, db0, wall0, busy0 := cpuTime(b.srv.cmd.Process.Pid), dbCPU(), time.Now(), busyTime()
-	var ru0 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0, db0, wall0, busy0, self0 := cpuTime(b.srv.cmd.Process.Pid), dbCPU(), time.Now(), cpuload.MachineBusy(), cpuload.Self(false)
 
 	var wg sync.WaitGroup
 	var errs atomic.Int64
@@ -218,7 +230,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 		go func() { // join: register, then hold the stream
 			defer wg.Done()
 			t0 := time.Now()
-			s, err := register(b.srv.url, b.key, b.hostname())
+			s, err := b.register(int(b.regs.Add(1)), b.hostname())
 			if err != nil {
 				fail(err)
 				return
@@ -270,20 +282,24 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	}
 	tick.Stop()
 	wg.Wait()
-	if n := errs.Load(); n > 0 {
-		return res, fmt.Errorf("%d churn operations failed, the first: %v", n, *firstErr.Load())
+	// A few failures on an overloaded box (an answer lost, then the retry
+	// refused) leave the window measurable: they are counted. More than 1 %
+	// means something is wrong with the run.
+	if n := errs.Load(); n > int64(2*count)/100 {
+		return res, fmt.Errorf("%d of %d churn operations failed, the first: %v", n, 2*count, *firstErr.Load())
+	} else if n > 0 {
+		res.failed = n
+		fmt.Fprintf(os.Stderr, "   %d of %d churn operations failed, the first: %v\n", n, 2*count, *firstErr.Load())
 	}
 	last, err := b.settle(60 * time.Second)
 	if err != nil {
 		return res, err
 	}
 	res.cpuCores = (cpuTime(b.srv.cmd.Process.Pid) - cpu0).Seconds() / time.Since(wall0).Seconds()
-	var ru1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	res.benchCores = (tv(ru1.Utime) + tv(ru1.Stime) - tv(ru0.Utime) - tv(ru0.Stime)).Seconds() / time.Since(wall0).Seconds()
+	res.benchCores = (cpuload.Self(false) - self0).Seconds() / time.Since(wall0).Seconds()
 	// Clock-tick accounting makes this jitter around zero on a quiet box.
 	res.dbCores = (dbCPU() - db0).Seconds() / time.Since(wall0).Seconds()
-	res.otherCores = max(0, (busyTime()-busy0).Seconds()/time.Since(wall0).Seconds()-res.cpuCores-res.benchCores-res.dbCores)
+	res.otherCores = max(0, (cpuload.MachineBusy()-busy0).Seconds()/time.Since(wall0).Seconds()-res.cpuCores-res.benchCores-res.dbCores)
 	b.cur.Store(nil)
 
 	// Measure every change of the window that a client started.
@@ -292,11 +308,12 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	type rec struct {
 		got    []uint32
 		stable bool
+		tag    int
 	}
 	var recs []rec
 	for _, s := range b.sims {
 		if g := s.take(w); g != nil || s.stable {
-			recs = append(recs, rec{g, s.stable})
+			recs = append(recs, rec{g, s.stable, s.tag})
 		}
 	}
 	for kind, ds := range b.ops {
@@ -315,6 +332,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 			continue // not a churn change (the marker)
 		}
 		res.changes++
+		about := b.tagOf[k.id]
 		var worst time.Duration
 		for _, r := range recs {
 			var at uint32
@@ -322,7 +340,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 				at = r.got[v-w.v0-1]
 			}
 			if at == 0 {
-				if r.stable {
+				if r.stable && b.pol.sees(r.tag, about) {
 					res.missing++
 				}
 				continue
@@ -340,13 +358,27 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 		fmt.Fprintf(os.Stderr, "   deltas of kind %c: p50 %s p99 %s\n", kind, ms(pct(ds, 50)), ms(pct(ds, 99)))
 	}
 	res.deliveries = int64(len(per))
+	if res.changes > 0 {
+		res.fanout = float64(res.deliveries) / float64(res.changes)
+	}
 	res.p50, res.p99 = pct(per, 50), pct(per, 99)
 	res.allP50, res.allP99, res.allMax = pct(all, 50), pct(all, 99), pct(all, 100)
 	return res, nil
 }
 
-func tv(t syscall.Timeval) time.Duration {
-	return time.Duration(t.Sec)*time.Second + time.Duration(t.Usec)*time.Microsecond
+// register registers the nth node of the run (keyFor picks its key and
+// tag) and notes its tag.
+func (b *bench) register(n int, hostname string) (*sim, error) {
+	key, tag := b.keyFor(n)
+	s, err := register(b.srv.url, key, hostname)
+	if err != nil {
+		return nil, err
+	}
+	s.tag = tag
+	b.mu.Lock()
+	b.tagOf[s.id] = tag
+	b.mu.Unlock()
+	return s, nil
 }
 
 func pct(d []time.Duration, p int) time.Duration {

@@ -130,25 +130,3 @@ func rss(pid int) (now, peak float64) {
 	}
 	return now, peak
 }
-
-// busyTime returns how much CPU time the whole machine has spent busy.
-func busyTime() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	var total, idle int64
-	for i, v := range f[1:] {
-		n, _ := strconv.ParseInt(v, 10, 64)
-		if i < 8 { // user nice system idle iowait irq softirq steal
-			total += n
-		}
-		if i == 3 || i == 4 {
-			idle += n
-		}
-	}
-	const hz = 100
-	return time.Duration(total-idle) * time.Second / hz
-}

@@ -23,6 +23,7 @@ type sim struct {
 	id     meshapi.NodeID
 	secret string
 	stable bool // stays connected for the whole run (never leaves)
+	tag    int  // tag index with a policy (policy.go)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -41,16 +42,41 @@ type window struct {
 	base time.Time
 }
 
+// hc carries every call. Idle connections are dropped well before the
+// server's idle timeout (2 min): one it closed just as a POST went out on
+// it fails with EOF, and Go does not retry a POST (at 10 000 nodes the
+// streams take minutes to open while the churn clients' connections idle).
 var hc = &http.Client{Transport: &http.Transport{
 	MaxIdleConns: 256, MaxIdleConnsPerHost: 256, DisableCompression: true,
-	ResponseHeaderTimeout: 60 * time.Second,
+	ResponseHeaderTimeout: 60 * time.Second, IdleConnTimeout: 30 * time.Second,
 }}
+
+// transportRetries counts calls sent again because they got no answer at
+// all (a connection closed under them), as a node's client would; main
+// reports it.
+var transportRetries atomic.Int64
+
+// send sends the request mk makes, again (at most twice more) when it got
+// no answer.
+func send(mk func() *http.Request) (*http.Response, error) {
+	for attempt := 1; ; attempt++ {
+		resp, err := hc.Do(mk())
+		if err == nil || attempt == 3 {
+			return resp, err
+		}
+		transportRetries.Add(1)
+	}
+}
 
 func register(url, key, hostname string) (*sim, error) {
 	var pub meshapi.Key
 	rand.Read(pub[:])
 	body, _ := json.Marshal(meshapi.RegisterRequest{AuthKey: key, Hostname: hostname, PublicKey: pub, Secret: meshapi.NewNodeSecret()})
-	resp, err := hc.Post(url+meshapi.PathRegister, "application/json", bytes.NewReader(body))
+	resp, err := send(func() *http.Request {
+		req, _ := http.NewRequest("POST", url+meshapi.PathRegister, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		return req
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +93,11 @@ func register(url, key, hostname string) (*sim, error) {
 }
 
 func (s *sim) logout(url string) error {
-	req, _ := http.NewRequest("POST", url+meshapi.PathLogout, nil)
-	req.Header.Set("Authorization", "Bearer "+s.secret)
-	resp, err := hc.Do(req)
+	resp, err := send(func() *http.Request {
+		req, _ := http.NewRequest("POST", url+meshapi.PathLogout, nil)
+		req.Header.Set("Authorization", "Bearer "+s.secret)
+		return req
+	})
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ var (
 	dpMTU      = flag.Int("dp-mtu", 0, "tunnel MTU (0: the data plane's default)")
 	dpMemLimit = flag.Int("dp-memlimit", 128, "node GOMEMLIMIT in MiB (0: none), as meshinit sets it by default")
 	dpTimeout  = flag.Duration("dp-timeout", 2*time.Minute, "bound on one transfer")
-	dpModes    = flag.String("dp-modes", "userspace,reference,tun", "modes to measure: userspace (ours), reference (wireguard-go's tun/netstack, for comparison), tun (needs root)")
+	dpModes    = flag.String("dp-modes", "userspace,policy,reference,tun", "modes to measure: userspace (ours), policy (ours with an access policy in force against without), reference (wireguard-go's tun/netstack, for comparison), tun (needs root)")
 )
 
 func init() {
@@ -68,6 +68,8 @@ func runThroughput(_ binaries, _ int) error {
 		switch strings.TrimSpace(mode) {
 		case "userspace":
 			err = dpBenchUserspace(self, "node")
+		case "policy":
+			err = dpBenchPolicy(self)
 		case "reference":
 			err = dpBenchUserspace(self, "reference-node")
 		case "tun":
@@ -338,8 +340,9 @@ func (p *dpProc) stop() (dpUsage, error) {
 }
 
 // dpStartNodePair starts nodes A (100.64.0.1) and B (100.64.0.2), makes them
-// peers over UDP at the given underlay addresses, A with the proxy.
-func dpStartNodePair(self, role string, inA, inB []string, underA, underB string, userspace bool, forwardPort int) (a, b *dpProc, err error) {
+// peers over UDP at the given underlay addresses, A with the proxy; envB is
+// more of B's environment.
+func dpStartNodePair(self, role string, inA, inB []string, underA, underB string, userspace bool, forwardPort int, envB ...string) (a, b *dpProc, err error) {
 	mode := "tun"
 	if userspace {
 		mode = "userspace"
@@ -349,7 +352,7 @@ func dpStartNodePair(self, role string, inA, inB []string, underA, underB string
 	if a, err = dpStartRole(self, inA, role, append(common, "DP_ADDR=100.64.0.1", "DP_PROXY=1")...); err != nil {
 		return nil, nil, err
 	}
-	if b, err = dpStartRole(self, inB, role, append(common, "DP_ADDR=100.64.0.2")...); err != nil {
+	if b, err = dpStartRole(self, inB, role, append(append(common, "DP_ADDR=100.64.0.2"), envB...)...); err != nil {
 		a.stop()
 		return nil, nil, err
 	}

@@ -68,7 +68,9 @@ func init() {
 // dpNodeRole is one mesh node. Environment: DP_MODE (userspace|tun),
 // DP_ADDR (its mesh IPv4), DP_MTU, DP_MEMLIMIT_MIB (0: none), DP_PROXY=1
 // (run the proxy on 127.0.0.1), DP_CPUPROFILE (write a CPU profile there,
-// with the node's address appended). It prints "UP <key> <udp port> <proxy>"
+// with the node's address appended), DP_POLICY_PORT and DP_PEER_TAGS (an
+// access policy in force, and the peers' tags: throughput_policy.go). It
+// prints "UP <key> <udp port> <proxy>"
 // and then takes "PEER <key> <ipv4> <endpoint>" lines; EOF ends it, after
 // it printed "RSS <peak resident KiB>".
 func dpNodeRole() error {
@@ -113,6 +115,9 @@ func dpNodeRole() error {
 	}
 	defer dev.Close()
 	if err := dev.Forward(nil); err != nil {
+		return err
+	}
+	if err := dpNodePolicy(dev); err != nil {
 		return err
 	}
 	proxyAddr := "-"
@@ -161,6 +166,7 @@ func dpNodeRole() error {
 			PublicKey:  k,
 			AllowedIPs: []netip.Prefix{netip.MustParsePrefix(f[2] + "/32")},
 			Endpoints:  []netip.AddrPort{netip.MustParseAddrPort(f[3])},
+			Tags:       dpPeerTags(),
 		})
 		if err != nil {
 			fmt.Println("ERR", err)

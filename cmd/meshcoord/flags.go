@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/adminclient"
+	"github.com/meshinit/meshinit/internal/capool"
 	"github.com/urfave/cli/v2"
 )
 
@@ -61,13 +61,9 @@ func client(c *cli.Context) (*adminclient.Client, error) {
 	}
 	var tc *tls.Config
 	if ca := c.String("tls-ca"); ca != "" {
-		pem, err := os.ReadFile(ca)
+		pool, err := capool.Load(ca)
 		if err != nil {
 			return nil, fmt.Errorf("--tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", ca)
 		}
 		tc = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}

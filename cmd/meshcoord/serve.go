@@ -105,7 +105,7 @@ func serve(c *cli.Context) error {
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return fmt.Errorf("loading TLS certificate: %w", err)
+			return fmt.Errorf("loading the TLS certificate (--tls-cert %s, --tls-key %s; MESHCOORD_TLS_CERT, MESHCOORD_TLS_KEY): %w; give a PEM certificate and its key, or set both empty to serve plain HTTP", certFile, keyFile, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}

@@ -15,6 +15,7 @@ const (
 	flagAuthKey       = "authkey"
 	flagAuthKeyFile   = "authkey-file"
 	flagCoordinator   = "coordinator"
+	flagCoordinatorCA = "coordinator-ca"
 	flagHostname      = "hostname"
 	flagNet           = "net"
 	flagProxy         = "proxy"
@@ -59,6 +60,7 @@ func flags() []cli.Flag {
 		str(flagAuthKey, catMesh, "", "auth key to join the mesh; setting it turns the mesh on. Prefer the variable or MESH_AUTHKEY_FILE to a flag (visible in ps). Never logged, never passed to the command"),
 		str(flagAuthKeyFile, catMesh, "", "file holding the auth key (a mounted secret); turns the mesh on"),
 		str(flagCoordinator, catMesh, "", "URL of the coordinator, e.g. https://coord.example:8443, or a comma-separated list of replicas"),
+		str(flagCoordinatorCA, catMesh, "", "PEM file of the CA (or self-signed certificate) the https coordinator's certificate must chain to, in place of the system's roots; the command's own TLS trust is not changed (default: the system's roots)"),
 		str(flagHostname, catMesh, "", "name to ask for in the mesh (default: the container's hostname); collisions get -1, -2, ..."),
 		str(flagNet, catMesh, "userspace", "data plane: userspace (no privileges; apps use the proxy) or tun (kernel TUN device, needs NET_ADMIN and /dev/net/tun)"),
 		str(flagProxy, catMesh, "127.0.0.1:1055", "SOCKS5 and HTTP proxy listen address in userspace mode (the command gets ALL_PROXY/HTTP_PROXY/HTTPS_PROXY), or off"),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshinit/meshinit/internal/capool"
 	"github.com/meshinit/meshinit/node"
 	"github.com/meshinit/meshinit/node/ctlsock"
 	"github.com/meshinit/meshinit/node/dataplane"
@@ -49,6 +51,12 @@ func newMesh(o *options) (*mesh, error) {
 	if o.coordinator == "" {
 		return nil, fmt.Errorf("MESH_COORDINATOR (--%s) is not set: give the coordinator's URL, e.g. http://meshcoord:8480", flagCoordinator)
 	}
+	var cas *x509.CertPool
+	if o.coordinatorCA != "" {
+		if cas, err = capool.Load(o.coordinatorCA); err != nil {
+			return nil, fmt.Errorf("MESH_COORDINATOR_CA (--%s): %w", flagCoordinatorCA, err)
+		}
+	}
 	mode, err := dataplane.ParseMode(o.netMode)
 	if err != nil {
 		return nil, fmt.Errorf("MESH_NET (--%s): %w", flagNet, err)
@@ -74,16 +82,17 @@ func newMesh(o *options) (*mesh, error) {
 		proxyAddr = ""
 	}
 	n, err := node.New(node.Config{
-		Coordinator: o.coordinator,
-		AuthKey:     key,
-		Hostname:    hostname,
-		Mode:        mode,
-		ProxyAddr:   proxyAddr,
-		Forward:     fwd,
-		Connect:     connect,
-		WaitFor:     waitFor,
-		DNS:         dns,
-		Log:         o.log,
+		Coordinator:    o.coordinator,
+		CoordinatorCAs: cas,
+		AuthKey:        key,
+		Hostname:       hostname,
+		Mode:           mode,
+		ProxyAddr:      proxyAddr,
+		Forward:        fwd,
+		Connect:        connect,
+		WaitFor:        waitFor,
+		DNS:            dns,
+		Log:            o.log,
 	})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/meshinit/meshinit/internal/testcert"
 )
 
 func testOptions() *options {
@@ -58,6 +60,12 @@ func TestNewMeshRejectsBadSettingsBeforeTheNetwork(t *testing.T) {
 		"MESH_COORDINATOR": func(o *options) { o.coordinator = "" },
 		"MESH_FORWARD":     func(o *options) { o.forward = "http" },
 		"MESH_NET":         func(o *options) { o.netMode = "wifi" },
+		// a key where the CA certificate should be: no PEM certificate
+		"MESH_COORDINATOR_CA": func(o *options) {
+			o.coordinator = "https://127.0.0.1:8480"
+			o.coordinatorCA = filepath.Join(t.TempDir(), "ca.pem")
+			os.WriteFile(o.coordinatorCA, []byte("-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n"), 0o600)
+		},
 	}
 	for want, mutate := range cases {
 		o := testOptions()
@@ -77,5 +85,10 @@ func TestNewMeshRejectsBadSettingsBeforeTheNetwork(t *testing.T) {
 	m, err := newMesh(o)
 	if err != nil || m.hooks().Prepare == nil || m.hooks().BeforeExit == nil {
 		t.Fatalf("good settings, hostname from the system: %v", err)
+	}
+	o.coordinator = "https://127.0.0.1:8480"
+	o.coordinatorCA = testcert.WriteFile(t, t.TempDir(), "ca.pem", testcert.NewCA(t, "test CA").PEM, 0o644)
+	if _, err := newMesh(o); err != nil {
+		t.Fatalf("good settings with a coordinator CA: %v", err)
 	}
 }

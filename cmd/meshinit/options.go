@@ -19,7 +19,7 @@ type options struct {
 	waitTimeout, stopTimeout, logoutTimeout                              time.Duration
 	stopSignal                                                           syscall.Signal
 	stopKill, killGroup, subreaper                                       bool
-	controlSocket, healthAddr                                            string
+	controlSocket, healthAddr, coordinatorCA                             string
 	connect, waitFor, dns                                                string
 	log                                                                  *slog.Logger
 }
@@ -37,6 +37,7 @@ func optionsFrom(c settings) (*options, error) {
 		authKey:       strings.Clone(c.String(flagAuthKey)),
 		authKeyFile:   c.String(flagAuthKeyFile),
 		coordinator:   c.String(flagCoordinator),
+		coordinatorCA: c.String(flagCoordinatorCA),
 		hostname:      c.String(flagHostname),
 		netMode:       c.String(flagNet),
 		proxy:         c.String(flagProxy),

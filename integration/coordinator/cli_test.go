@@ -3,16 +3,10 @@ package coordinator_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +18,7 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/internal/testcert"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -219,7 +214,11 @@ func TestEventsFollow(t *testing.T) {
 func TestAdminOverHTTPSWithToken(t *testing.T) {
 	harness.Integration(t)
 	dir := t.TempDir()
-	certFile, keyFile := selfSigned(t, dir)
+	ca := testcert.NewCA(t, "meshcoord test CA")
+	cert := ca.Issue(t, net.ParseIP("127.0.0.1"))
+	certFile := testcert.WriteFile(t, dir, "cert.pem", cert.CertPEM, 0o600)
+	keyFile := testcert.WriteFile(t, dir, "key.pem", cert.KeyPEM, 0o600)
+	caFile := testcert.WriteFile(t, dir, "ca.pem", ca.PEM, 0o600)
 	const token = "integration-admin-token"
 	c := coordtest.Start(t, coordtest.Options{
 		Args: []string{"--tls-cert", certFile, "--tls-key", keyFile},
@@ -228,7 +227,7 @@ func TestAdminOverHTTPSWithToken(t *testing.T) {
 	if !strings.HasPrefix(c.URL, "https://") {
 		t.Fatalf("URL %s is not https", c.URL)
 	}
-	p := &coordtestProbe{bin: c.Binary, env: []string{"MESHCOORD_SERVER=" + c.URL, "MESHCOORD_TLS_CA=" + certFile,
+	p := &coordtestProbe{bin: c.Binary, env: []string{"MESHCOORD_SERVER=" + c.URL, "MESHCOORD_TLS_CA=" + caFile,
 		"MESHCOORD_ADMIN_TOKEN=" + token, "MESHCOORD_ADMIN_SOCKET=/nonexistent"}}
 	out, code := p.run(t, "keys", "create", "--json")
 	var k meshapi.KeyCreateResponse
@@ -236,10 +235,7 @@ func TestAdminOverHTTPSWithToken(t *testing.T) {
 		t.Fatalf("keys create over https: exit %d %q", code, out)
 	}
 	// A node registers over HTTPS.
-	pool := x509.NewCertPool()
-	pemBytes, _ := os.ReadFile(certFile)
-	pool.AppendCertsFromPEM(pemBytes)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	body := `{"auth_key":"` + k.Key + `","hostname":"tls","public_key":"` + randomPub() + `"}`
 	resp, err := hc.Post(c.URL+meshapi.PathRegister, "application/json", strings.NewReader(body))
 	if err != nil || resp.StatusCode != 200 {
@@ -255,29 +251,6 @@ func TestAdminOverHTTPSWithToken(t *testing.T) {
 	if out, code := p.run(t, "nodes", "list"); code != 1 || !strings.Contains(out, "MESHCOORD_ADMIN_TOKEN") {
 		t.Fatalf("no token: exit %d %q", code, out)
 	}
-}
-
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "meshcoord-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(priv)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
 }
 
 func randomPub() string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/node/ctlsock"
 )
 
 // refusedWithin is how fast a refused connection must fail: a reset or an
@@ -26,21 +27,8 @@ const refusedWithin = 5 * time.Second
 // answers. meshinit's own ports must refuse, promptly.
 func TestPeerCannotReachMeshinitListeners(t *testing.T) {
 	harness.Integration(t)
-	c := coordtest.Start(t, coordtest.Options{})
-	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	l := newLAN(t)
-	coordURL := "http://" + l.relayIntoHub(c.Addr)
-
-	nsV, _ := l.addHost()
-	victim := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "victim", netns: nsV,
-		env:     []string{"MESH_PROXY=127.0.0.1:1055", "MESH_HEALTH_ADDR=127.0.0.1:9090"},
-		command: []string{demo(t), "serve", "-listen", "127.0.0.1:8080", "-message", "secret"}})
-	stV := victim.waitUp()
-	victim.waitOutput("serving on")
-	nsA, _ := l.addHost()
-	attacker := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "attacker", netns: nsA,
-		env: []string{"MESH_PROXY=127.0.0.1:1055"}})
-	attacker.waitUp()
+	stV, nsA := victimAndAttacker(t, "victim", "attacker", "127.0.0.1", "secret",
+		[]string{"MESH_PROXY=127.0.0.1:1055", "MESH_HEALTH_ADDR=127.0.0.1:9090"}, []string{"MESH_PROXY=127.0.0.1:1055"})
 
 	// The app's own server is reachable: forwarding works, so what follows
 	// fails for the right reason.
@@ -73,21 +61,8 @@ func TestPeerCannotReachMeshinitListeners(t *testing.T) {
 // must refuse them, while the app's own wildcard listener stays reachable.
 func TestPeerCannotReachMeshinitListenersTUN(t *testing.T) {
 	harness.Integration(t)
-	c := coordtest.Start(t, coordtest.Options{})
-	key := c.CreateKey(t, "--ephemeral", "--reusable")
-	l := newLAN(t)
-	coordURL := "http://" + l.relayIntoHub(c.Addr)
-
-	nsV, _ := l.addHost()
-	victim := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tunvictim", netns: nsV,
-		env:     []string{"MESH_NET=tun", "MESH_HEALTH_ADDR=0.0.0.0:9090"},
-		command: []string{demo(t), "serve", "-listen", "0.0.0.0:8080", "-message", "app"}})
-	stV := victim.waitUp()
-	victim.waitOutput("serving on")
-	nsA, _ := l.addHost()
-	attacker := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tunattacker", netns: nsA,
-		env: []string{"MESH_NET=tun"}})
-	attacker.waitUp()
+	stV, nsA := victimAndAttacker(t, "tunvictim", "tunattacker", "0.0.0.0", "app",
+		[]string{"MESH_NET=tun", "MESH_HEALTH_ADDR=0.0.0.0:9090"}, []string{"MESH_NET=tun"})
 
 	if out, err := get(t, nsA, "none", "http://"+stV.IPv4.String()+":8080/", 10*time.Second); err != nil || !strings.Contains(out, "app from tunvictim") {
 		t.Fatalf("the victim's app is not reachable over the mesh: %q, %v", out, err)
@@ -102,6 +77,26 @@ func TestPeerCannotReachMeshinitListenersTUN(t *testing.T) {
 	} else {
 		t.Logf("health port refused after %v: %v", time.Since(begin).Round(time.Millisecond), err)
 	}
+}
+
+// victimAndAttacker starts a coordinator and two nodes on a LAN of
+// namespaces: the victim, whose app serves message on appHost:8080, and the
+// attacker, each with its env. It returns the victim's status once its app
+// serves, and the attacker's namespace once it is up.
+func victimAndAttacker(t *testing.T, victimName, attackerName, appHost, message string, victimEnv, attackerEnv []string) (ctlsock.Status, string) {
+	t.Helper()
+	c := coordtest.Start(t, coordtest.Options{})
+	key := c.CreateKey(t, "--ephemeral", "--reusable")
+	l := newLAN(t)
+	coordURL := "http://" + l.relayIntoHub(c.Addr)
+	nsV, _ := l.addHost()
+	victim := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: victimName, netns: nsV, env: victimEnv,
+		command: []string{demo(t), "serve", "-listen", appHost + ":8080", "-message", message}})
+	stV := victim.waitUp()
+	victim.waitOutput("serving on")
+	nsA, _ := l.addHost()
+	startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: attackerName, netns: nsA, env: attackerEnv}).waitUp()
+	return stV, nsA
 }
 
 // nestedConnect opens, from inside netns ns, a tunnel through the local

@@ -3,6 +3,8 @@ package controlclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +33,10 @@ type Options struct {
 	Logger *slog.Logger
 	// UserAgent is sent with every request.
 	UserAgent string
+	// RootCAs, when not nil, are the only authorities an https
+	// coordinator's certificate may chain to (a private CA); nil means the
+	// system's roots. Ignored with HTTPClient.
+	RootCAs *x509.CertPool
 }
 
 // Client talks to the coordinator on behalf of one node: to one of a list
@@ -64,7 +70,7 @@ func New(base string, opts Options) (*Client, error) {
 	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = defaultHTTPClient()
+		hc = defaultHTTPClient(opts.RootCAs)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -106,9 +112,10 @@ func ParseCoordinatorURL(s string) (*url.URL, error) {
 // URL returns the base URL of the coordinator in use now.
 func (c *Client) URL() string { return c.coords.current().String() }
 
-func defaultHTTPClient() *http.Client {
+func defaultHTTPClient(rootCAs *x509.CertPool) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
+		TLSClientConfig:       &tls.Config{RootCAs: rootCAs, MinVersion: tls.VersionTLS12},
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           dialer.DialContext,
 		ForceAttemptHTTP2:     true,
@@ -182,7 +189,7 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 func (c *Client) do(req *http.Request, out any) error {
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return c.failed(req, &UnreachableError{URL: baseOf(req), Err: err})
+		return c.failed(req, noAnswer(req, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -234,9 +241,12 @@ func (c *Client) readError(resp *http.Response) error {
 }
 
 // failed returns err, after moving off the coordinator req went to when
-// another one could serve what it failed (the caller's ctx did not end).
+// another one could serve what it failed (the caller's ctx did not end):
+// a retryable failure, or a certificate this node does not trust (that
+// replica's certificate may be the one that is wrong).
 func (c *Client) failed(req *http.Request, err error) error {
-	if req.Context().Err() == nil && retryable(err) {
+	var ce *CertificateError
+	if req.Context().Err() == nil && (retryable(err) || errors.As(err, &ce)) {
 		c.coords.failed(req.URL, err)
 	}
 	return err

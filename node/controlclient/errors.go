@@ -1,8 +1,10 @@
 package controlclient
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -19,6 +21,31 @@ func (e *UnreachableError) Error() string {
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// noAnswer is the error of a request to a coordinator that got no HTTP
+// answer: a *CertificateError when the TLS certificate was not trusted,
+// else an *UnreachableError.
+func noAnswer(req *http.Request, err error) error {
+	if cv := (*tls.CertificateVerificationError)(nil); errors.As(err, &cv) {
+		return &CertificateError{URL: baseOf(req), Err: cv}
+	}
+	return &UnreachableError{URL: baseOf(req), Err: err}
+}
+
+// CertificateError is a coordinator whose TLS certificate this node does
+// not trust (an unknown authority, another host's name, expired). Retrying
+// cannot help until the configuration changes, so Register fails at once;
+// a map stream moves to the next replica, if there is one, and retries.
+type CertificateError struct {
+	URL string
+	Err error
+}
+
+func (e *CertificateError) Error() string {
+	return fmt.Sprintf("coordinator %s: its TLS certificate is not trusted: %v; if a private CA signed it, give that CA's PEM file in MESH_COORDINATOR_CA", e.URL, e.Err)
+}
+
+func (e *CertificateError) Unwrap() error { return e.Err }
 
 // KeyRefusal says why the coordinator refused an auth key: "expired",
 // "revoked", "used" (a one-off key already registered its node) or

@@ -140,7 +140,7 @@ func (c *Client) streamOnce(ctx context.Context, m *NetMap, h MapHandler, firstT
 		if cause := context.Cause(ctx); errors.Is(cause, errStreamSilent) {
 			return false, cause
 		}
-		return false, c.failed(req, &UnreachableError{URL: baseOf(req), Err: err})
+		return false, c.failed(req, noAnswer(req, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
