@@ -9,7 +9,9 @@ import (
 	"github.com/meshinit/meshinit/meshapi"
 )
 
-// The core: one lock (s.mu) orders every change to the mesh. A change runs
+// The core: one lock (s.mu) orders every change to the mesh, and every
+// change enters by one of two doors: change (a request's, which may be
+// refused) and settle (the coordinator's own, from a timer). A change runs
 // a command of the mesh (its ops are applied to memory as it makes them, and
 // the mesh's listener feeds the map log, the GC timers, the presence table
 // and the relay), then queues the same ops for the store, in the same
@@ -80,45 +82,48 @@ func loggedOut(n *mesh.Node) *apiError {
 		"node %d (%s) is logged out: register again with an auth key", n.ID, n.Name)
 }
 
+// settle runs a change the coordinator makes by itself (a grace ends, a
+// deadline comes) and queues it for the store. It is never refused for
+// load (such changes are few per node), and does nothing after Close.
+func (s *Server) settle(cmd func(m *mesh.Mesh, now time.Time) mesh.Change) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.w.Enqueue(cmd(s.mesh, s.clock.Now())...)
+	}
+}
+
 // graceEnded is the presence table's call when a node's grace ended: if it
 // has not reconnected, it is offline now.
 func (s *Server) graceEnded(id meshapi.NodeID, gen uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	a, ok := s.presence.GraceEnded(id, gen)
-	n := s.mesh.Node(id)
-	if !ok || n == nil {
-		return
-	}
-	s.w.Enqueue(s.mesh.GoOffline(n, mesh.Absence{LastSeen: a.LastSeen, ClockFrom: a.ClockFrom}, s.clock.Now())...)
+	s.settle(func(m *mesh.Mesh, now time.Time) mesh.Change {
+		a, ok := s.presence.GraceEnded(id, gen)
+		if n := m.Node(id); ok && n != nil {
+			return m.GoOffline(n, mesh.Absence{LastSeen: a.LastSeen, ClockFrom: a.ClockFrom}, now)
+		}
+		return nil
+	})
 }
 
 // gcDue is a GC timer's call when a node's deadline came: collect it, if
 // the mesh agrees it is due.
 func (s *Server) gcDue(id meshapi.NodeID, gen uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	deadline, ok := s.gc.Due(id, gen)
-	n := s.mesh.Node(id)
-	if !ok || n == nil {
-		return
-	}
-	now := s.clock.Now()
-	ch, due := s.mesh.Collect(n, "", now)
-	if !due {
-		// Runtime timers do not fire early, but the wall clock may have
-		// been stepped back: never delete before the deadline.
-		s.trackGC(n)
-		return
-	}
-	s.metrics.gcLag.Observe(now.Sub(deadline).Seconds())
-	s.w.Enqueue(ch...)
+	s.settle(func(m *mesh.Mesh, now time.Time) mesh.Change {
+		deadline, ok := s.gc.Due(id, gen)
+		n := m.Node(id)
+		if !ok || n == nil {
+			return nil
+		}
+		ch, due := m.Collect(n, "", now)
+		if !due {
+			// Runtime timers do not fire early, but the wall clock may
+			// have been stepped back: never delete before the deadline.
+			s.trackGC(n)
+			return nil
+		}
+		s.metrics.gcLag.Observe(now.Sub(deadline).Seconds())
+		return ch
+	})
 }
 
 // trackGC arms n's GC timer while it is an offline ephemeral node with a

@@ -65,7 +65,8 @@ type Log struct {
 }
 
 // peer is one node as the maps see it: a copy, so full maps are built
-// without the mesh's lock.
+// without the mesh's lock. (A shallow copy: the mesh never changes the
+// contents of a node's lists, it replaces them.)
 type peer struct {
 	id    meshapi.NodeID
 	view  meshapi.Node // as the node itself sees it
@@ -111,7 +112,7 @@ func (l *Log) SetWakeInterval(d time.Duration) { l.deltas.SetWakeInterval(d) }
 func (l *Log) NodeAdded(n *mesh.Node) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	p := &peer{id: n.ID, view: n.View(), class: l.classes.internLocked(n.Tags), idx: len(l.order)}
+	p := &peer{id: n.ID, view: n.Node, class: l.classes.internLocked(n.Tags), idx: len(l.order)}
 	l.peers[n.ID] = p
 	l.order = append(l.order, p)
 	if !n.LoggedOut {
@@ -124,7 +125,7 @@ func (l *Log) NodeChanged(n *mesh.Node, before *meshapi.Node) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p := l.peers[n.ID]
-	p.view, p.enc = n.View(), nil
+	p.view, p.enc = n.Node, nil
 	switch {
 	case n.LoggedOut:
 		if !before.LoggedOut { // it leaves every map

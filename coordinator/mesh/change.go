@@ -18,7 +18,13 @@ type change struct {
 	ops Change
 }
 
-func (m *Mesh) begin(now time.Time) *change { return &change{m: m, now: now} }
+// opsPerChange is room for most changes' ops (a node's state and its
+// event): ops are large, so neither grow the slice often nor waste room.
+const opsPerChange = 2
+
+func (m *Mesh) begin(now time.Time) *change {
+	return &change{m: m, now: now, ops: make(Change, 0, opsPerChange)}
+}
 
 // do applies op and records it. An op a command makes is right by
 // construction; one that does not apply is a bug in the command.

@@ -10,8 +10,10 @@ import (
 )
 
 // Node is a registered node. Its fields change only by applying a change
-// (a PutNode of its record); outside the mesh, read it, never write it. A
-// node keeps its identity (the pointer) from registration to deletion.
+// (a PutNode of its record); outside the mesh, read it, never write it. Its
+// lists (Endpoints, Tags) are replaced, never changed in place, so a copy
+// of the struct is a consistent snapshot. A node keeps its identity (the
+// pointer) from registration to deletion.
 type Node struct {
 	meshapi.Node
 	// SecretHash finds the node from its secret.

@@ -47,7 +47,7 @@ func (m *Mesh) Register(r *Registration, now time.Time) (n *Node, repeated bool,
 	base := names.Sanitize(r.Hostname)
 	name := names.Unique(base, func(l string) bool {
 		h := m.byName[l]
-		return h != nil && h != pubHolder && !(names.Sanitize(h.Hostname) == base && m.replaceable(h, ak, now))
+		return h != nil && h != pubHolder && !(m.replaceable(h, ak, now) && names.Sanitize(h.Hostname) == base)
 	})
 	nameHolder := m.byName[name]
 	if nameHolder == pubHolder {
