@@ -35,6 +35,12 @@ func unavailable(err error) *apiError {
 
 // decodeError maps a meshapi.Decode failure to its answer.
 func decodeError(err error) *apiError {
+	if errors.Is(err, meshapi.ErrBodyRead) {
+		// The body did not arrive in time (an overloaded server reads
+		// slowly too) or the connection broke: nothing is wrong with the
+		// request, so the answer must not be final.
+		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "%v: retry", err)
+	}
 	if errors.Is(err, meshapi.ErrBodyTooLarge) {
 		return errorf(http.StatusRequestEntityTooLarge, meshapi.ErrTooLarge, "request body too large: the limit is %d bytes", meshapi.MaxBodyBytes)
 	}
@@ -43,7 +49,7 @@ func decodeError(err error) *apiError {
 
 // bodyReadTimeout bounds reading a request body: bodies are small, and a
 // client that trickles one must not hold a goroutine forever.
-const bodyReadTimeout = 10 * time.Second
+var bodyReadTimeout = 10 * time.Second // a variable for the tests
 
 // decodeBody decodes a required JSON body strictly, within the size limit
 // and the read timeout.
@@ -58,7 +64,7 @@ func decodeOptional(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	data, err := io.ReadAll(io.LimitReader(r.Body, meshapi.MaxBodyBytes+1))
 	if err != nil {
-		return badRequest("reading body: %v", err)
+		return decodeError(fmt.Errorf("%w: %w", meshapi.ErrBodyRead, err))
 	}
 	if len(data) > meshapi.MaxBodyBytes {
 		return decodeError(meshapi.ErrBodyTooLarge)
