@@ -264,8 +264,6 @@ func TestMeshForwardsOneHop(t *testing.T) {
 		expectNothingQueued(t, c)
 	}
 	for i, r := range rs {
-		sent := r.metric(t, "meshcoord_relay_forwarded_packets_total", "direction", "sent")
-		recv := r.metric(t, "meshcoord_relay_forwarded_packets_total", "direction", "received")
 		wantSent, wantRecv := 2.0, 2.0
 		if i == 0 {
 			wantSent++
@@ -273,6 +271,14 @@ func TestMeshForwardsOneHop(t *testing.T) {
 		if i == 2 {
 			wantRecv++
 		}
+		// A send is counted once its write returns, which may be just
+		// after the packet arrived.
+		var sent, recv float64
+		waitFor(t, r.id+" counts what it forwarded", func() bool {
+			sent = r.metric(t, "meshcoord_relay_forwarded_packets_total", "direction", "sent")
+			recv = r.metric(t, "meshcoord_relay_forwarded_packets_total", "direction", "received")
+			return sent >= wantSent && recv >= wantRecv
+		})
 		if sent != wantSent || recv != wantRecv {
 			t.Errorf("%s forwarded %v sent, %v received; want %v, %v", r.id, sent, recv, wantSent, wantRecv)
 		}
