@@ -1,11 +1,13 @@
 package coordinator
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/meshinit/meshinit/coordinator/mesh"
+	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -61,4 +63,33 @@ func (s *Server) nodeGoneLocked(k meshapi.Key) {
 // RegisterMetrics adds c's series to the coordinator's /metrics.
 func (s *Server) RegisterMetrics(c prometheus.Collector) error {
 	return s.metrics.reg.Register(c)
+}
+
+// replicaStore is a store shared by several replicas (PostgreSQL): it
+// knows this replica's id, the others, and the relays' mesh key.
+type replicaStore interface {
+	Instance() string
+	Replicas(ctx context.Context) ([]store.Replica, error)
+	RelayMeshKey(ctx context.Context) ([]byte, error)
+}
+
+// RelayMesh is what a relay needs to link with the other replicas' relays.
+type RelayMesh struct {
+	ID       string // this replica's id
+	Key      []byte // the mesh key, the same on every replica; never log it
+	Replicas func(ctx context.Context) ([]store.Replica, error)
+}
+
+// RelayMesh returns the relay mesh of this coordinator's store, or nil
+// when the store has no replicas (SQLite).
+func (s *Server) RelayMesh(ctx context.Context) (*RelayMesh, error) {
+	rs, ok := s.st.(replicaStore)
+	if !ok {
+		return nil, nil
+	}
+	key, err := rs.RelayMeshKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &RelayMesh{ID: rs.Instance(), Key: key, Replicas: rs.Replicas}, nil
 }

@@ -13,23 +13,35 @@ import (
 	"github.com/meshinit/meshinit/meshapi/relayproto"
 )
 
-// client is one node's relay connection.
+// client is one relay connection: a node's, or a link with another
+// replica's relay (mesh.go), which has the same queues and writer.
 type client struct {
 	s    *Server
-	key  meshapi.Key
+	key  meshapi.Key // a node's; zero for a link
+	peer string      // a link's replica id
 	conn net.Conn
+	// fullDrop is the drop reason when the data queue overflows.
+	fullDrop string
 
 	mu     sync.Mutex
-	data   frameRing // recv frames for this node, oldest first
+	data   frameRing // packet frames for this connection, oldest first
 	ctl    frameRing // control frames for this node (pong, peer-gone)
 	closed bool
 	wake   chan struct{} // cap 1: the writer has work
 	done   chan struct{} // closed when the connection is closed
+	// presence (accepted links only) is what the linked relay has yet to
+	// hear of our nodes: true for connected, false for gone. It coalesces,
+	// so it is bounded by the number of nodes and never drops a change.
+	presence map[meshapi.Key]bool
+
+	// present (dialed links only, guarded by Server.mu) is the nodes the
+	// linked relay says are connected to it.
+	present map[meshapi.Key]struct{}
 }
 
 func newClient(s *Server, k meshapi.Key, conn net.Conn) *client {
 	return &client{
-		s: s, key: k, conn: conn,
+		s: s, key: k, conn: conn, fullDrop: dropQueueFull,
 		data: newFrameRing(s.cfg.QueueLen),
 		ctl:  newFrameRing(ctlQueueLen),
 		wake: make(chan struct{}, 1),
@@ -48,6 +60,7 @@ func (c *client) close(reason string) bool {
 	lost := c.data.len()
 	c.data.reset()
 	c.ctl.reset()
+	c.presence = nil
 	c.mu.Unlock()
 	if lost > 0 {
 		c.s.metrics.drop(dropDisconnected, lost)
@@ -73,14 +86,19 @@ func (c *client) enqueue(frame []byte, control bool) {
 	}
 	dropped := q.push(frame)
 	c.mu.Unlock()
+	c.wakeWriter()
 	if dropped != nil {
 		putBuf(dropped)
-		reason := dropQueueFull
+		reason := c.fullDrop
 		if control {
 			reason = dropControlQueueFull
 		}
 		c.s.metrics.drop(reason, 1)
 	}
+}
+
+// wakeWriter tells the writer it has work; it never blocks.
+func (c *client) wakeWriter() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -109,13 +127,18 @@ func (c *client) readLoop(src io.Reader) error {
 	}
 }
 
-// forward queues a packet for its destination. A destination that is not
-// connected gets the packet held for a moment (it may be connecting: a
+// forward queues a packet for its destination: a node connected here,
+// else the link to the replica whose relay has it. A destination that is
+// on neither gets the packet held for a moment (it may be connecting: a
 // node's first packets often race its peer's relay connection), and the
 // sender is told it is not here (at most once a second per destination).
 func (c *client) forward(dst meshapi.Key, packet []byte, gone map[meshapi.Key]time.Time) {
+	d, link := c.s.route(dst)
+	if link != nil && dst != c.key {
+		link.enqueue(relayproto.AppendForward(getBuf(relayproto.ForwardLen(len(packet))), dst, c.key, packet), false)
+		return
+	}
 	frame := relayproto.AppendPacket(getBuf(relayproto.HeaderLen+relayproto.KeyLen+len(packet)), relayproto.FrameRecv, c.key, packet)
-	d := c.s.lookup(dst)
 	if d != nil && dst != c.key {
 		d.enqueue(frame, false)
 		return
@@ -151,11 +174,16 @@ func (c *client) writeLoop() {
 		case <-c.wake:
 			c.mu.Lock()
 			batch = c.ctl.drain(batch[:0])
+			batch = c.drainPresence(batch)
 			batch = c.data.drain(batch)
 			c.mu.Unlock()
 		}
 		if err := c.writeBatch(bw, batch); err != nil {
-			c.s.unregister(c, "write failed: "+err.Error())
+			if c.peer != "" { // a link: its reader cleans up
+				c.close("write failed: " + err.Error())
+			} else {
+				c.s.unregister(c, "write failed: "+err.Error())
+			}
 			return
 		}
 		keepalive.Reset(c.s.cfg.KeepAlive)
@@ -167,14 +195,18 @@ func (c *client) writeBatch(bw *bufio.Writer, batch [][]byte) error {
 		return nil
 	}
 	c.conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	var bytes, packets int
+	var bytes, packets, fwdBytes, fwdPackets int
 	var err error
 	for i, f := range batch {
 		if err == nil {
 			_, err = bw.Write(f)
-			if f[0] == byte(relayproto.FrameRecv) {
+			switch relayproto.FrameType(f[0]) {
+			case relayproto.FrameRecv:
 				bytes += len(f) - relayproto.HeaderLen - relayproto.KeyLen
 				packets++
+			case relayproto.FrameForward:
+				fwdBytes += len(f) - relayproto.ForwardLen(0)
+				fwdPackets++
 			}
 		}
 		putBuf(f)
@@ -187,10 +219,11 @@ func (c *client) writeBatch(bw *bufio.Writer, batch [][]byte) error {
 		if errors.Is(err, net.ErrClosed) {
 			return err
 		}
-		c.s.metrics.drop(dropWriteError, packets)
+		c.s.metrics.drop(dropWriteError, packets+fwdPackets)
 		return err
 	}
 	c.s.metrics.relayed(bytes, packets)
+	c.s.metrics.forwarded(forwardSent, fwdBytes, fwdPackets)
 	return nil
 }
 

@@ -9,6 +9,16 @@ const (
 	dropControlQueueFull = "control_queue_full" // same, for control frames
 	dropWriteError       = "write_error"        // a write to the destination failed or timed out
 	dropDisconnected     = "disconnected"       // the destination went away with packets queued
+	dropLinkQueueFull    = "link_queue_full"    // a replica link's queue was full: its oldest packet went
+	dropForwardNotHere   = "forward_not_here"   // a forwarded packet's destination is not connected here
+)
+
+// Directions of forwarded packets, and sides of replica links.
+const (
+	forwardSent     = "sent"     // to another replica's relay
+	forwardReceived = "received" // from another replica's relay
+	linkDialed      = "dialed"
+	linkAccepted    = "accepted"
 )
 
 // Metrics are the relay's Prometheus series; register it on the
@@ -18,6 +28,11 @@ type Metrics struct {
 	packets prometheus.Counter
 	drops   *prometheus.CounterVec
 	clients prometheus.Gauge
+
+	fwdBytes   *prometheus.CounterVec
+	fwdPackets *prometheus.CounterVec
+	links      *prometheus.GaugeVec
+	remote     prometheus.Gauge
 }
 
 func newMetrics() *Metrics {
@@ -30,10 +45,24 @@ func newMetrics() *Metrics {
 			Help: "Packets the relay dropped, by reason."}, []string{"reason"}),
 		clients: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshcoord_relay_clients",
 			Help: "Nodes connected to the relay."}),
+		fwdBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcoord_relay_forwarded_bytes_total",
+			Help: "Packet bytes forwarded over replica links, by direction (sent, received)."}, []string{"direction"}),
+		fwdPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "meshcoord_relay_forwarded_packets_total",
+			Help: "Packets forwarded over replica links, by direction (sent, received)."}, []string{"direction"}),
+		links: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshcoord_relay_links",
+			Help: "Replica links up, by side (dialed: to another replica's relay; accepted: from one)."}, []string{"side"}),
+		remote: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshcoord_relay_remote_nodes",
+			Help: "Nodes connected to other replicas' relays, as their links announce them."}),
 	}
-	for _, r := range []string{dropUnknownDest, dropQueueFull, dropControlQueueFull, dropWriteError, dropDisconnected, dropHoldStale} {
+	for _, r := range []string{dropUnknownDest, dropQueueFull, dropControlQueueFull, dropWriteError, dropDisconnected, dropHoldStale, dropLinkQueueFull, dropForwardNotHere} {
 		m.drops.WithLabelValues(r)
 	}
+	for _, d := range []string{forwardSent, forwardReceived} {
+		m.fwdBytes.WithLabelValues(d)
+		m.fwdPackets.WithLabelValues(d)
+	}
+	m.links.WithLabelValues(linkDialed)
+	m.links.WithLabelValues(linkAccepted)
 	return m
 }
 
@@ -48,12 +77,23 @@ func (m *Metrics) relayed(bytes, packets int) {
 	m.packets.Add(float64(packets))
 }
 
+func (m *Metrics) forwarded(direction string, bytes, packets int) {
+	if packets > 0 {
+		m.fwdBytes.WithLabelValues(direction).Add(float64(bytes))
+		m.fwdPackets.WithLabelValues(direction).Add(float64(packets))
+	}
+}
+
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.bytes.Describe(ch)
 	m.packets.Describe(ch)
 	m.drops.Describe(ch)
 	m.clients.Describe(ch)
+	m.fwdBytes.Describe(ch)
+	m.fwdPackets.Describe(ch)
+	m.links.Describe(ch)
+	m.remote.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -62,4 +102,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.packets.Collect(ch)
 	m.drops.Collect(ch)
 	m.clients.Collect(ch)
+	m.fwdBytes.Collect(ch)
+	m.fwdPackets.Collect(ch)
+	m.links.Collect(ch)
+	m.remote.Collect(ch)
 }

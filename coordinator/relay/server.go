@@ -37,6 +37,10 @@ type Config struct {
 	// KeepAlive is how often an idle connection gets a keepalive frame; 0
 	// means DefaultKeepAlive.
 	KeepAlive time.Duration
+	// Mesh, when set, links this relay with the other replicas' relays
+	// (mesh.go), so that a packet reaches a node connected to any of
+	// them. Nil: a relay on its own.
+	Mesh *MeshConfig
 	// Log receives one line per event; nil discards.
 	Log *slog.Logger
 }
@@ -69,6 +73,7 @@ type Server struct {
 	clients map[meshapi.Key]*client
 	held    holds // packets for keys not connected yet
 	closed  bool
+	mesh    meshState // links with other replicas' relays
 }
 
 // New returns a relay server.
@@ -85,8 +90,10 @@ func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, log: cfg.Log.With("component", "relay"), metrics: newMetrics(), clients: map[meshapi.Key]*client{},
+	s := &Server{cfg: cfg, log: cfg.Log.With("component", "relay"), metrics: newMetrics(), clients: map[meshapi.Key]*client{},
 		held: holds{byKey: map[meshapi.Key]*heldPackets{}}}
+	s.startMesh()
+	return s
 }
 
 // Metrics returns the server's Prometheus collector.
@@ -99,6 +106,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET")
 		writeError(w, http.StatusMethodNotAllowed, meshapi.ErrInvalidRequest, "method %s not allowed on %s: use GET with an upgrade", r.Method, r.URL.Path)
+		return
+	}
+	if r.Header.Get(relayproto.HeaderReplica) != "" {
+		s.serveLink(w, r)
 		return
 	}
 	key, e := s.cfg.Authenticate(r)
@@ -187,6 +198,7 @@ func (s *Server) register(c *client) bool {
 	s.clients[c.key] = c
 	n := len(s.clients)
 	early := s.held.take(c.key, time.Now())
+	s.announceLocked(c.key, true)
 	s.mu.Unlock()
 	for _, f := range early {
 		c.enqueue(f, false)
@@ -202,6 +214,7 @@ func (s *Server) unregister(c *client, reason string) {
 	s.mu.Lock()
 	if s.clients[c.key] == c {
 		delete(s.clients, c.key)
+		s.announceLocked(c.key, false)
 	}
 	n := len(s.clients)
 	s.mu.Unlock()
@@ -217,6 +230,17 @@ func (s *Server) lookup(k meshapi.Key) *client {
 	return s.clients[k]
 }
 
+// route finds where a packet for k goes: its connection here, else (link
+// not nil) the link to the replica whose relay has it.
+func (s *Server) route(k meshapi.Key) (local, link *client) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if c := s.clients[k]; c != nil {
+		return c, nil
+	}
+	return nil, s.mesh.routes[k]
+}
+
 // Disconnect closes the relay connection of key k, if any: the
 // coordinator calls it when the node is deleted or logged out.
 func (s *Server) Disconnect(k meshapi.Key) {
@@ -228,7 +252,8 @@ func (s *Server) Disconnect(k meshapi.Key) {
 // Connected reports whether key k has a relay connection.
 func (s *Server) Connected(k meshapi.Key) bool { return s.lookup(k) != nil }
 
-// Close disconnects every client; later connections are refused.
+// Close disconnects every client and replica link; later connections are
+// refused.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -240,6 +265,7 @@ func (s *Server) Close() error {
 	for _, c := range all {
 		s.unregister(c, "relay shutting down")
 	}
+	s.stopMesh()
 	return nil
 }
 

@@ -29,6 +29,21 @@ const (
 	// FrameKeepAlive (either way): empty; keeps idle proxies and NATs from
 	// dropping the connection. Never answered.
 	FrameKeepAlive FrameType = 6
+
+	// Frames of replica links only (mesh.go): a relay may not take them
+	// from a node.
+
+	// FrameMeshAuth (dialing replica → relay): the dialer's 32-byte proof
+	// that it holds the mesh key, its first frame.
+	FrameMeshAuth FrameType = 7
+	// FramePresence (relay → dialing replica): one op byte (PresenceHere
+	// or PresenceGone), then 1 to MaxPresenceKeys keys: nodes that now
+	// have, or no longer have, a connection on the sending relay.
+	FramePresence FrameType = 8
+	// FrameForward (dialing replica → relay): destination key, source
+	// key, then one packet, for a node connected to the receiving relay.
+	// It is delivered there or dropped; never forwarded again.
+	FrameForward FrameType = 9
 )
 
 func (t FrameType) String() string {
@@ -45,6 +60,12 @@ func (t FrameType) String() string {
 		return "pong"
 	case FrameKeepAlive:
 		return "keepalive"
+	case FrameMeshAuth:
+		return "mesh-auth"
+	case FramePresence:
+		return "presence"
+	case FrameForward:
+		return "forward"
 	}
 	return fmt.Sprintf("frame(%d)", byte(t))
 }
@@ -63,13 +84,16 @@ const (
 	HeaderLen = 5
 	// KeyLen is the length of a key in a frame body.
 	KeyLen = len(meshapi.Key{})
-	// MaxBody is the largest body of any frame.
+	// MaxBody is the largest body of a node's frame (send or recv).
 	MaxBody = KeyLen + MaxPacket
+	// maxAnyBody is the largest body of any frame: a forward carries a
+	// second key.
+	maxAnyBody = 2*KeyLen + MaxPacket
 	// PingLen is the body length of ping and pong frames.
 	PingLen = 8
 )
 
-// AppendSend appends a send frame (or, with typ FrameRecv, a recv frame)
+// AppendPacket appends a send frame (or, with typ FrameRecv, a recv frame)
 // carrying packet for key k.
 func AppendPacket(dst []byte, typ FrameType, k meshapi.Key, packet []byte) []byte {
 	dst = appendHeader(dst, typ, KeyLen+len(packet))
@@ -106,6 +130,10 @@ type Frame struct {
 	Packet []byte      // send, recv
 	Reason byte        // peer-gone
 	Ping   [PingLen]byte
+	Src    meshapi.Key   // forward: the sending node (Key is the destination)
+	Op     byte          // presence: PresenceHere or PresenceGone
+	Keys   []meshapi.Key // presence
+	Proof  [ProofLen]byte
 }
 
 // ErrFrame marks a malformed frame; the connection cannot be trusted past
@@ -120,9 +148,9 @@ type Reader struct {
 
 // NewReader reads frames from r. bufSize is the read buffer (a larger one
 // lets Buffered batch more frames per read system call); at least
-// HeaderLen+MaxBody is used.
+// HeaderLen plus the largest frame body is used.
 func NewReader(r io.Reader, bufSize int) *Reader {
-	return &Reader{r: bufio.NewReaderSize(r, max(bufSize, HeaderLen+MaxBody)), buf: make([]byte, MaxBody)}
+	return &Reader{r: bufio.NewReaderSize(r, max(bufSize, HeaderLen+maxAnyBody)), buf: make([]byte, maxAnyBody)}
 }
 
 // Buffered reports whether a whole frame is already buffered, so that
@@ -145,8 +173,8 @@ func (r *Reader) Next() (Frame, error) {
 			return Frame{}, err
 		}
 		n := binary.BigEndian.Uint32(h[1:])
-		if n > uint32(MaxBody) {
-			return Frame{}, fmt.Errorf("%w: %v body of %d bytes: at most %d", ErrFrame, FrameType(h[0]), n, MaxBody)
+		if n > uint32(maxAnyBody) {
+			return Frame{}, fmt.Errorf("%w: %v body of %d bytes: at most %d", ErrFrame, FrameType(h[0]), n, maxAnyBody)
 		}
 		body := r.buf[:n]
 		if _, err := io.ReadFull(r.r, body); err != nil {
@@ -173,6 +201,12 @@ func decode(t FrameType, body []byte) (f Frame, known bool, err error) {
 	want := -1 // exact length, or -1 for "key and at least 0 bytes"
 	switch t {
 	case FrameSend, FrameRecv:
+		if len(body) > MaxBody {
+			return Frame{}, true, fmt.Errorf("%w: %v packet of %d bytes: at most %d", ErrFrame, t, len(body)-KeyLen, MaxPacket)
+		}
+	case FrameMeshAuth, FramePresence, FrameForward:
+		f, err := decodeMesh(t, body)
+		return f, true, err
 	case FramePeerGone:
 		want = KeyLen + 1
 	case FramePing, FramePong:
@@ -209,6 +243,12 @@ func (f Frame) Append(dst []byte) []byte {
 		return AppendPing(dst, f.Type, f.Ping)
 	case FrameKeepAlive:
 		return AppendKeepAlive(dst)
+	case FrameMeshAuth:
+		return AppendMeshAuth(dst, f.Proof)
+	case FramePresence:
+		return AppendPresence(dst, f.Op, f.Keys)
+	case FrameForward:
+		return AppendForward(dst, f.Key, f.Src, f.Packet)
 	}
 	return dst
 }

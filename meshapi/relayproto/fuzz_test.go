@@ -24,6 +24,16 @@ func seedFrames() [][]byte {
 		{1, 0xff, 0xff, 0xff, 0xff}, // over the limit
 		{4, 0, 0, 0, 8, 1, 2},       // truncated
 		bytes.Repeat([]byte{6, 0, 0, 0, 0}, 40),
+		// Replica link frames.
+		AppendMeshAuth(nil, [ProofLen]byte{7}),
+		AppendPresence(nil, PresenceHere, []meshapi.Key{k, {3}}),
+		AppendPresence(nil, PresenceGone, []meshapi.Key{k}),
+		AppendForward(nil, k, meshapi.Key{9}, []byte("pkt")),
+		AppendForward(nil, k, meshapi.Key{9}, make([]byte, MaxPacket)),
+		{8, 0, 0, 0, 1, 1},     // presence without keys
+		{8, 0, 0, 0, 33, 3},    // presence with an unknown op (and a short key)
+		{9, 0, 0, 0, 40, 1, 2}, // forward with one key and a bit
+		{7, 0, 0, 0, 31, 0, 0}, // mesh-auth too short
 	}
 }
 
@@ -46,7 +56,7 @@ func FuzzFrameReader(f *testing.F) {
 				}
 				break
 			}
-			if fr.Type < FrameSend || fr.Type > FrameKeepAlive {
+			if fr.Type < FrameSend || fr.Type > FrameForward {
 				t.Fatalf("unknown type %d returned", fr.Type)
 			}
 			if len(fr.Packet) > MaxPacket {

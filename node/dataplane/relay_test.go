@@ -26,6 +26,9 @@ type relayRig struct {
 	srv *relay.Server
 	url string
 	tls *tls.Config // clients' TLS config for an HTTPS rig
+	// current, when set, is the node's RelayConfig.CurrentURL (a node
+	// whose coordinator may change).
+	current func() string
 }
 
 // newTLSRelayRig serves the relay over HTTPS with HTTP/2 offered too (the
@@ -43,17 +46,20 @@ func newTLSRelayRig(t testing.TB) *relayRig {
 }
 
 func newRelayRig(t testing.TB) *relayRig {
-	srv := relay.New(relay.Config{Authenticate: func(r *http.Request) (meshapi.Key, *meshapi.Error) {
-		var k meshapi.Key
-		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if err := k.UnmarshalText([]byte(tok)); err != nil {
-			return k, &meshapi.Error{Status: 401, Code: meshapi.ErrUnauthorized, Message: "bad test token"}
-		}
-		return k, nil
-	}})
+	srv := relay.New(relay.Config{Authenticate: tokenAuth})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { srv.Close(); hs.Close() })
 	return &relayRig{srv: srv, url: hs.URL}
+}
+
+// tokenAuth takes "Bearer <public key in hex>" as a node's secret.
+func tokenAuth(r *http.Request) (meshapi.Key, *meshapi.Error) {
+	var k meshapi.Key
+	tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if err := k.UnmarshalText([]byte(tok)); err != nil {
+		return k, &meshapi.Error{Status: 401, Code: meshapi.ErrUnauthorized, Message: "bad test token"}
+	}
+	return k, nil
 }
 
 // newRelayNode is newTestNode with the rig's relay and, when advertise is
@@ -79,7 +85,7 @@ func startRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocke
 	v6 := netip.MustParseAddr(fmt.Sprintf("fd7a:6d65:7368::%x", n))
 	cfg := Config{
 		PrivateKey: priv, Addresses: []netip.Addr{v4, v6}, Prefixes: testPrefixes, Log: testLogger(t).With("node", n),
-		Relay: &RelayConfig{URL: rig.url, TLS: rig.tls, WebSocket: websocket, Authorization: func() (string, error) {
+		Relay: &RelayConfig{URL: rig.url, CurrentURL: rig.current, TLS: rig.tls, WebSocket: websocket, Authorization: func() (string, error) {
 			b, _ := pub.MarshalText()
 			return "Bearer " + string(b), nil
 		}},

@@ -187,14 +187,16 @@ func (c *relayClient) run() {
 		}
 		began := time.Now()
 		go s.writeLoop(c)
-		select {
-		case <-s.dead:
-		case <-c.ctx.Done():
-			s.kill(net.ErrClosed)
-		}
+		moved := c.await(s)
 		c.setCurrent(nil, "connecting", s.err().Error())
 		if c.ctx.Err() != nil {
 			return
+		}
+		if moved {
+			// The node uses another coordinator now: follow it at once.
+			c.log.Info("relay follows the coordinator", "from", rc.base, "to", c.cfg.baseURL())
+			backoff = relayBackoffMin
+			continue
 		}
 		c.log.Warn("relay connection lost; reconnecting", "err", s.err(), "lasted", time.Since(began).Round(time.Millisecond).String())
 		if time.Since(began) > 30*time.Second {
@@ -202,6 +204,35 @@ func (c *relayClient) run() {
 		}
 		c.sleep(backoff + rand.N(backoff/2))
 		backoff = min(backoff*2, relayBackoffMax)
+	}
+}
+
+// errCoordinatorMoved ends a relay connection to a coordinator the node
+// no longer uses (its coordinator list failed over).
+var errCoordinatorMoved = errors.New("the node moved to another coordinator")
+
+// relayURLCheck is how often a connected relay client checks that the
+// node still uses the coordinator it is connected to.
+const relayURLCheck = time.Second
+
+// await waits for session s to end: it dies, the client closes, or (moved
+// true) the node's current coordinator is no longer the one s reached.
+func (c *relayClient) await(s *relaySession) (moved bool) {
+	tick := time.NewTicker(relayURLCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.dead:
+			return false
+		case <-c.ctx.Done():
+			s.kill(net.ErrClosed)
+			return false
+		case <-tick.C:
+			if c.cfg.CurrentURL != nil && c.cfg.baseURL() != s.rc.base {
+				s.kill(errCoordinatorMoved)
+				return true
+			}
+		}
 	}
 }
 

@@ -60,6 +60,7 @@ type relayConn struct {
 	kind     string    // relayproto.KindRaw or KindWebSocket
 	stunPort int
 	remote   net.Addr
+	base     string // the coordinator URL it was dialed at
 }
 
 // errRelayRefused is an answer that retrying the other upgrade form
@@ -90,7 +91,8 @@ func dialRelay(ctx context.Context, cfg *RelayConfig, kind string) (*relayConn, 
 func dialRelayKind(ctx context.Context, cfg *RelayConfig, kind string) (*relayConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	u, err := url.Parse(strings.TrimSuffix(cfg.baseURL(), "/") + meshapi.PathRelay)
+	base := cfg.baseURL()
+	u, err := url.Parse(strings.TrimSuffix(base, "/") + meshapi.PathRelay)
 	if err != nil {
 		return nil, fmt.Errorf("relay URL: %w", err)
 	}
@@ -185,7 +187,7 @@ func dialRelayKind(ctx context.Context, cfg *RelayConfig, kind string) (*relayCo
 		return nil, errors.New("relay answered the WebSocket handshake with a wrong Sec-WebSocket-Accept")
 	}
 	c.SetDeadline(time.Time{})
-	rc := &relayConn{conn: c, src: br, kind: kind, remote: nc.RemoteAddr()}
+	rc := &relayConn{conn: c, src: br, kind: kind, remote: nc.RemoteAddr(), base: base}
 	if proxy != nil {
 		rc.remote = nil // the proxy's address, not the coordinator's
 	}
