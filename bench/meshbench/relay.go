@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/relay"
@@ -41,9 +43,9 @@ func init() {
 
 // benchRelay is a relay server whose clients present their public key as
 // their bearer token (the coordinator's node secrets play no part in
-// throughput).
-func benchRelay() (*relay.Server, string, func()) {
-	srv := relay.New(relay.Config{Authenticate: func(r *http.Request) (meshapi.Key, *meshapi.Error) {
+// throughput). mesh, when set, links it with other replicas' relays.
+func benchRelay(mesh *relay.MeshConfig) (*relay.Server, string, func()) {
+	srv := relay.New(relay.Config{Mesh: mesh, Authenticate: func(r *http.Request) (meshapi.Key, *meshapi.Error) {
 		var k meshapi.Key
 		err := k.UnmarshalText([]byte(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")))
 		if err != nil {
@@ -53,6 +55,27 @@ func benchRelay() (*relay.Server, string, func()) {
 	}})
 	hs := httptest.NewServer(srv)
 	return srv, hs.URL, func() { srv.Close(); hs.Close() }
+}
+
+// linkedRelays starts two relays linked as two replicas' relays are.
+func linkedRelays() (srvs [2]*relay.Server, urls [2]string, stop func()) {
+	key := make([]byte, relay.MinMeshKey)
+	rand.Read(key)
+	var mu sync.Mutex
+	var stops [2]func()
+	for i := range srvs {
+		other := 1 - i
+		srv, url, stop := benchRelay(&relay.MeshConfig{ID: fmt.Sprint("r", i), Key: key,
+			Peers: func(context.Context) ([]relay.Peer, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return []relay.Peer{{ID: fmt.Sprint("r", other), URL: urls[other]}}, nil
+			}})
+		mu.Lock()
+		srvs[i], urls[i], stops[i] = srv, url, stop
+		mu.Unlock()
+	}
+	return srvs, urls, func() { stops[0](); stops[1]() }
 }
 
 type benchNode struct {
@@ -100,18 +123,18 @@ func (n *benchNode) loopback() netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), n.dev.ListenPort())
 }
 
-// benchPair makes two peered nodes: over the relay only (no endpoints), or
-// direct only (loopback endpoints, no relay).
-func benchPair(relayURL string) (a, b *benchNode, err error) {
-	if a, err = newBenchNode(1, relayURL, false); err != nil {
+// benchPair makes two peered nodes: over the relays only (no endpoints;
+// a on relayA, b on relayB), or direct only (loopback endpoints, no relay).
+func benchPair(relayA, relayB string) (a, b *benchNode, err error) {
+	if a, err = newBenchNode(1, relayA, false); err != nil {
 		return nil, nil, err
 	}
-	if b, err = newBenchNode(2, relayURL, false); err != nil {
+	if b, err = newBenchNode(2, relayB, false); err != nil {
 		a.dev.Close()
 		return nil, nil, err
 	}
 	var ea, eb []netip.AddrPort
-	if relayURL == "" {
+	if relayA == "" {
 		ea, eb = []netip.AddrPort{a.loopback()}, []netip.AddrPort{b.loopback()}
 	}
 	a.dev.UpsertPeer(b.peer(eb...))
@@ -157,8 +180,11 @@ func timedTransfer(c net.Conn, size int64) (float64, error) {
 	return float64(size) / time.Since(start).Seconds() / (1 << 20), nil
 }
 
-func meshTransfer(relayURL string, port int, size int64) (float64, error) {
-	a, b, err := benchPair(relayURL)
+// meshTransfer times a transfer from a node on relayA to one on relayB
+// (both "": direct). ready, when set, is waited for first (the linked
+// relays learning of each other's node).
+func meshTransfer(relayA, relayB string, ready func(a, b *benchNode) bool, port int, size int64) (float64, error) {
+	a, b, err := benchPair(relayA, relayB)
 	if err != nil {
 		return 0, err
 	}
@@ -166,13 +192,19 @@ func meshTransfer(relayURL string, port int, size int64) (float64, error) {
 	defer b.dev.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	for ready != nil && !ready(a, b) {
+		if ctx.Err() != nil {
+			return 0, errors.New("the linked relays never learned of each other's node")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	c, err := a.dev.DialContext(ctx, "tcp", netip.AddrPortFrom(b.ipv4, uint16(port)).String())
 	if err != nil {
 		return 0, err
 	}
 	rate, err := timedTransfer(c, size)
 	want := dataplane.PathDirect
-	if relayURL != "" {
+	if relayA != "" {
 		want = dataplane.PathRelay
 	}
 	if p := a.dev.Path(b.pub); err == nil && p.Kind != want {
@@ -261,8 +293,15 @@ func startProfile(prefix string, i int) (stop func()) {
 }
 
 func runRelayBench(_ binaries, _ int) error {
-	_, url, stop := benchRelay()
+	_, url, stop := benchRelay(nil)
 	defer stop()
+	linked, lurls, stopLinked := linkedRelays()
+	defer stopLinked()
+	bothKnown := func(a, b *benchNode) bool {
+		_, okB := linked[0].RemoteReplica(b.pub)
+		_, okA := linked[1].RemoteReplica(a.pub)
+		return okA && okB
+	}
 	sink, err := listenLoopback(discardThenAck)
 	if err != nil {
 		return err
@@ -274,7 +313,7 @@ func runRelayBench(_ binaries, _ int) error {
 	}
 	defer echo.Close()
 	port := sink.Addr().(*net.TCPAddr).Port
-	var plain, direct, relayed, relayVsDirect []float64
+	var plain, direct, relayed, relayVsDirect, twoRelays, twoVsOne []float64
 	var firsts, directs []time.Duration
 	for i := range *relayRuns {
 		c, err := net.Dial("tcp", sink.Addr().String())
@@ -285,15 +324,19 @@ func runRelayBench(_ binaries, _ int) error {
 		if err != nil {
 			return fmt.Errorf("plain TCP: %w", err)
 		}
-		d, err := meshTransfer("", port, *relaySize)
+		d, err := meshTransfer("", "", nil, port, *relaySize)
 		if err != nil {
 			return fmt.Errorf("direct mesh: %w", err)
 		}
 		stopProfile := startProfile(os.Getenv("RELAY_CPUPROFILE"), i)
-		r, err := meshTransfer(url, port, *relaySize)
+		r, err := meshTransfer(url, url, nil, port, *relaySize)
 		stopProfile()
 		if err != nil {
 			return fmt.Errorf("relay: %w", err)
+		}
+		two, err := meshTransfer(lurls[0], lurls[1], bothKnown, port, *relaySize)
+		if err != nil {
+			return fmt.Errorf("two linked relays: %w", err)
 		}
 		f, dd, err := firstByteAndDirect(url, echo.Addr().(*net.TCPAddr).Port)
 		if err != nil {
@@ -301,15 +344,18 @@ func runRelayBench(_ binaries, _ int) error {
 		}
 		plain, direct, relayed = append(plain, p), append(direct, d), append(relayed, r)
 		relayVsDirect = append(relayVsDirect, r/d)
+		twoRelays, twoVsOne = append(twoRelays, two), append(twoVsOne, two/r)
 		firsts, directs = append(firsts, f), append(directs, dd)
-		fmt.Printf("  relay run %d: plain %.0f, direct %.0f, relay %.0f MiB/s; first byte after %v, direct after %v\n",
-			i+1, p, d, r, f.Round(time.Millisecond), dd.Round(time.Millisecond))
+		fmt.Printf("  relay run %d: plain %.0f, direct %.0f, relay %.0f, two linked relays %.0f MiB/s; first byte after %v, direct after %v\n",
+			i+1, p, d, r, two, f.Round(time.Millisecond), dd.Round(time.Millisecond))
 	}
 	fmt.Printf("\nrelay: %d runs of %d MiB, userspace nodes and the relay in one process, loopback\n", *relayRuns, *relaySize>>20)
 	fmt.Printf("  %-40s %8.0f MiB/s\n", "plain loopback TCP (baseline)", median(plain))
 	fmt.Printf("  %-40s %8.0f MiB/s   ratio to TCP %.3f\n", "mesh, direct UDP path", median(direct), median(direct)/median(plain))
 	fmt.Printf("  %-40s %8.0f MiB/s   ratio to TCP %.3f\n", "mesh, through the relay", median(relayed), median(relayed)/median(plain))
 	fmt.Printf("  %-40s %8.3f         (per run: %s; target ≥ 0.5)\n", "ratio relay / direct", median(relayVsDirect), dpFmtList(relayVsDirect, "%.2f"))
+	fmt.Printf("  %-40s %8.0f MiB/s   ratio to TCP %.3f\n", "mesh, through two linked relays", median(twoRelays), median(twoRelays)/median(plain))
+	fmt.Printf("  %-40s %8.3f         (per run: %s)\n", "ratio two linked relays / one relay", median(twoVsOne), dpFmtList(twoVsOne, "%.2f"))
 	fmt.Printf("  %-40s %8s\n", "start → first byte through the relay", median(firsts).Round(time.Millisecond))
 	fmt.Printf("  %-40s %8s\n", "start → path direct", median(directs).Round(time.Millisecond))
 	return nil

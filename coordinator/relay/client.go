@@ -105,10 +105,9 @@ func (c *client) wakeWriter() {
 	}
 }
 
-// readLoop reads the node's frames until the connection ends.
-func (c *client) readLoop(src io.Reader) error {
-	fr := relayproto.NewReader(src, bufferedWriter)
-	gone := map[meshapi.Key]time.Time{} // last peer-gone sent per unknown destination
+// readFrames reads frames until the connection ends or handle fails. It
+// answers pings and skips pongs and keepalives; handle gets the others.
+func (c *client) readFrames(fr *relayproto.Reader, handle func(relayproto.Frame) error) error {
 	for {
 		c.conn.SetReadDeadline(time.Now().Add(readTimeout))
 		f, err := fr.Next()
@@ -116,15 +115,27 @@ func (c *client) readLoop(src io.Reader) error {
 			return err
 		}
 		switch f.Type {
-		case relayproto.FrameSend:
-			c.forward(f.Key, f.Packet, gone)
 		case relayproto.FramePing:
 			c.enqueue(relayproto.AppendPing(getBuf(relayproto.HeaderLen+relayproto.PingLen), relayproto.FramePong, f.Ping), true)
 		case relayproto.FramePong, relayproto.FrameKeepAlive:
 		default:
-			return fmt.Errorf("%w: a node may not send %v frames", relayproto.ErrFrame, f.Type)
+			if err := handle(f); err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// readLoop reads the node's frames until the connection ends.
+func (c *client) readLoop(src io.Reader) error {
+	gone := map[meshapi.Key]time.Time{} // last peer-gone sent per unknown destination
+	return c.readFrames(relayproto.NewReader(src, bufferedWriter), func(f relayproto.Frame) error {
+		if f.Type != relayproto.FrameSend {
+			return fmt.Errorf("%w: a node may not send %v frames", relayproto.ErrFrame, f.Type)
+		}
+		c.forward(f.Key, f.Packet, gone)
+		return nil
+	})
 }
 
 // forward queues a packet for its destination: a node connected here,

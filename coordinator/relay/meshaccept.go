@@ -93,28 +93,19 @@ func (s *Server) newLink(peer string, conn net.Conn) *client {
 // connected here. A forward for a node that is not here is dropped: never
 // sent on, so no packet crosses two links.
 func (c *client) acceptedReadLoop(fr *relayproto.Reader) error {
-	for {
-		c.conn.SetReadDeadline(time.Now().Add(readTimeout))
-		f, err := fr.Next()
-		if err != nil {
-			return err
-		}
-		switch f.Type {
-		case relayproto.FrameForward:
-			c.s.metrics.forwarded(forwardReceived, len(f.Packet), 1)
-			d := c.s.lookup(f.Key)
-			if d == nil {
-				c.s.metrics.drop(dropForwardNotHere, 1)
-				continue
-			}
-			d.enqueue(relayproto.AppendPacket(getBuf(relayproto.HeaderLen+relayproto.KeyLen+len(f.Packet)), relayproto.FrameRecv, f.Src, f.Packet), false)
-		case relayproto.FramePing:
-			c.enqueue(relayproto.AppendPing(getBuf(relayproto.HeaderLen+relayproto.PingLen), relayproto.FramePong, f.Ping), true)
-		case relayproto.FramePong, relayproto.FrameKeepAlive:
-		default:
+	return c.readFrames(fr, func(f relayproto.Frame) error {
+		if f.Type != relayproto.FrameForward {
 			return fmt.Errorf("%w: a dialing replica may not send %v frames", relayproto.ErrFrame, f.Type)
 		}
-	}
+		c.s.metrics.forwarded(forwardReceived, len(f.Packet), 1)
+		d := c.s.lookup(f.Key)
+		if d == nil {
+			c.s.metrics.drop(dropForwardNotHere, 1)
+			return nil
+		}
+		d.enqueue(relayproto.AppendPacket(getBuf(relayproto.HeaderLen+relayproto.KeyLen+len(f.Packet)), relayproto.FrameRecv, f.Src, f.Packet), false)
+		return nil
+	})
 }
 
 func closeReason(err error) string {

@@ -71,22 +71,13 @@ func (s *Server) runDialed(ctx context.Context, pl *peerLink, c *client, fr *rel
 
 // dialedReadLoop takes the presence the linked relay announces.
 func (c *client) dialedReadLoop(fr *relayproto.Reader) error {
-	for {
-		c.conn.SetReadDeadline(time.Now().Add(readTimeout))
-		f, err := fr.Next()
-		if err != nil {
-			return err
-		}
-		switch f.Type {
-		case relayproto.FramePresence:
-			c.s.applyPresence(c, f.Op, f.Keys)
-		case relayproto.FramePing:
-			c.enqueue(relayproto.AppendPing(getBuf(relayproto.HeaderLen+relayproto.PingLen), relayproto.FramePong, f.Ping), true)
-		case relayproto.FramePong, relayproto.FrameKeepAlive:
-		default:
+	return c.readFrames(fr, func(f relayproto.Frame) error {
+		if f.Type != relayproto.FramePresence {
 			return fmt.Errorf("%w: a replica's relay may not send %v frames on a link", relayproto.ErrFrame, f.Type)
 		}
-	}
+		c.s.applyPresence(c, f.Op, f.Keys)
+		return nil
+	})
 }
 
 // dialLink connects to p's relay as a replica and runs the handshake:

@@ -2,11 +2,9 @@ package dataplane
 
 import (
 	"bufio"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/relay"
-	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -137,25 +134,7 @@ func TestRelayCarriesTrafficWithoutEndpoints(t *testing.T) {
 			if err := b.dev.Forward(nil); err != nil {
 				t.Fatal(err)
 			}
-			sink := testnet.Serve(t, "tcp", "127.0.0.1:0", testnet.SHA256Sink)
-			c, err := a.dev.DialContext(withTimeout(t, 20*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, sink).String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			data := make([]byte, 4<<20)
-			for i := range data {
-				data[i] = byte(i * 7)
-			}
-			if _, err := c.Write(data); err != nil {
-				t.Fatal(err)
-			}
-			c.(interface{ CloseWrite() error }).CloseWrite()
-			got, _ := io.ReadAll(c)
-			c.Close()
-			want := sha256.Sum256(data)
-			if string(got) != fmt.Sprintf("%x", want) {
-				t.Fatalf("sink got a different stream: %s", got)
-			}
+			transfer(t, a, b, 4<<20)
 			if p := a.dev.Path(b.pub); p.Kind != PathRelay {
 				t.Errorf("path %+v, want relay", p)
 			}

@@ -38,8 +38,9 @@ func newMeshedRelayRigs(t testing.TB) (*relayRig, *relayRig) {
 	return rigs[0], rigs[1]
 }
 
-// transfer sends 1 MiB from a to a sink behind b and checks it arrived.
-func transfer(t *testing.T, a, b *testNode) {
+// transfer sends size bytes from a to a sink behind b and checks they
+// arrived intact.
+func transfer(t *testing.T, a, b *testNode, size int) {
 	t.Helper()
 	sink := testnet.Serve(t, "tcp", "127.0.0.1:0", testnet.SHA256Sink)
 	c, err := a.dev.DialContext(withTimeout(t, 30*time.Second), "tcp", netip.AddrPortFrom(b.ipv4, sink).String())
@@ -47,7 +48,7 @@ func transfer(t *testing.T, a, b *testNode) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	data := make([]byte, 1<<20)
+	data := make([]byte, size)
 	for i := range data {
 		data[i] = byte(i * 13)
 	}
@@ -87,7 +88,7 @@ func TestRelayFollowsTheCoordinatorAcrossMeshedRelays(t *testing.T) {
 	if err := b.dev.Forward(nil); err != nil {
 		t.Fatal(err)
 	}
-	transfer(t, a, b)
+	transfer(t, a, b, 1<<20)
 	if p := a.dev.Path(b.pub); p.Kind != PathRelay {
 		t.Fatalf("path %+v, want relay", p)
 	}
@@ -104,5 +105,5 @@ func TestRelayFollowsTheCoordinatorAcrossMeshedRelays(t *testing.T) {
 	if _, ok := r1.srv.RemoteReplica(a.pub); ok {
 		t.Error("r1 still routes a through r0")
 	}
-	transfer(t, a, b)
+	transfer(t, a, b, 1<<20)
 }
