@@ -31,6 +31,17 @@ func (s *Server) authNode(r *http.Request) (meshapi.NodeID, *apiError) {
 	if err != nil {
 		return 0, errorf(http.StatusUnauthorized, meshapi.ErrUnauthorized, "%v", err)
 	}
+	id, e := s.nodeBySecret(h)
+	if e != nil && s.rep != nil {
+		// A replica may not have read yet what another one committed a
+		// moment ago (the node registered there): catch up, look again.
+		s.rep.catchUp(r.Context())
+		id, e = s.nodeBySecret(h)
+	}
+	return id, e
+}
+
+func (s *Server) nodeBySecret(h authkey.Hash) (meshapi.NodeID, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.mesh.NodeBySecret(h)

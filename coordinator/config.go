@@ -53,6 +53,10 @@ type Config struct {
 	// (20 000). Beyond it, calls that change state answer a retryable 503
 	// instead of queueing more (the store is slow or failing).
 	MaxQueuedWrites int
+	// ReplicaURL is this server's URL as other replicas on the same
+	// PostgreSQL database reach it (stored in the replicas table; unused
+	// on SQLite).
+	ReplicaURL string
 	// Logger receives one line per event and per problem (slog.Default()).
 	Logger *slog.Logger
 	// Clock is the time of the lifecycle rules: change times, the grace,

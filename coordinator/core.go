@@ -20,15 +20,18 @@ import (
 // outside the lock.
 //
 // This is the SQLite mode's sequencer: memory first, store behind. A
-// replica on a shared database runs the same mesh commands in another
-// order of things (catch up from the change log, run the command, write and
-// commit, then publish), against the same seams: mesh.Mesh, its Listener,
-// the commit queue and the event log.
+// replica on a shared database (replica.go) runs the same mesh commands in
+// another order of things (catch up from the change log, run the command,
+// write and commit, then publish), against the same seams: mesh.Mesh, its
+// Listener and the event log; change and settle hand its commands over.
 
 // change runs cmd on the mesh at the current time, unless changes are
 // refused now (shutting down, or the store too far behind), and queues its
 // change for the store. It returns the batch to wait for before answering.
 func (s *Server) change(cmd func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError)) (*commit.Batch, *apiError) {
+	if s.rep != nil {
+		return s.rep.change(cmd)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := s.refuseLocked(); e != nil {
@@ -86,6 +89,10 @@ func loggedOut(n *mesh.Node) *apiError {
 // deadline comes) and queues it for the store. It is never refused for
 // load (such changes are few per node), and does nothing after Close.
 func (s *Server) settle(cmd func(m *mesh.Mesh, now time.Time) mesh.Change) {
+	if s.rep != nil {
+		s.rep.settle(cmd)
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.closed {
@@ -98,7 +105,7 @@ func (s *Server) settle(cmd func(m *mesh.Mesh, now time.Time) mesh.Change) {
 func (s *Server) graceEnded(id meshapi.NodeID, gen uint64) {
 	s.settle(func(m *mesh.Mesh, now time.Time) mesh.Change {
 		a, ok := s.presence.GraceEnded(id, gen)
-		if n := m.Node(id); ok && n != nil {
+		if n := m.Node(id); ok && n != nil && n.Home == s.self { // not taken by another replica meanwhile
 			return m.GoOffline(n, mesh.Absence{LastSeen: a.LastSeen, ClockFrom: a.ClockFrom}, now)
 		}
 		return nil
@@ -150,9 +157,14 @@ func (f fanout) NodeAdded(n *mesh.Node) {
 func (f fanout) NodeChanged(n *mesh.Node, before *meshapi.Node) {
 	f.s.maps.NodeChanged(n, before)
 	f.s.trackGC(n)
-	if n.LoggedOut && !before.LoggedOut {
+	switch {
+	case n.LoggedOut && !before.LoggedOut:
 		f.s.presence.Forget(n.ID)
 		f.s.nodeGoneLocked(n.PublicKey)
+	case n.Home != f.s.self:
+		// Replicas: another replica holds its stream now (or none does):
+		// one stream per node in the whole mesh, and no grace here.
+		f.s.presence.Forget(n.ID)
 	}
 }
 

@@ -39,6 +39,11 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.Nod
 	defer s.disconnect(id, st)
 	var fm *maps.Full
 	var view maps.View
+	if resume && s.rep != nil && since > s.maps.Ring().Last() {
+		// Resumed from a replica that is ahead of this one: catch up first,
+		// so the stream continues instead of going back to a full map.
+		s.rep.catchUp(r.Context())
+	}
 	if resume {
 		view, resume = s.maps.Resume(id, since)
 	}
@@ -82,7 +87,7 @@ func (s *Server) connect(id meshapi.NodeID) (*presence.Stream, *apiError) {
 			return nil, e
 		}
 		st = s.presence.Attach(id)
-		return m.Connect(n, now), nil
+		return m.Connect(n, s.self, now), nil
 	})
 	return st, e
 }
@@ -152,7 +157,10 @@ func (s *Server) copyLines(r *http.Request, sw *streamWriter, id meshapi.NodeID,
 		}
 		if behind {
 			// Fell out of the log (or cannot have been in it): resynchronise.
-			if !s.holds(id, st) {
+			// A replica whose memory waits for a reload (a write failed
+			// after its commands ran) ends the stream instead: the node
+			// reconnects, and its connect reloads first.
+			if !s.holds(id, st) || (s.rep != nil && s.rep.follower.Dirty()) {
 				return
 			}
 			full, v, ok := s.maps.Snapshot(id)

@@ -55,6 +55,12 @@ type Server struct {
 	// nodeGone hears of deleted and logged-out nodes (see relayhook.go).
 	nodeGone func(meshapi.Key)
 
+	// self is this replica's id, the home of the nodes it streams to
+	// (replica mode; "" on SQLite), and rep its replica-mode part (nil on
+	// SQLite: see replica.go).
+	self string
+	rep  *replicaCore
+
 	done          chan struct{} // closed by Close: ends event streams
 	stopHeartbeat func()
 	stopPruner    func()
@@ -73,50 +79,72 @@ const streamShards = 16
 const heartbeatInterval = 5 * time.Second
 
 // New loads the state from st and starts the writer. st is owned by the
-// Server from now on (Close closes it).
+// Server from now on (Close closes it). On a PostgreSQL store the server is
+// one replica among any number on the same database (replica.go).
 func New(ctx context.Context, cfg Config, st store.Store) (*Server, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	var eb [8]byte
-	if _, err := rand.Read(eb[:]); err != nil {
-		return nil, fmt.Errorf("making an epoch: %w", err)
-	}
 	now := cfg.Clock.Now()
-	s := &Server{cfg: cfg, clock: cfg.Clock, st: st, epoch: hex.EncodeToString(eb[:]), done: make(chan struct{})}
+	s := &Server{cfg: cfg, clock: cfg.Clock, st: st, done: make(chan struct{})}
 	s.log, s.closeLog = nonBlocking(cfg.Logger)
 	s.metrics = newMetrics(s)
 	s.policyMetrics = newPolicyMetrics(s.metrics.reg)
 	s.metrics.onStreams = s.adaptBatching
-	s.w = commit.New(st, s.log, cfg.MaxQueuedWrites, commit.Hooks{
-		Healthy: s.metrics.setStoreHealthy, Observed: s.metrics.observeCommit, Committed: func(ops []store.Op) { s.events.Publish(ops) },
-	})
-	s.maps = maps.New(maps.Config{
-		Epoch: s.epoch,
-		// Versions start from the clock (in microseconds), so a client that
-		// resumes with a version from an earlier run (without its epoch) is
-		// all but certain to hold a version this log never had, and gets a
-		// full map. The epoch parameter makes it certain.
-		BaseVersion: uint64(time.Now().UnixMicro()), Size: cfg.DeltaLogSize, Shards: streamShards,
-		Domain: cfg.BaseDomain, Keepalive: cfg.KeepaliveInterval,
-		Deltas: s.metrics.deltas,
-	})
 	s.presence = presence.New(s.clock, cfg.ReconnectGrace, s.graceEnded)
 	s.gc = gc.New(s.clock, s.gcDue)
-	if err := s.restore(ctx, now); err != nil {
+	if pg, ok := st.(*store.Postgres); ok {
+		err = s.startReplica(ctx, pg, now)
+	} else {
+		err = s.startSingle(ctx, now)
+	}
+	if err != nil {
 		s.mu.Lock()
 		s.closed = true // timers armed while loading do nothing
 		s.gc.Stop()
 		s.presence.CloseAll()
 		s.mu.Unlock()
+		if s.rep != nil && s.rep.cancel != nil {
+			s.rep.close()
+		}
 		s.closeLog()
 		return nil, err
 	}
-	go s.w.Run()
-	s.stopHeartbeat = clock.Repeat(s.clock, heartbeatInterval, heartbeatInterval, s.heartbeat)
 	s.stopPruner = clock.Repeat(s.clock, 0, eventlog.PruneInterval(cfg.EventRetention), s.pruneEvents)
 	return s, nil
+}
+
+// startSingle loads the state as the only coordinator of st (SQLite) and
+// starts the writer and the heartbeat.
+func (s *Server) startSingle(ctx context.Context, now time.Time) error {
+	var eb [8]byte
+	if _, err := rand.Read(eb[:]); err != nil {
+		return fmt.Errorf("making an epoch: %w", err)
+	}
+	s.epoch = hex.EncodeToString(eb[:])
+	s.w = commit.New(s.st, s.log, s.cfg.MaxQueuedWrites, commit.Hooks{
+		Healthy: s.metrics.setStoreHealthy, Observed: s.metrics.observeCommit, Committed: func(ops []store.Op) { s.events.Publish(ops) },
+	})
+	// Versions start from the clock (in microseconds), so a client that
+	// resumes with a version from an earlier run (without its epoch) is
+	// all but certain to hold a version this log never had, and gets a
+	// full map. The epoch parameter makes it certain.
+	s.maps = s.newMaps(uint64(time.Now().UnixMicro()))
+	if err := s.restore(ctx, now); err != nil {
+		return err
+	}
+	go s.w.Run()
+	s.stopHeartbeat = clock.Repeat(s.clock, heartbeatInterval, heartbeatInterval, s.heartbeat)
+	return nil
+}
+
+// newMaps returns the map log of the epoch, its first line at base+1.
+func (s *Server) newMaps(base uint64) *maps.Log {
+	return maps.New(maps.Config{
+		Epoch: s.epoch, BaseVersion: base, Size: s.cfg.DeltaLogSize, Shards: streamShards,
+		Domain: s.cfg.BaseDomain, Keepalive: s.cfg.KeepaliveInterval, Deltas: s.metrics.deltas,
+	})
 }
 
 // adaptBatching sets the map log's wake round for open streams so that all
@@ -147,7 +175,11 @@ func (s *Server) Close() error {
 	close(s.done)
 	s.stopHeartbeat()
 	s.stopPruner()
-	s.w.Close()
+	if s.rep != nil {
+		s.rep.close()
+	} else {
+		s.w.Close()
+	}
 	err := s.st.Close()
 	s.closeLog()
 	return err

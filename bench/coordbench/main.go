@@ -19,12 +19,17 @@
 //     the other processes' CPU (the machine's noise).
 //
 //     go run ./bench/coordbench [-sizes 1000,10000] [-churn 10s] [-rate 50] [-runs 3] [-db sqlite,postgres]
-//     [-policy both|off|on] [-tags 100]
+//     [-replicas 1,3] [-policy both|off|on] [-tags 100]
 //
 // -db lists the databases to measure, each on the same sizes in the same
 // run: sqlite (a fresh file) and postgres (a fresh database on a private
 // PostgreSQL server that scripts/postgres.sh starts, with its durable
 // defaults); the table then also gives each one's ratio to SQLite.
+// -replicas lists how many meshcoord replicas serve the PostgreSQL
+// database, each count measured in turn (docs/replicas.md): node i uses
+// replica i mod R for every call, so registrations and streams are spread
+// evenly, and every delta about a change made on one replica is timed at
+// peers streaming on all of them. CPU is then per replica (the mean).
 //
 // -policy both (the default) measures each size of the first -db database
 // again with an access policy of -tags tags in force (policy.go: ci-NN →
@@ -64,6 +69,7 @@ func main() {
 	runs := flag.Int("runs", 3, "churn windows per size (medians are reported)")
 	bin := flag.String("meshcoord", "", "meshcoord binary (default: build ./cmd/meshcoord)")
 	dbs := flag.String("db", "sqlite,postgres", "databases to measure, comma-separated: sqlite, postgres")
+	replicaCounts := flag.String("replicas", "1,3", "with postgres: how many replicas serve the database, comma-separated counts measured in turn")
 	withPolicy := flag.String("policy", "both", "off (no access policy), on (a policy of -tags tags), or both: each size of the first -db without, then with")
 	tags := flag.Int("tags", 100, "tags of the policy (even: ci-NN → db-NN pairs)")
 	dbJoins := flag.Int("dbsize", 0, "instead: measure the database size after this many joins and leaves (serve flags may follow, after --)")
@@ -99,6 +105,14 @@ func main() {
 		}
 		ns = append(ns, n)
 	}
+	var reps []int
+	for _, s := range strings.Split(*replicaCounts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 9 {
+			fatal(fmt.Errorf("-replicas: %q is not a replica count in [1, 9]", s))
+		}
+		reps = append(reps, n)
+	}
 	variants := map[string][]int{"off": {0}, "on": {*tags}, "both": {0, *tags}}[*withPolicy]
 	if variants == nil {
 		fatal(fmt.Errorf("-policy %q: want off, on or both", *withPolicy))
@@ -109,7 +123,7 @@ func main() {
 		if i > 0 && len(vs) > 1 {
 			vs = vs[:1] // the policy's figures do not depend on the store: measured on the first
 		}
-		rs, err := runDB(strings.TrimSpace(db), path, ns, vs, *churnFor, *rate, *runs)
+		rs, err := runDB(strings.TrimSpace(db), path, ns, vs, reps, *churnFor, *rate, *runs)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "coordbench: %s: %v\n", db, err)
 		}
@@ -134,11 +148,12 @@ func noDBCPU() time.Duration { return 0 }
 
 // runDB measures every size on one kind of database, with each policy
 // variant (the number of tags, 0 for no policy).
-func runDB(db, bin string, sizes, variants []int, churnFor time.Duration, rate, runs int) ([]result, error) {
+func runDB(db, bin string, sizes, variants, replicas []int, churnFor time.Duration, rate, runs int) ([]result, error) {
 	var serveArgs func() ([]string, error)
 	switch db {
 	case "sqlite":
 		serveArgs = func() ([]string, error) { return nil, nil } // the server's own fresh file
+		replicas = []int{1}
 	case "postgres":
 		pg, err := startPostgres()
 		if err != nil {
@@ -155,23 +170,37 @@ func runDB(db, bin string, sizes, variants []int, churnFor time.Duration, rate, 
 		return nil, fmt.Errorf("-db: unknown database %q (want sqlite or postgres)", db)
 	}
 	var out []result
-	for _, n := range sizes {
-		for _, tags := range variants {
-			fmt.Fprintf(os.Stderr, "== %s, %d nodes, %s\n", db, n, policyName(tags))
-			args, err := serveArgs()
-			if err != nil {
-				return out, err
+	for _, reps := range replicas {
+		for _, n := range sizes {
+			for i, tags := range variants {
+				if i > 0 && reps > 1 {
+					continue // the policy's figures: measured with one replica
+				}
+				name := dbName(db, reps)
+				fmt.Fprintf(os.Stderr, "== %s, %d nodes, %s\n", name, n, policyName(tags))
+				args, err := serveArgs()
+				if err != nil {
+					return out, err
+				}
+				r, err := runSize(bin, n, churnFor, rate, runs, tags, reps, args...)
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "coordbench: %s, %d nodes, %s: %v\n", name, n, policyName(tags), err)
+					continue
+				}
+				r.db = name
+				out = append(out, r)
 			}
-			r, err := runSize(bin, n, churnFor, rate, runs, tags, args...)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "coordbench: %s, %d nodes, %s: %v\n", db, n, policyName(tags), err)
-				continue
-			}
-			r.db = db
-			out = append(out, r)
 		}
 	}
 	return out, nil
+}
+
+// dbName labels a database measured with reps replicas.
+func dbName(db string, reps int) string {
+	if reps == 1 {
+		return db
+	}
+	return fmt.Sprintf("%s:%d", db, reps)
 }
 
 func policyName(tags int) string {
@@ -202,7 +231,8 @@ func raiseFileLimit() {
 }
 
 type result struct {
-	db          string // sqlite, postgres
+	db          string // sqlite, postgres, postgres:3 (3 replicas)
+	replicas    int
 	nodes       int
 	tags        int           // of the policy; 0: no policy
 	failed      int64         // churn operations that failed (at most 1 %)
@@ -216,8 +246,8 @@ type result struct {
 	changes     int     // changes measured (median run)
 	deliveries  int64   // (change, peer) pairs measured
 	missing     int64   // deltas a peer connected throughout never got
-	cpuCores    float64 // coordinator CPU during churn
-	rssMiB      float64 // coordinator RSS after churn
+	cpuCores    float64 // coordinator CPU during churn (per replica: the mean)
+	rssMiB      float64 // coordinator RSS after churn (the largest replica)
 	peakRSSMiB  float64
 	dbCores     float64 // the database server (PostgreSQL) during churn
 	benchCores  float64 // this process (the simulated nodes) during churn
@@ -228,10 +258,10 @@ type result struct {
 func printTable(rs []result, rate int, churn time.Duration, runs int) {
 	fmt.Printf("\ncoordinator scale: simulated nodes on loopback, churn %d joins + %d leaves per second, %v per window, median of %d windows\n\n",
 		rate, rate, churn, runs)
-	fmt.Printf("%-9s %-7s %-8s %9s %8s %8s %9s %9s %11s %11s %11s %9s %10s %9s %9s %7s %8s %10s\n",
+	fmt.Printf("%-11s %-7s %-8s %9s %8s %8s %9s %9s %11s %11s %11s %9s %10s %9s %9s %7s %8s %10s\n",
 		"db", "nodes", "policy", "reg/s", "setup", "fan-out", "p50 peer", "p99 peer", "p50 all", "p99 all", "max all", "missing", "coord CPU", "RSS MiB", "peak MiB", "db CPU", "sim CPU", "other CPU")
 	for _, r := range rs {
-		fmt.Printf("%-9s %-7d %-8s %9.0f %8s %8.1f %9s %9s %11s %11s %11s %9d %10.2f %9.0f %9.0f %7.2f %8.2f %10.2f\n",
+		fmt.Printf("%-11s %-7d %-8s %9.0f %8s %8.1f %9s %9s %11s %11s %11s %9d %10.2f %9.0f %9.0f %7.2f %8.2f %10.2f\n",
 			r.db, r.nodes, policyColumn(r.tags), r.regRate, r.setup.Round(100*time.Millisecond), r.fanout, ms(r.p50), ms(r.p99), ms(r.allP50), ms(r.allP99), ms(r.allMax),
 			r.missing, r.cpuCores, r.rssMiB, r.peakRSSMiB, r.dbCores, r.benchCores, r.otherCores)
 	}
@@ -274,7 +304,7 @@ func printTable(rs []result, rate int, churn time.Duration, runs int) {
 	fmt.Println("\n(reg/s: registrations answered per second, 16 concurrent clients; setup: opening every stream;" +
 		" fan-out: peers each change reached; peer: change -> delta at one peer, all: -> at the last peer;" +
 		" missing: deltas a stable peer that should have seen them never got;" +
-		" CPU in cores of this 2-core box during churn (coord: meshcoord; db: the PostgreSQL server);" +
+		" CPU in cores of this box during churn (coord: meshcoord, per replica with several; db: the PostgreSQL server);" +
 		" sim: the simulated nodes' own process;" +
 		" other: the rest of the machine, noise that inflates latency when high;" +
 		" policy: tags/2 pairs ci-NN -> db-NN tcp:5432, one tag per node, so a map holds about nodes/tags peers)")

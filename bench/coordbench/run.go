@@ -22,10 +22,10 @@ type changeKey struct {
 
 // bench holds one size's run.
 type bench struct {
-	srv *server
-	key string
-	pol *benchPolicy // nil: no policy
-	cur atomic.Pointer[window]
+	srvs []*server // the replicas (one, unless PostgreSQL with -replicas)
+	key  string
+	pol  *benchPolicy // nil: no policy
+	cur  atomic.Pointer[window]
 	// regs counts registrations (the observer is 0), for keyFor.
 	regs atomic.Int64
 
@@ -76,22 +76,27 @@ func (b *bench) noteStart(k changeKey, t time.Time) {
 func (b *bench) hostname() string { return fmt.Sprintf("sim-%06d", b.hostSeq.Add(1)) }
 
 // runSize measures n nodes, with a policy of that many tags unless tags is
-// 0 (policy.go), on a server started with serveArgs.
-func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags int, serveArgs ...string) (result, error) {
-	res := result{nodes: n, tags: tags}
-	srv, err := startServer(bin, serveArgs...)
-	if err != nil {
-		return res, err
-	}
-	defer srv.stop()
-	key, err := srv.createKey()
-	if err != nil {
-		return res, err
-	}
-	b := &bench{srv: srv, key: key, started: map[changeKey]time.Time{}, tagOf: map[meshapi.NodeID]int{},
+// 0 (policy.go), on `replicas` servers started with serveArgs (one
+// database: several only on PostgreSQL). Node i registers, streams and
+// logs out on replica i mod replicas.
+func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags, replicas int, serveArgs ...string) (result, error) {
+	res := result{nodes: n, tags: tags, replicas: replicas}
+	b := &bench{started: map[changeKey]time.Time{}, tagOf: map[meshapi.NodeID]int{},
 		byVer: map[uint64]changeKey{}, ops: map[string][]time.Duration{}}
+	for range replicas {
+		srv, err := startServer(bin, serveArgs...)
+		if err != nil {
+			return res, err
+		}
+		defer srv.stop()
+		b.srvs = append(b.srvs, srv)
+	}
+	var err error
+	if b.key, err = b.srvs[0].createKey(); err != nil {
+		return res, err
+	}
 	if tags > 0 {
-		if b.pol, err = setUpPolicy(srv, tags); err != nil {
+		if b.pol, err = setUpPolicy(b.srvs[0], tags); err != nil {
 			return res, err
 		}
 	}
@@ -119,14 +124,14 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags int, se
 	// leave), the observer among them.
 	start = time.Now()
 	regs[0].stable = true
-	if err := regs[0].connect(srv.url, &b.cur, b.observe); err != nil {
+	if err := regs[0].connect(regs[0].home, &b.cur, b.observe); err != nil {
 		return res, err
 	}
 	<-regs[0].ready
 	if err := parallel(n-1, 32, func(i int) error {
 		s := regs[i+1]
 		s.stable = i%2 == 0
-		if err := s.connect(srv.url, &b.cur, nil); err != nil {
+		if err := s.connect(s.home, &b.cur, nil); err != nil {
 			return err
 		}
 		<-s.ready
@@ -159,8 +164,11 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags int, se
 		wins = append(wins, r)
 	}
 	med := medianBy(wins, func(r result) float64 { return float64(r.allP99) })
-	med.nodes, med.tags, med.regRate, med.setup = n, tags, res.regRate, res.setup
-	med.rssMiB, med.peakRSSMiB = rss(srv.cmd.Process.Pid)
+	med.nodes, med.tags, med.replicas, med.regRate, med.setup = n, tags, replicas, res.regRate, res.setup
+	for _, srv := range b.srvs { // the largest replica
+		now, peak := rss(srv.cmd.Process.Pid)
+		med.rssMiB, med.peakRSSMiB = max(med.rssMiB, now), max(med.peakRSSMiB, peak)
+	}
 	med.windowsUsed = len(wins)
 	return med, nil
 }
@@ -169,7 +177,7 @@ func runSize(bin string, n int, churnFor time.Duration, rate, runs, tags int, se
 // waits until every stream has read it: the system has caught up.
 func (b *bench) settle(timeout time.Duration) (uint64, error) {
 	key, _ := b.markerKey()
-	m, err := register(b.srv.url, key, "marker-"+b.hostname())
+	m, err := register(b.srvs[0].url, key, "marker-"+b.hostname())
 	if err != nil {
 		return 0, err
 	}
@@ -213,7 +221,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	count := int(d.Seconds() * float64(rate))
 	w := &window{v0: b.obsLast.Load(), size: 3*count + 64, base: time.Now()}
 	b.cur.Store(w)
-	cpu0, db0, wall0, busy0, self0 := cpuTime(b.srv.cmd.Process.Pid), dbCPU(), time.Now(), cpuload.MachineBusy(), cpuload.Self(false)
+	cpu0, db0, wall0, busy0, self0 := b.coordCPU(), dbCPU(), time.Now(), cpuload.MachineBusy(), cpuload.Self(false)
 
 	var wg sync.WaitGroup
 	var errs atomic.Int64
@@ -239,7 +247,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 			t1 := time.Now()
 			b.noteOp("register", t1.Sub(t0))
 			b.noteStart(changeKey{'p', s.id}, t1)
-			if err := s.connect(b.srv.url, &b.cur, nil); err != nil {
+			if err := s.connect(s.home, &b.cur, nil); err != nil {
 				fail(err)
 				return
 			}
@@ -264,7 +272,7 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 			b.mu.Unlock()
 			t0 := time.Now()
 			b.noteStart(changeKey{'r', s.id}, t0)
-			if err := s.logout(b.srv.url); err != nil {
+			if err := s.logout(s.home); err != nil {
 				fail(err)
 			}
 			b.noteOp("logout", time.Since(t0))
@@ -295,11 +303,12 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	if err != nil {
 		return res, err
 	}
-	res.cpuCores = (cpuTime(b.srv.cmd.Process.Pid) - cpu0).Seconds() / time.Since(wall0).Seconds()
+	coordAll := (b.coordCPU() - cpu0).Seconds() / time.Since(wall0).Seconds()
+	res.cpuCores = coordAll / float64(len(b.srvs))
 	res.benchCores = (cpuload.Self(false) - self0).Seconds() / time.Since(wall0).Seconds()
 	// Clock-tick accounting makes this jitter around zero on a quiet box.
 	res.dbCores = (dbCPU() - db0).Seconds() / time.Since(wall0).Seconds()
-	res.otherCores = max(0, (cpuload.MachineBusy()-busy0).Seconds()/time.Since(wall0).Seconds()-res.cpuCores-res.benchCores-res.dbCores)
+	res.otherCores = max(0, (cpuload.MachineBusy()-busy0).Seconds()/time.Since(wall0).Seconds()-coordAll-res.benchCores-res.dbCores)
 	b.cur.Store(nil)
 
 	// Measure every change of the window that a client started.
@@ -366,15 +375,25 @@ func (b *bench) churn(d time.Duration, rate int) (result, error) {
 	return res, nil
 }
 
+// coordCPU is the CPU time every replica used so far.
+func (b *bench) coordCPU() time.Duration {
+	var t time.Duration
+	for _, srv := range b.srvs {
+		t += cpuTime(srv.cmd.Process.Pid)
+	}
+	return t
+}
+
 // register registers the nth node of the run (keyFor picks its key and
-// tag) and notes its tag.
+// tag) on its replica and notes its tag.
 func (b *bench) register(n int, hostname string) (*sim, error) {
 	key, tag := b.keyFor(n)
-	s, err := register(b.srv.url, key, hostname)
+	home := b.srvs[n%len(b.srvs)].url
+	s, err := register(home, key, hostname)
 	if err != nil {
 		return nil, err
 	}
-	s.tag = tag
+	s.tag, s.home = tag, home
 	b.mu.Lock()
 	b.tagOf[s.id] = tag
 	b.mu.Unlock()

@@ -22,8 +22,9 @@ import (
 type sim struct {
 	id     meshapi.NodeID
 	secret string
-	stable bool // stays connected for the whole run (never leaves)
-	tag    int  // tag index with a policy (policy.go)
+	home   string // the replica it uses (its URL)
+	stable bool   // stays connected for the whole run (never leaves)
+	tag    int    // tag index with a policy (policy.go)
 
 	cancel context.CancelFunc
 	done   chan struct{}

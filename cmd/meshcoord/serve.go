@@ -36,7 +36,7 @@ created on first start, or in a PostgreSQL database (--db postgres://...). When 
 			&cli.StringFlag{Name: "db", EnvVars: []string{"MESHCOORD_DB"}, Value: "meshcoord.db",
 				Usage: "SQLite database file (created on first start), or a postgres:// URL"},
 			&cli.BoolFlag{Name: "standby", EnvVars: []string{"MESHCOORD_STANDBY"},
-				Usage: "with a PostgreSQL --db that another meshcoord holds: wait as a standby (answering 503) and take over when it is gone"},
+				Usage: "no longer needed (accepted and ignored): every meshcoord on one PostgreSQL --db serves at once"},
 			socketFlag(),
 			tokenFlag("allow the admin API over TCP for requests with this bearer token"),
 			&cli.StringFlag{Name: "tls-cert", EnvVars: []string{"MESHCOORD_TLS_CERT"}, Usage: "PEM certificate: serve HTTPS"},
@@ -140,7 +140,7 @@ func serve(c *cli.Context) error {
 		return srv
 	}
 	// The servers answer from now on: a retryable 503 while the state
-	// loads (or while this server is a standby), the coordinator then.
+	// loads, the coordinator then.
 	starting := notServing("starting", "the coordinator is starting; retry")
 	api, admin := newSwitchable(starting), newSwitchable(starting)
 	apiSrv, adminSrv := newServer(api, tlsConfig), newServer(admin, nil)
@@ -169,24 +169,15 @@ func serve(c *cli.Context) error {
 		announced = true
 	}
 
-	st, err := store.Open(ctx, c.String("db"), log)
-	if errors.Is(err, store.ErrInUse) && c.Bool("standby") {
-		// Another replica is active: answer 503 (nodes move on to it) and
-		// take over as soon as it is gone.
-		standby := notServing("standby", "this meshcoord is a standby: another replica holds the database; retry (a node with several coordinators moves to the next)")
-		api.set(standby)
-		admin.set(standby)
-		announce()
-		log.Info("standby: another meshcoord holds the database; waiting to take over", "url", url, "db", store.Redacted(c.String("db")))
-		st, err = waitActive(ctx, c.String("db"), log)
+	if c.Bool("standby") {
+		log.Warn("--standby is no longer needed: every meshcoord on one PostgreSQL database serves at once (docs/replicas.md)")
 	}
+	st, err := store.Open(ctx, c.String("db"), log)
 	if err != nil {
 		stopServers()
-		if ctx.Err() != nil {
-			return nil // stopped while waiting
-		}
 		return err
 	}
+	cfg.ReplicaURL = url
 	coord, err := coordinator.New(ctx, cfg, st)
 	if err != nil {
 		st.Close()
@@ -225,11 +216,6 @@ func serve(c *cli.Context) error {
 		log.Info("shutting down")
 	case runErr = <-serveErr:
 		log.Error("server stopped", "err", runErr)
-	case <-fencedOf(st):
-		// Another server took the database over (this one was cut from
-		// it for longer than a standby waits): it must not serve on.
-		runErr = errors.New("another meshcoord took the database over: stopping (restart this one to make it a standby)")
-		log.Error("stepping down", "err", runErr)
 	}
 	// Stop accepting, close streams and store the last changes; streams
 	// never end by themselves, so Shutdown gets a short bound.

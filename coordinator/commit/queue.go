@@ -88,6 +88,18 @@ func New(st store.Store, log *slog.Logger, maxQueued int, hooks Hooks) *Queue {
 
 func newBatch() *Batch { return &Batch{done: make(chan struct{})} }
 
+// NewBatch returns a batch that its writer finishes with Finish: for
+// writers other than a Queue (a replica's, which commits through the
+// change log).
+func NewBatch() *Batch { return newBatch() }
+
+// Finish releases everyone waiting for b: err nil means it is stored.
+// Call it once.
+func (b *Batch) Finish(err error) {
+	b.err = err
+	close(b.done)
+}
+
 // Overloaded reports whether the queue is at its bound (the store is
 // slower than the changes coming in, or failing), and how many ops wait.
 func (q *Queue) Overloaded() (bool, int) {

@@ -56,6 +56,36 @@ func (l *Log) Publish(ops []store.Op) {
 	}
 }
 
+// Fill publishes the stored events after the newest published one up to
+// through, read back from the store: for a replica that reloaded its state
+// instead of applying each change (events since deleted for retention are
+// skipped).
+func (l *Log) Fill(ctx context.Context, through uint64) error {
+	for l.ring.Last() < through {
+		evs, err := l.st.Events(ctx, l.ring.Last(), 1000)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Seq > through {
+				return nil
+			}
+			for l.ring.Last()+1 < e.Seq { // pruned meanwhile: nothing to show
+				l.ring.Append(deltalog.Entry{Version: l.ring.Last() + 1})
+			}
+			line, _ := json.Marshal(e) // our own type: cannot fail
+			l.ring.Append(deltalog.Entry{Version: e.Seq, Subject: uint64(e.NodeID), Data: append(line, '\n')})
+			l.onEvent(e)
+		}
+		if len(evs) == 0 {
+			for l.ring.Last() < through {
+				l.ring.Append(deltalog.Entry{Version: l.ring.Last() + 1})
+			}
+		}
+	}
+	return nil
+}
+
 // Last returns the seq of the newest event published.
 func (l *Log) Last() uint64 { return l.ring.Last() }
 

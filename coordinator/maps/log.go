@@ -19,6 +19,7 @@ package maps
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"sync"
 	"time"
@@ -62,6 +63,14 @@ type Log struct {
 	classes *classTable
 	vis     *visibility // the policy in force
 	history []visAt     // the visibility from each version on, as far back as the ring
+
+	// Replicas only: the lines of a change being written take their
+	// versions at once but are appended only when it is committed
+	// (Release), or dropped if it is not (Reset). Meanwhile the table is
+	// ahead of the ring, and full maps wait (held).
+	holding bool
+	pending []deltalog.Entry
+	held    *sync.Cond // on mu: broadcast when holding ends
 }
 
 // peer is one node as the maps see it: a copy, so full maps are built
@@ -82,11 +91,110 @@ type peer struct {
 func New(cfg Config) *Log {
 	c := newClassTable()
 	vis := newVisibility(nil, 0, c)
-	return &Log{
+	l := &Log{
 		cfg: cfg, deltas: deltalog.New(cfg.Size, cfg.BaseVersion, cfg.Shards), quiet: true,
 		peers: map[meshapi.NodeID]*peer{}, classes: c, vis: vis, history: []visAt{{0, vis}},
 	}
+	l.held = sync.NewCond(&l.mu)
+	return l
 }
+
+// Hold starts a change whose lines must wait for its commit (a replica's
+// write, or a change of another replica being applied): they take their
+// versions, and are appended by Release.
+func (l *Log) Hold() {
+	l.mu.Lock()
+	l.holding = true
+	l.mu.Unlock()
+}
+
+// Release ends the held change: it was committed as versions first to
+// first+versions-1. Its lines are appended, then empty entries up to the
+// last of its versions, so that the ring's versions are the change log's
+// on every replica. It fails (appending nothing) when the lines do not fit
+// those versions: the memory is not the log's, reload it.
+func (l *Log) Release(first, versions uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.endHoldLocked()
+	if first != l.deltas.Next() || uint64(len(l.pending)) > versions {
+		return fmt.Errorf("maps: a change of %d lines committed as versions %d+%d, after version %d",
+			len(l.pending), first, versions, l.deltas.Last())
+	}
+	for _, e := range l.pending {
+		l.deltas.Append(e)
+	}
+	for v := first + uint64(len(l.pending)); v < first+versions; v++ {
+		l.deltas.Append(deltalog.Entry{Version: v}) // no line: every reader skips it
+	}
+	if l.cfg.Deltas != nil {
+		l.cfg.Deltas.Add(float64(len(l.pending)))
+	}
+	return nil
+}
+
+func (l *Log) endHoldLocked() {
+	clear(l.pending)
+	l.pending = l.pending[:0]
+	l.holding = false
+	l.held.Broadcast()
+}
+
+// Held returns how many lines the held change has made so far: the map
+// versions it takes.
+func (l *Log) Held() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return uint64(len(l.pending))
+}
+
+// Abort ends the held change without appending its lines: it was not
+// committed (the state that made them is reloaded), or made none.
+func (l *Log) Abort() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.endHoldLocked()
+}
+
+// Reset empties the table (dropping a held change) for a reload of the
+// state: what is added until LiveAt fills the table without lines, and
+// full maps wait for LiveAt.
+func (l *Log) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.endHoldLocked()
+	l.holding = true
+	l.quiet = true
+	l.peers = map[meshapi.NodeID]*peer{}
+	l.order = nil
+	l.vis = newVisibility(nil, 0, l.classes)
+	l.history = []visAt{{0, l.vis}}
+}
+
+// LiveAt ends a reload whose state is the change log's at version v: a
+// stream behind v gets a full map (the changes in between were not seen
+// one by one), and the ring continues from v.
+func (l *Log) LiveAt(v uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.quiet = false
+	defer l.endHoldLocked()
+	last := l.deltas.Last()
+	switch {
+	case v < last:
+		return fmt.Errorf("maps: reloaded at version %d, before the ring's %d", v, last)
+	case v == last:
+		return nil
+	}
+	l.deltas.Append(deltalog.Entry{Version: last + 1, Payload: resync{}})
+	for u := last + 2; u <= v; u++ {
+		l.deltas.Append(deltalog.Entry{Version: u})
+	}
+	return nil
+}
+
+// resync is the payload of the entry that sends every stream a full map.
+type resync struct{}
 
 // SetPrefixes sets the mesh's address ranges for full maps (known once the
 // state is loaded). Call it before Live.
@@ -175,12 +283,24 @@ func (l *Log) publishLocked(subject *peer, msg meshapi.MapMessage, self *meshapi
 	if l.quiet {
 		return
 	}
-	v := l.deltas.Next()
+	v := l.nextLocked()
 	msg.Version = v
 	e := deltalog.Entry{Version: v, Subject: uint64(subject.id), Data: encodeLine(&msg), Audience: uint32(subject.class)}
 	if self != nil {
 		self.Version = v
 		e.Self = encodeLine(self)
+	}
+	l.appendLocked(e)
+}
+
+// nextLocked is the version of the next line.
+func (l *Log) nextLocked() uint64 { return l.deltas.Next() + uint64(len(l.pending)) }
+
+// appendLocked appends e, or keeps it for Release while a change is held.
+func (l *Log) appendLocked(e deltalog.Entry) {
+	if l.holding {
+		l.pending = append(l.pending, e)
+		return
 	}
 	l.deltas.Append(e)
 	if l.cfg.Deltas != nil {
@@ -206,16 +326,13 @@ func (l *Log) PolicyChanged(p *mesh.Policy) {
 			groups[n.class] = append(groups[n.class], n)
 		}
 	}
-	v := l.deltas.Next()
+	v := l.nextLocked()
 	pc := &policyChange{vis: vis, version: v, byClass: make(map[classID]*classChange, len(groups))}
 	for a := range groups {
 		pc.byClass[a] = newClassChange(a, groups, old, vis, v)
 	}
-	l.deltas.Append(deltalog.Entry{Version: v, Payload: pc})
+	l.appendLocked(deltalog.Entry{Version: v, Payload: pc})
 	l.history = append(l.history, visAt{from: v, vis: vis})
-	if l.cfg.Deltas != nil {
-		l.cfg.Deltas.Inc()
-	}
 }
 
 // encodedLocked returns p as a peer, encoded and followed by a comma, from

@@ -89,7 +89,7 @@ func TestLinesFollowFromTheChanges(t *testing.T) {
 	a := register(t, m, k, "a", 1)
 	start := l.Ring().Last()
 	b := register(t, m, k, "b", 2)
-	m.Connect(b, t0)
+	m.Connect(b, "", t0)
 	m.SetEndpoints(b, []netip.AddrPort{netip.MustParseAddrPort("198.18.0.2:41641")}, t0)
 	m.Logout(b, meshapi.ReasonLogout, "", t0)
 	m.Delete(b, meshapi.ReasonAdmin, "", t0)

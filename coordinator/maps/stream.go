@@ -35,6 +35,9 @@ type View struct {
 func (l *Log) Snapshot(id meshapi.NodeID) (Full, View, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for l.holding { // the table is ahead of the ring until the commit
+		l.held.Wait()
+	}
 	p := l.peers[id]
 	if p == nil || p.view.LoggedOut {
 		return Full{}, View{}, false
@@ -99,6 +102,9 @@ func (l *Log) KeepaliveLine(v uint64) []byte {
 // view past a policy change. ok is false when the stream must start over
 // with a full map.
 func (v *View) Line(e *deltalog.Entry) (line []byte, ok bool) {
+	if _, ok := e.Payload.(resync); ok {
+		return nil, false
+	}
 	if pc, isPolicy := e.Payload.(*policyChange); isPolicy {
 		line = pc.lineFor(v.class, v.self)
 		if line == nil {

@@ -68,6 +68,9 @@ func (m *Mesh) apply(op *store.Op) error {
 		}
 		return nil
 	}
+	if _, ok := op.RemovedReplica(); ok {
+		return nil // the replicas table is not the mesh's
+	}
 	return errors.New("mesh: unknown op")
 }
 

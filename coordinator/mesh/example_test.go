@@ -32,7 +32,7 @@ func Example() {
 	_, keyChange := m.CreateKey(store.KeyRecord{ID: k.ID, Hash: k.Hash(), Reusable: true, Created: now}, now)
 	_, secret := authkey.NewNodeSecret()
 	n, _, regChange, _ := m.Register(&mesh.Registration{Key: k, Hostname: "Web_1", PublicKey: meshapi.Key{1}, SecretHash: secret}, now)
-	online := m.Connect(n, now)
+	online := m.Connect(n, "", now)
 	fmt.Println(len(regChange), "ops to store for the registration; next event", m.LastEvent()+1)
 
 	follower, _, _ := mesh.Load(cfg, &store.Snapshot{Meta: map[string]string{mesh.MetaULA: "fd01:2:3::/48"}}, time.Time{}, now, printer{})

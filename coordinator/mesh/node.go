@@ -21,6 +21,9 @@ type Node struct {
 	// GCTimeout is the node's own inactivity timeout (from its key); zero
 	// means the mesh's default.
 	GCTimeout time.Duration
+	// Home is the replica that holds its map stream (empty on SQLite, and
+	// while it holds none).
+	Home string
 
 	liveIdx int // position in Mesh.live
 }
@@ -48,6 +51,7 @@ func (n *Node) Record() store.NodeRecord {
 		PublicKey: n.PublicKey, Endpoints: n.Endpoints, Ephemeral: n.Ephemeral, Tags: n.Tags,
 		Created: n.Created, LastSeen: n.LastSeen, KeyID: n.KeyID, SecretHash: n.SecretHash,
 		LoggedOut: n.LoggedOut, Online: n.Online, GCTimeout: n.GCTimeout, GCDeadline: n.GCDeadline,
+		Home: n.Home,
 	}
 }
 
@@ -59,7 +63,7 @@ func (n *Node) set(r *store.NodeRecord, domain string) {
 		Online: r.Online, LastSeen: r.LastSeen, Ephemeral: r.Ephemeral, Tags: NonNil(r.Tags),
 		Created: r.Created, KeyID: r.KeyID, LoggedOut: r.LoggedOut, GCDeadline: r.GCDeadline,
 	}
-	n.SecretHash, n.GCTimeout = r.SecretHash, r.GCTimeout
+	n.SecretHash, n.GCTimeout, n.Home = r.SecretHash, r.GCTimeout, r.Home
 }
 
 // PeerChanged reports whether a peer's view of a node differs between a

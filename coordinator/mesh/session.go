@@ -11,19 +11,20 @@ import (
 // grace after the stream drops (the owner keeps the streams and the grace
 // timers; these commands are what they decide).
 
-// Connect records that n opened its map stream at now: it is online and
-// has no GC deadline. Back within its grace, peers never saw it leave: only
-// the deadline (if any) is cleared, without an event.
-func (m *Mesh) Connect(n *Node, now time.Time) Change {
+// Connect records that n opened its map stream at now on replica home
+// (empty on SQLite): it is online and has no GC deadline. Back within its
+// grace, peers never saw it leave: only the deadline (if any) is cleared
+// and the home moved, without an event.
+func (m *Mesh) Connect(n *Node, home string, now time.Time) Change {
 	c := m.begin(now)
 	if n.Online {
-		if !n.GCDeadline.IsZero() {
-			c.putNode(n, func(r *store.NodeRecord) { r.GCDeadline = time.Time{} })
+		if !n.GCDeadline.IsZero() || n.Home != home {
+			c.putNode(n, func(r *store.NodeRecord) { r.GCDeadline, r.Home = time.Time{}, home })
 		}
 		return c.ops
 	}
 	c.putNode(n, func(r *store.NodeRecord) {
-		r.Online, r.LastSeen, r.GCDeadline = true, now, time.Time{}
+		r.Online, r.LastSeen, r.GCDeadline, r.Home = true, now, time.Time{}, home
 	})
 	c.event(meshapi.EventOnline, n, "", "")
 	return c.ops
@@ -53,7 +54,7 @@ func (m *Mesh) GoOffline(n *Node, a Absence, now time.Time) Change {
 		deadline = a.ClockFrom.Add(m.Timeout(n))
 	}
 	c.putNode(n, func(r *store.NodeRecord) {
-		r.Online, r.LastSeen, r.GCDeadline = false, a.LastSeen, deadline
+		r.Online, r.LastSeen, r.GCDeadline, r.Home = false, a.LastSeen, deadline, ""
 	})
 	c.event(meshapi.EventOffline, n, "", "")
 	if n.Ephemeral && !deadline.After(now) {
@@ -95,7 +96,7 @@ func (m *Mesh) Logout(n *Node, reason meshapi.DeleteReason, detail string, now t
 		if r.Online {
 			r.LastSeen = now
 		}
-		r.Online, r.LoggedOut, r.GCDeadline = false, true, time.Time{}
+		r.Online, r.LoggedOut, r.GCDeadline, r.Home = false, true, time.Time{}, ""
 	})
 	c.event(meshapi.EventLoggedOut, n, "", detail)
 	return c.ops, false

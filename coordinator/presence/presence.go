@@ -86,6 +86,18 @@ func (t *Table) Streaming(id meshapi.NodeID) bool {
 	return e != nil && e.stream != nil
 }
 
+// Has reports whether id holds a stream or is in its grace.
+func (t *Table) Has(id meshapi.NodeID) bool { return t.nodes[id] != nil }
+
+// Nodes returns the nodes that hold a stream or are in their grace.
+func (t *Table) Nodes() []meshapi.NodeID {
+	ids := make([]meshapi.NodeID, 0, len(t.nodes))
+	for id := range t.nodes {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // Holds reports whether st is id's live stream.
 func (t *Table) Holds(id meshapi.NodeID, st *Stream) bool {
 	e := t.nodes[id]

@@ -23,29 +23,38 @@ type Log interface {
 	WatchChanges(ctx context.Context, poll time.Duration, wake func())
 }
 
+// Writer makes changes of the log (store.Postgres).
+type Writer interface {
+	WriteChange(ctx context.Context, decide store.Decide) (store.Change, error)
+}
+
 // Follower applies the change log to a replica's memory: every committed
 // change once, in order, whether it was read by the follower's own loop,
-// during a write (which catches up first), or handed over by the write
-// that made it.
+// during a write (which catches up first), or made by the replica itself.
 type Follower struct {
 	log    Log
-	apply  func(store.Change)
+	apply  func(store.Change) error
 	reload func(ctx context.Context) (uint64, error)
 	logger *slog.Logger
 
 	mu     sync.Mutex
 	cursor uint64 // last version applied
+	// dirty: the memory may hold what the database does not (a write's
+	// commands ran and its commit failed, or a change did not apply), so
+	// it must be reloaded before anything else.
+	dirty bool
 }
 
 // readBatch is how many changes one read takes.
 const readBatch = 500
 
 // NewFollower returns a follower whose memory holds the log up to version
-// from. apply is called with each change in order, one at a time; reload
-// is called when the log cannot be followed from the cursor (the replica
-// fell behind the log's retention): it reloads the memory from the tables
-// and returns the version it now holds.
-func NewFollower(log Log, from uint64, apply func(store.Change), reload func(context.Context) (uint64, error), logger *slog.Logger) *Follower {
+// from. apply is called with each change in order, one at a time (an error
+// means the memory can no longer be trusted); reload is called when the
+// log cannot be followed from the cursor (the replica fell behind the
+// log's retention) or the memory is not the database's: it reloads the
+// memory from the tables and returns the version it now holds.
+func NewFollower(log Log, from uint64, apply func(store.Change) error, reload func(context.Context) (uint64, error), logger *slog.Logger) *Follower {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -68,22 +77,27 @@ func (f *Follower) CatchUp(ctx context.Context, r store.ChangeReader) error {
 }
 
 func (f *Follower) catchUpLocked(ctx context.Context, r store.ChangeReader) error {
+	if f.dirty {
+		if err := f.reloadLocked(ctx, "the memory is not the database's"); err != nil {
+			return err
+		}
+	}
 	for {
 		cs, err := r.ChangesAfter(ctx, f.cursor, readBatch)
 		if errors.Is(err, store.ErrLogGap) {
-			v, rerr := f.reload(ctx)
-			if rerr != nil {
-				return fmt.Errorf("reloading after %v: %w", err, rerr)
+			if err := f.reloadLocked(ctx, err.Error()); err != nil {
+				return err
 			}
-			f.logger.Warn("change log not followable from here; state reloaded", "from", f.cursor, "to", v, "err", err)
-			f.cursor = v
 			continue
 		}
 		if err != nil {
 			return err
 		}
 		for _, c := range cs {
-			f.apply(c)
+			if err := f.apply(c); err != nil {
+				f.dirty = true
+				return fmt.Errorf("applying change %d: %w", c.First, err)
+			}
 			f.cursor = c.Last()
 		}
 		if len(cs) < readBatch {
@@ -92,23 +106,66 @@ func (f *Follower) catchUpLocked(ctx context.Context, r store.ChangeReader) erro
 	}
 }
 
-// Committed hands over a change the replica itself just committed. It is
-// applied unless the follower's loop got to it first; a change beyond the
-// cursor (the loop has not caught up to just before it) is read from the
-// log with whatever precedes it.
-func (f *Follower) Committed(ctx context.Context, c store.Change) error {
+func (f *Follower) reloadLocked(ctx context.Context, why string) error {
+	v, err := f.reload(ctx)
+	if err != nil {
+		f.dirty = true
+		return fmt.Errorf("reloading the state (%s): %w", why, err)
+	}
+	f.logger.Warn("state reloaded from the database", "why", why, "from", f.cursor, "to", v)
+	f.cursor, f.dirty = v, false
+	return nil
+}
+
+// Decide is the replica's part of a write: run the commands on a memory
+// that holds every change up to last, and return the ops they made and the
+// map versions those take. Its commands apply their ops to the memory as
+// they go.
+type Decide func(last uint64) (ops []store.Op, versions uint64, err error)
+
+// Write makes one change: under the mesh lock, it catches up with
+// everything committed (by the transaction's reader), runs decide, and
+// commits. Then, before any later change is applied, it calls done with
+// the write's outcome: the change as stored (Versions 0: decide made no
+// ops and nothing was written), or the error. The follower's lock is held
+// throughout, so its loop cannot apply the change a second time. ran
+// reports whether decide ran: when it did and the write failed, the memory
+// holds what the database may not, and it is reloaded (now, or before the
+// next catch-up if the database is still away).
+func (f *Follower) Write(ctx context.Context, w Writer, decide Decide, done func(store.Change, error) error) (c store.Change, ran bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch {
-	case c.Last() <= f.cursor:
-		return nil // applied already
-	case c.First == f.cursor+1:
-		f.apply(c)
+	c, err = w.WriteChange(ctx, func(ctx context.Context, r store.ChangeReader, last uint64) ([]store.Op, uint64, error) {
+		if err := f.catchUpLocked(ctx, r); err != nil {
+			return nil, 0, err
+		}
+		if f.cursor != last {
+			f.dirty = true
+			return nil, 0, fmt.Errorf("caught up to version %d, but the log ends at %d", f.cursor, last)
+		}
+		ran = true
+		return decide(last)
+	})
+	if err == nil && c.Versions > 0 {
 		f.cursor = c.Last()
-		return nil
-	default:
-		return f.catchUpLocked(ctx, f.log)
 	}
+	if derr := done(c, err); err == nil && derr != nil {
+		err = derr // stored, but the memory did not take it
+	}
+	if err != nil && ran {
+		f.dirty = true
+		if rerr := f.reloadLocked(ctx, "a write failed: "+err.Error()); rerr != nil {
+			f.logger.Warn("reload after a failed write failed; retrying before the next change", "err", rerr)
+		}
+	}
+	return c, ran, err
+}
+
+// Dirty reports whether the memory waits for a reload.
+func (f *Follower) Dirty() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dirty
 }
 
 // Run follows the log until ctx ends: on every notification, after every

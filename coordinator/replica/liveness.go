@@ -29,6 +29,8 @@ type Liveness struct {
 	// declared it dead (it was cut from the database for longer than the
 	// timeout). It must drop its streams and join again.
 	Evicted func(ctx context.Context)
+	// Healthy, if set, hears whether each heartbeat reached the database.
+	Healthy func(ok bool)
 	Logger  *slog.Logger
 }
 
@@ -60,6 +62,9 @@ func (l *Liveness) Run(ctx context.Context, reg Registry) {
 	for {
 		alive, err := reg.Heartbeat(ctx)
 		now := time.Now()
+		if l.Healthy != nil && ctx.Err() == nil {
+			l.Healthy(err == nil)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return

@@ -53,4 +53,7 @@ var migrations = []string{
 	);`,
 	// 2: event retention deletes by age.
 	`CREATE INDEX events_time ON events (time);`,
+	// 3: the replica holding a node's map stream (PostgreSQL replicas;
+	// always empty here), so both stores share their row encoding.
+	`ALTER TABLE nodes ADD COLUMN home TEXT NOT NULL DEFAULT '';`,
 }

@@ -22,7 +22,7 @@ import (
 // reader that moved past 8 would skip 7 for ever.
 
 // pgMeshLock is the advisory lock key of "writing the mesh" (replica mode).
-const pgMeshLock = pgOwnerLock + 2
+const pgMeshLock = pgBaseLock + 2
 
 // pgChangesChannel is the NOTIFY channel that says "the log grew". It is
 // a hint only: a listener reads the log on every hint, after every
@@ -56,7 +56,8 @@ var ErrLogGap = errors.New("the change log does not continue from this version")
 // Decide is the body of a write: called with the mesh lock held, with a
 // reader that sees every committed change (to catch up first) and the last
 // version of the log, it returns the ops to write and how many map
-// versions they take (at least one is taken). An error writes nothing.
+// versions they take (at least one is taken). An error writes nothing, and
+// so do no ops (the change is the zero Change).
 type Decide func(ctx context.Context, log ChangeReader, last uint64) (ops []Op, versions uint64, err error)
 
 // WriteChange runs one write of the mesh: lock, decide, store the ops and
@@ -77,6 +78,9 @@ func (s *Postgres) WriteChange(ctx context.Context, decide Decide) (Change, erro
 	ops, n, err := decide(ctx, txReader{tx}, last)
 	if err != nil {
 		return Change{}, err
+	}
+	if len(ops) == 0 {
+		return Change{}, nil
 	}
 	c := Change{First: last + 1, Versions: max(n, 1), Ops: ops}
 	data, err := json.Marshal(ops)
@@ -230,4 +234,21 @@ func (s *Postgres) PruneChanges(ctx context.Context, keep uint64, limit int) (in
 		return 0, fmt.Errorf("pruning the change log: %w", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// EnsureMeta stores value under name unless the database has a value for
+// it already, and returns the value stored: the first replica to start on
+// a new database chooses (its IPv6 prefix, its epoch), every other one
+// reads the choice. It is not a change of the log: every replica calls it
+// for the same names before it loads the state.
+func (s *Postgres) EnsureMeta(ctx context.Context, name, value string) (string, error) {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+		name, value); err != nil {
+		return "", fmt.Errorf("storing %s: %w", name, err)
+	}
+	var v string
+	if err := s.pool.QueryRow(ctx, `SELECT value FROM meta WHERE name = $1`, name).Scan(&v); err != nil {
+		return "", fmt.Errorf("reading %s: %w", name, err)
+	}
+	return v, nil
 }

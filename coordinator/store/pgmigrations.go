@@ -66,4 +66,6 @@ var pgMigrations = []string{
 		started   TIMESTAMPTZ NOT NULL,
 		heartbeat TIMESTAMPTZ NOT NULL
 	);`,
+	// 4: the replica holding a node's map stream ('': none).
+	`ALTER TABLE nodes ADD COLUMN home TEXT NOT NULL DEFAULT '';`,
 }

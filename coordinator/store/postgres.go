@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,56 +18,29 @@ import (
 
 // Postgres is the Store on a PostgreSQL database (pgx). Its schema is the
 // SQLite one, with the same encodings (times in Unix nanoseconds, lists as
-// JSON arrays), created on first open and migrated forward on later ones.
+// JSON arrays), created on first open and migrated forward on later ones,
+// plus the change log and the replicas table (docs/replicas.md).
 //
-// One coordinator writes at a time: Open takes a session advisory lock on
-// a connection of its own (a second coordinator is refused at once, and the
-// lock goes when the holder's session dies, kill -9 included), and stores
-// its instance id as the database's owner. Every Apply checks, in its own
-// transaction, that it is still the owner, so a coordinator that lost its
-// lock (the server restarted) and was replaced by another can never write
-// again: it is fenced, not merged.
+// Any number of coordinators (replicas) use one database at once. Every
+// write is one change of the log, made under the mesh lock
+// (WriteChange): Apply is such a change, for writers that need not catch
+// up first (the store's own tests).
 type Postgres struct {
 	pool     *pgxpool.Pool
-	cfg      *pgx.ConnConfig // of the lock's own connection
+	cfg      *pgx.ConnConfig // for the listener's own connection
 	display  string          // the URL without its password, for messages
 	instance string
 	log      *slog.Logger
-
-	replica bool // one of several replicas: writes go through WriteChange
-
-	fenced    chan struct{} // closed once another coordinator took over
-	fenceOnce sync.Once
-
-	mu     sync.Mutex
-	lock   *pgx.Conn // holds the advisory lock; nil while reconnecting
-	closed bool
-	stop   chan struct{}
-	done   chan struct{}
 }
 
 var _ Store = (*Postgres)(nil)
 
-// pgOwnerLock is the advisory lock key of "this database has a writer"
-// (an arbitrary constant: "meshcrd" in ASCII).
-const pgOwnerLock = 0x6d657368637264
+// pgBaseLock is the first of the store's advisory lock keys (an arbitrary
+// constant: "meshcrd" in ASCII).
+const pgBaseLock = 0x6d657368637264
 
 // pgMigrateLock serialises migrations of coordinators starting together.
-const pgMigrateLock = pgOwnerLock + 1
-
-// Meta rows of the store itself: the writing coordinator's instance id,
-// and when it was last seen alive (database clock, Unix seconds).
-const (
-	metaOwner     = "owner"
-	metaOwnerSeen = "owner_seen"
-)
-
-// lockCheckInterval is how often the lock's connection is checked (and the
-// holder recorded alive); a lost one is retaken every retakeInterval.
-const (
-	lockCheckInterval = time.Second
-	retakeInterval    = 100 * time.Millisecond
-)
+const pgMigrateLock = pgBaseLock + 1
 
 // applyTimeout bounds one Apply whose context has no deadline.
 const applyTimeout = 30 * time.Second
@@ -79,88 +51,11 @@ func IsPostgresURL(db string) bool {
 	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
-// OpenPostgres connects to the database at dbURL (postgres://…), creates
-// or migrates its schema and makes this coordinator its writer. log gets
-// one line when the lock's connection is lost and when it is back.
+// OpenPostgres connects to the database at dbURL (postgres://…) as one
+// replica among any number, and creates or migrates its schema. log gets
+// the store's own lines (the change log listener's reconnects).
 func OpenPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Postgres, error) {
-	return openOwner(ctx, dbURL, log, 0)
-}
-
-// OpenPostgresStandby is OpenPostgres for a standby taking over: it also
-// refuses (ErrInUse) while the last holder was seen alive less than
-// patience ago, measured on the database's clock. The holder records that
-// it is alive every second from its lock's connection, and retakes its
-// lock at once when the connection comes back after a restart of the
-// server: patience gives it the time to, so that a restart of the database
-// does not hand the mesh to a standby.
-func OpenPostgresStandby(ctx context.Context, dbURL string, log *slog.Logger, patience time.Duration) (*Postgres, error) {
-	return openOwner(ctx, dbURL, log, patience)
-}
-
-func openOwner(ctx context.Context, dbURL string, log *slog.Logger, patience time.Duration) (*Postgres, error) {
-	s, err := connectPostgres(ctx, dbURL, log)
-	if err != nil {
-		return nil, err
-	}
-	fail := func(err error) (*Postgres, error) {
-		if s.lock != nil {
-			s.lock.Close(context.Background())
-		}
-		s.pool.Close()
-		return nil, err
-	}
-	if s.lock, err = s.takeLock(ctx); err != nil {
-		return fail(err)
-	}
-	if patience > 0 {
-		var age *float64 // seconds since the holder was last seen
-		if err := s.lock.QueryRow(ctx, `SELECT extract(epoch FROM clock_timestamp()) - value::double precision
-			FROM meta WHERE name = $1`, metaOwnerSeen).Scan(&age); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fail(fmt.Errorf("database %s: %v", s.display, err))
-		}
-		if age != nil && *age < patience.Seconds() {
-			return fail(fmt.Errorf("database %s is %w: its holder was seen %.1fs ago (a standby waits %v)",
-				s.display, ErrInUse, *age, patience))
-		}
-	}
-	// Owned from here on: a coordinator that held it before is fenced.
-	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaOwner, s.instance); err != nil {
-		return fail(fmt.Errorf("database %s: taking ownership: %v", s.display, err))
-	}
-	s.seen(ctx)
-	go s.keepLock()
-	return s, nil
-}
-
-// seen records, on the lock's connection, that the holder is alive now.
-func (s *Postgres) seen(ctx context.Context) {
-	s.mu.Lock()
-	c := s.lock
-	s.mu.Unlock()
-	if c == nil {
-		return
-	}
-	c.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, extract(epoch FROM clock_timestamp())::text)
-		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, metaOwnerSeen)
-}
-
-// Fenced is closed once this store knows another coordinator took the
-// database over: its writes fail from then on, and its owner must stop.
-func (s *Postgres) Fenced() <-chan struct{} { return s.fenced }
-
-func (s *Postgres) fence() { s.fenceOnce.Do(func() { close(s.fenced) }) }
-
-// OpenPostgresReplica connects to the database at dbURL as one replica
-// among several: no lock, no owner; it writes only through WriteChange.
-func OpenPostgresReplica(ctx context.Context, dbURL string, log *slog.Logger) (*Postgres, error) {
-	s, err := connectPostgres(ctx, dbURL, log)
-	if err != nil {
-		return nil, err
-	}
-	s.replica = true
-	close(s.done) // no lock keeper
-	return s, nil
+	return connectPostgres(ctx, dbURL, log)
 }
 
 // connectPostgres opens the pool and migrates the schema.
@@ -173,7 +68,7 @@ func connectPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Post
 	if err != nil {
 		return nil, fmt.Errorf("database URL %s: %v", display, err)
 	}
-	pcfg.MaxConns = 4 // one writer, the odd reader; the lock and the listener have their own
+	pcfg.MaxConns = 6 // the writer, the follower, heartbeats and the odd reader; the listener has its own
 	if pcfg.ConnConfig.ConnectTimeout == 0 {
 		// A server that drops packets must not hold the writer forever;
 		// it retries instead.
@@ -183,8 +78,7 @@ func connectPostgres(ctx context.Context, dbURL string, log *slog.Logger) (*Post
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, err
 	}
-	s := &Postgres{cfg: pcfg.ConnConfig.Copy(), display: display, instance: hex.EncodeToString(id[:]), log: log,
-		stop: make(chan struct{}), done: make(chan struct{}), fenced: make(chan struct{})}
+	s := &Postgres{cfg: pcfg.ConnConfig.Copy(), display: display, instance: hex.EncodeToString(id[:]), log: log}
 	if s.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return nil, fmt.Errorf("database %s: %v", display, err)
 	}
@@ -204,93 +98,8 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
-// takeLock opens the lock's connection and takes the owner lock.
-func (s *Postgres) takeLock(ctx context.Context) (*pgx.Conn, error) {
-	c, err := pgx.ConnectConfig(ctx, s.cfg)
-	if err != nil {
-		return nil, fmt.Errorf("database %s: %v", s.display, err)
-	}
-	var ok bool
-	if err := c.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(pgOwnerLock)).Scan(&ok); err != nil {
-		c.Close(ctx)
-		return nil, fmt.Errorf("database %s: taking its lock: %v", s.display, err)
-	}
-	if !ok {
-		c.Close(ctx)
-		return nil, fmt.Errorf("database %s is %w: stop it first, pass another --db, or run this one as a standby (--standby)", s.display, ErrInUse)
-	}
-	return c, nil
-}
-
-// keepLock checks the lock's connection and, when the server dropped it (a
-// restart), takes the lock again. If another coordinator took it meanwhile,
-// this one is fenced already (see Apply) and says so.
-func (s *Postgres) keepLock() {
-	defer close(s.done)
-	wait := lockCheckInterval
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-time.After(wait): // a check's pacing, not synchronisation
-		}
-		wait = lockCheckInterval
-		ctx, cancel := context.WithTimeout(context.Background(), lockCheckInterval)
-		s.mu.Lock()
-		c := s.lock
-		s.mu.Unlock()
-		if c != nil {
-			if err := c.Ping(ctx); err == nil {
-				s.seen(ctx)
-				cancel()
-				continue
-			}
-			s.log.Warn("database lock connection lost; retaking it", "db", s.display)
-			c.Close(ctx)
-			s.mu.Lock()
-			s.lock = nil
-			s.mu.Unlock()
-		}
-		c, err := s.takeLock(ctx)
-		cancel()
-		if errors.Is(err, ErrInUse) {
-			s.log.Error("another meshcoord took the database over; this one can no longer write", "db", s.display)
-			s.fence()
-			return
-		}
-		if err != nil {
-			wait = retakeInterval
-			continue
-		}
-		s.mu.Lock()
-		if s.closed {
-			c.Close(context.Background())
-		} else {
-			s.lock = c
-			s.log.Info("database lock retaken", "db", s.display)
-		}
-		s.mu.Unlock()
-		s.seen(context.Background())
-	}
-}
-
-// Close releases the lock and the connections.
+// Close closes the connections.
 func (s *Postgres) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	<-s.done
-	s.mu.Lock()
-	if s.lock != nil {
-		s.lock.Close(context.Background())
-		s.lock = nil
-	}
-	s.mu.Unlock()
 	s.pool.Close()
 	return nil
 }
@@ -338,66 +147,24 @@ func (s *Postgres) migrate(ctx context.Context) error {
 	return tx.Commit(ctx)
 }
 
-// ErrInUse is the error of OpenPostgres when another coordinator writes
-// to the database.
-var ErrInUse = errors.New("in use by another meshcoord")
-
-// ErrFenced is the error of writes by a coordinator that another one
-// replaced as the database's writer.
-var ErrFenced = errors.New("another meshcoord took over the database")
-
-// Apply implements Store: the ops, in order, in one transaction sent as
-// one round trip, after checking that this coordinator still owns the
-// database.
+// Apply implements Store: the ops, in order, as one change of the log
+// (taking one version), written without catching up first. A replica
+// writes through WriteChange instead.
 func (s *Postgres) Apply(ctx context.Context, ops []Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	if s.replica {
-		return errors.New("store: a replica writes through WriteChange")
-	}
 	if _, ok := ctx.Deadline(); !ok {
-		// A connection that went silent (no reset) fails the batch, which
-		// the writer retries, rather than hanging it.
+		// A connection that went silent (no reset) fails the write, which
+		// the caller retries, rather than hanging it.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, applyTimeout)
 		defer cancel()
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx)
-	var b pgx.Batch
-	// FOR SHARE: a coordinator taking over (which writes this row) waits
-	// for this transaction, and this one sees its write once committed.
-	b.Queue(`SELECT value FROM meta WHERE name = $1 FOR SHARE`, metaOwner)
-	for i := range ops {
-		if err := queueOp(&b, &ops[i]); err != nil {
-			return err
-		}
-	}
-	res := tx.SendBatch(ctx, &b)
-	var owner string
-	if err := res.QueryRow().Scan(&owner); err != nil {
-		res.Close()
-		return fmt.Errorf("checking the database's owner: %w", err)
-	}
-	if owner != s.instance {
-		res.Close()
-		s.fence()
-		return fmt.Errorf("%w (%s): this one can no longer write; stop it", ErrFenced, s.display)
-	}
-	for i := range ops {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return opError(&ops[i], err)
-		}
-	}
-	if err := res.Close(); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	_, err := s.WriteChange(ctx, func(context.Context, ChangeReader, uint64) ([]Op, uint64, error) {
+		return ops, 1, nil
+	})
+	return err
 }
 
 var (
@@ -407,7 +174,7 @@ var (
 		created=excluded.created, expires=excluded.expires, revoked=excluded.revoked,
 		ephemeral_timeout=excluded.ephemeral_timeout, uses=excluded.uses`
 	pgPutNode = `INSERT INTO nodes (` + nodeColumns + `)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17) ` + nodeUpdate
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18) ` + nodeUpdate
 )
 
 func queueOp(b *pgx.Batch, op *Op) error {
@@ -425,9 +192,6 @@ func queueOp(b *pgx.Batch, op *Op) error {
 	case opRemoveReplica:
 		b.Queue(`DELETE FROM replicas WHERE id = $1`, op.name)
 	case opSetMeta:
-		if op.name == metaOwner || op.name == metaOwnerSeen {
-			return fmt.Errorf("store: meta %q is the store's own", op.name)
-		}
 		b.Queue(`INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value`,
 			op.name, op.value)
 	default:
@@ -465,9 +229,7 @@ func (s *Postgres) Load(ctx context.Context) (*Snapshot, error) {
 	rows, _ := tx.Query(ctx, `SELECT name, value FROM meta`)
 	var k, v string
 	if _, err := pgx.ForEachRow(rows, []any{&k, &v}, func() error {
-		if k != metaOwner && k != metaOwnerSeen {
-			snap.Meta[k] = v
-		}
+		snap.Meta[k] = v
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("loading meta: %w", err)

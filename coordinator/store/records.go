@@ -14,13 +14,13 @@ import (
 // replaced (INSERT OR REPLACE would silently delete it, hiding a bug).
 const (
 	nodeColumns = `id, name, hostname, ipv4, ipv6, public_key, endpoints, ephemeral, tags, created, last_seen,
-		key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline`
+		key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline, home`
 	nodeUpdate = `ON CONFLICT (id) DO UPDATE SET name=excluded.name, hostname=excluded.hostname,
 		ipv4=excluded.ipv4, ipv6=excluded.ipv6, public_key=excluded.public_key,
 		endpoints=excluded.endpoints, ephemeral=excluded.ephemeral, tags=excluded.tags,
 		created=excluded.created, last_seen=excluded.last_seen, key_id=excluded.key_id,
 		secret_hash=excluded.secret_hash, logged_out=excluded.logged_out, online=excluded.online,
-		gc_timeout=excluded.gc_timeout, gc_deadline=excluded.gc_deadline`
+		gc_timeout=excluded.gc_timeout, gc_deadline=excluded.gc_deadline, home=excluded.home`
 	keyColumns = `id, hash, description, ephemeral, reusable, tags, created, expires, revoked, ephemeral_timeout, uses`
 )
 
@@ -28,7 +28,7 @@ const (
 func nodeArgs(n *NodeRecord) []any {
 	return []any{int64(n.ID), n.Name, n.Hostname, n.IPv4.String(), n.IPv6.String(), n.PublicKey[:],
 		jsonList(n.Endpoints), n.Ephemeral, jsonList(n.Tags), nanos(n.Created), nanos(n.LastSeen),
-		n.KeyID, n.SecretHash[:], n.LoggedOut, n.Online, int64(n.GCTimeout), nanos(n.GCDeadline)}
+		n.KeyID, n.SecretHash[:], n.LoggedOut, n.Online, int64(n.GCTimeout), nanos(n.GCDeadline), n.Home}
 }
 
 // keyArgs are the values of keyColumns.
@@ -48,10 +48,10 @@ type rawNode struct {
 
 // dest returns the scan destinations of the columns id, name, hostname,
 // ipv4, ipv6, public_key, endpoints, ephemeral, tags, created, last_seen,
-// key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline.
+// key_id, secret_hash, logged_out, online, gc_timeout, gc_deadline, home.
 func (r *rawNode) dest() []any {
 	return []any{&r.id, &r.n.Name, &r.n.Hostname, &r.v4, &r.v6, &r.pub, &r.endpoints, &r.n.Ephemeral, &r.tags,
-		&r.created, &r.lastSeen, &r.n.KeyID, &r.secret, &r.n.LoggedOut, &r.n.Online, &r.timeout, &r.deadline}
+		&r.created, &r.lastSeen, &r.n.KeyID, &r.secret, &r.n.LoggedOut, &r.n.Online, &r.timeout, &r.deadline, &r.n.Home}
 }
 
 // decode checks the row and returns the record.

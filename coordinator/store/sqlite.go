@@ -141,7 +141,7 @@ func apply(ctx context.Context, tx *sql.Tx, op *Op) error {
 		}
 	case opPutNode:
 		_, err = tx.ExecContext(ctx, `INSERT INTO nodes (`+nodeColumns+`)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) `+nodeUpdate, nodeArgs(&op.node)...)
+			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) `+nodeUpdate, nodeArgs(&op.node)...)
 		if err != nil {
 			err = fmt.Errorf("storing node %d: %w", op.node.ID, err)
 		}

@@ -85,6 +85,9 @@ type NodeRecord struct {
 	GCTimeout time.Duration
 	// GCDeadline is when an offline ephemeral node is collected (zero: none).
 	GCDeadline time.Time
+	// Home is the replica that holds the node's map stream (PostgreSQL
+	// replicas; empty on SQLite, and while the node holds none).
+	Home string `json:",omitempty"`
 }
 
 // Op is one write. Build it with PutKey, PutNode, DeleteNode, AddEvent or

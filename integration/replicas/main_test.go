@@ -1,7 +1,9 @@
 // Package replicas_test runs several real meshcoord servers on one real
-// PostgreSQL database, with real node clients (controlclient) given the
-// list of all of them: the active one serves, the others stand by and take
-// over when it dies, and no lifecycle promise breaks on the way.
+// PostgreSQL database, all serving at once, with real node clients given
+// the list of all of them (controlclient) or talking to one replica at a
+// time over HTTP: any replica serves any node, the map streams of every
+// replica follow one global order, and no lifecycle promise breaks when a
+// replica is killed or the database restarts.
 package replicas_test
 
 import (

@@ -35,7 +35,7 @@ func tryOps(s *store.Postgres, versions uint64, ops ...store.Op) (store.Change, 
 
 func openReplica(t *testing.T, url string) *store.Postgres {
 	t.Helper()
-	s, err := store.OpenPostgresReplica(context.Background(), url, nil)
+	s, err := store.OpenPostgres(context.Background(), url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,10 +21,11 @@ type applied struct {
 	got []uint64 // First of each change
 }
 
-func (a *applied) apply(c store.Change) {
+func (a *applied) apply(c store.Change) error {
 	a.mu.Lock()
 	a.got = append(a.got, c.First)
 	a.mu.Unlock()
+	return nil
 }
 
 func (a *applied) firsts() []uint64 {
@@ -40,10 +41,10 @@ func noReload(t *testing.T) func(context.Context) (uint64, error) {
 	}
 }
 
-// A writing replica catches up inside each write and hands its own change
-// over after the commit, while its follower loop reads the same log; a
-// second replica only follows. Both memories get every change once, in the
-// same order, however the two paths race.
+// A writing replica catches up inside each write and takes its own change
+// after the commit, while its follower loop reads the same log; a second
+// replica only follows. Both memories get every change once, in the same
+// order, however the two paths race.
 func TestFollowerAppliesEveryChangeOnceInOrder(t *testing.T) {
 	harness.Integration(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -65,21 +66,17 @@ func TestFollowerAppliesEveryChangeOnceInOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range writes / 3 {
-				c, err := a.WriteChange(ctx, func(ctx context.Context, log store.ChangeReader, last uint64) ([]store.Op, uint64, error) {
-					if err := fa.CatchUp(ctx, log); err != nil {
-						return nil, 0, err
-					}
-					if fa.Cursor() != last {
-						return nil, 0, fmt.Errorf("caught up to %d, log at %d", fa.Cursor(), last)
-					}
+				_, ran, err := fa.Write(ctx, a, func(last uint64) ([]store.Op, uint64, error) {
 					return []store.Op{store.SetMeta(fmt.Sprintf("w%d-%d", w, i), "v")}, 1 + uint64(i%2), nil
+				}, func(c store.Change, err error) error {
+					if err == nil {
+						return memA.apply(c)
+					}
+					return nil
 				})
-				if err != nil {
-					t.Error(err)
+				if err != nil || !ran {
+					t.Error(ran, err)
 					return
-				}
-				if err := fa.Committed(ctx, c); err != nil {
-					t.Error(err)
 				}
 			}
 		}()

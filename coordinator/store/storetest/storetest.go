@@ -24,6 +24,10 @@ type Backend struct {
 	New func(t testing.TB) string
 	// Open opens the store at loc.
 	Open func(ctx context.Context, loc string) (store.Store, error)
+	// Shared: any number of stores use one database at once (PostgreSQL
+	// replicas), and each sees the others' writes. Otherwise a second
+	// open of a database in use is refused (SQLite).
+	Shared bool
 }
 
 // Run runs every conformance test against b.
@@ -38,7 +42,7 @@ func Run(t *testing.T, b Backend) {
 		{"EventsInOrderAndPaged", testEventsPaged},
 		{"EventSeqNeverReused", testEventSeqNeverReused},
 		{"PruneEventsKeepsTheNewest", testPruneEventsKeepsTheNewest},
-		{"SecondOpenIsRefused", testSecondOpenIsRefused},
+		{"SecondOpen", testSecondOpen},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, b) })
 	}
@@ -267,10 +271,16 @@ func testPruneEventsKeepsTheNewest(t *testing.T, b Backend) {
 	}
 }
 
-func testSecondOpenIsRefused(t *testing.T, b Backend) {
+// testSecondOpen: a database in use is refused to a second store, or
+// shared with it (Backend.Shared).
+func testSecondOpen(t *testing.T, b Backend) {
 	ctx := context.Background()
 	loc := b.New(t)
 	s := open(t, b, loc)
+	if b.Shared {
+		testSecondOpenShares(t, b, loc, s)
+		return
+	}
 	s2, err := b.Open(ctx, loc)
 	if err == nil {
 		s2.Close()
@@ -289,5 +299,26 @@ func testSecondOpenIsRefused(t *testing.T, b Backend) {
 	}
 	if err := s.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
+	}
+}
+
+// testSecondOpenShares: a second store on a shared database works beside
+// the first and reads its writes.
+func testSecondOpenShares(t *testing.T, b Backend, loc string, s store.Store) {
+	ctx := context.Background()
+	s2 := open(t, b, loc)
+	defer s2.Close()
+	if err := s.Apply(ctx, []store.Op{store.SetMeta("x", "from the first")}); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s2.Load(ctx)
+	if err != nil || snap.Meta["x"] != "from the first" {
+		t.Fatalf("the second store reads meta %v, %v; want the first's write", snap.Meta, err)
+	}
+	if err := s2.Apply(ctx, []store.Op{store.SetMeta("x", "from the second")}); err != nil {
+		t.Fatal(err)
+	}
+	if snap, err = s.Load(ctx); err != nil || snap.Meta["x"] != "from the second" {
+		t.Fatalf("the first store reads meta %v, %v; want the second's write", snap.Meta, err)
 	}
 }

@@ -60,10 +60,6 @@ type Options struct {
 	// Netns runs the server inside this network namespace ("ip netns
 	// exec"); the readiness probe connects from inside it too.
 	Netns string
-	// Standby starts the server with --standby: on a PostgreSQL DB that
-	// another server holds, it answers 503 until it takes over, and Start
-	// returns once it answers at all (Active says when it took over).
-	Standby bool
 }
 
 // Coordinator is a running meshcoord serve.
@@ -130,9 +126,6 @@ func (c *Coordinator) start(t testing.TB, listen string) {
 	if c.opts.ReconnectGrace > 0 {
 		args = append(args, "--reconnect-grace", c.opts.ReconnectGrace.String())
 	}
-	if c.opts.Standby {
-		args = append(args, "--standby")
-	}
 	args = append(args, c.opts.Args...)
 	cmd := exec.Command(c.Binary, args...)
 	if c.opts.Netns != "" {
@@ -182,22 +175,8 @@ func (c *Coordinator) start(t testing.TB, listen string) {
 			return false, err.Error()
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK || (c.opts.Standby && resp.StatusCode == http.StatusServiceUnavailable), resp.Status
+		return resp.StatusCode == http.StatusOK, resp.Status
 	})
-}
-
-// Active reports whether the server serves (its /healthz answers 200): a
-// standby answers 503 until it takes over.
-func (c *Coordinator) Active() bool {
-	probe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	defer probe.CloseIdleConnections()
-	resp, err := probe.Get(c.URL + meshapi.PathHealth)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // Logs returns everything the server printed so far (all its runs).

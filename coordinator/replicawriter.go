@@ -1,0 +1,140 @@
+package coordinator
+
+import (
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshinit/meshinit/coordinator/commit"
+	"github.com/meshinit/meshinit/coordinator/mesh"
+	"github.com/meshinit/meshinit/meshapi"
+)
+
+// A replica's writer: the replica-mode counterpart of the commit queue.
+// Changes cannot be decided before they are written, as in SQLite mode:
+// the memory must first hold every change of every replica. So a change
+// is a request queued here, and one goroutine takes every request queued
+// so far into one write of the change log (group commit): under the mesh
+// lock it catches up, runs each request's command on the current memory,
+// writes their ops as one change and commits (replica.Follower.Write).
+
+// writeReq is one change waiting for the writer.
+type writeReq struct {
+	cmd     func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError)
+	state   atomic.Int32  // reqQueued, reqTaken or reqAbandoned
+	decided chan struct{} // closed once cmd ran (e is set)
+	e       *apiError
+	batch   *commit.Batch // finished when the write is committed or failed
+}
+
+const (
+	reqQueued int32 = iota
+	reqTaken
+	reqAbandoned
+)
+
+// take claims r for a write; false if its caller gave up on it.
+func (r *writeReq) take() bool { return r.state.CompareAndSwap(reqQueued, reqTaken) }
+
+// abandon gives r up, unless the writer took it already.
+func (r *writeReq) abandon() bool { return r.state.CompareAndSwap(reqQueued, reqAbandoned) }
+
+// replicaWriter queues the requests and runs the writes.
+type replicaWriter struct {
+	write func(reqs []*writeReq) (retry bool) // one write of the change log
+	max   int
+
+	mu      sync.Mutex
+	pending []*writeReq
+	closed  bool
+	wake    chan struct{}
+	done    chan struct{}
+}
+
+func newReplicaWriter(max int, write func([]*writeReq) bool) *replicaWriter {
+	return &replicaWriter{write: write, max: max, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// errWriterClosed is the error of requests queued at shutdown.
+var errWriterClosed = errors.New("the coordinator is shutting down")
+
+// enqueue queues a request; it refuses when the writer is closed, or when
+// the queue is at its bound (the database is slow or away) unless force.
+func (w *replicaWriter) enqueue(r *writeReq, force bool) *apiError {
+	w.mu.Lock()
+	switch {
+	case w.closed:
+		w.mu.Unlock()
+		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
+	case len(w.pending) >= w.max && !force:
+		n := len(w.pending)
+		w.mu.Unlock()
+		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal,
+			"the coordinator's database is behind (%d changes queued): retry in a moment", n)
+	}
+	w.pending = append(w.pending, r)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// run writes until close, then fails what is left.
+func (w *replicaWriter) run() {
+	defer close(w.done)
+	backoff := time.Duration(0)
+	for {
+		w.mu.Lock()
+		reqs, closed := w.pending, w.closed
+		w.pending = nil
+		w.mu.Unlock()
+		if closed {
+			for _, r := range reqs {
+				if r.take() {
+					r.e = unavailable(errWriterClosed)
+					close(r.decided)
+					r.batch.Finish(errWriterClosed)
+				}
+			}
+			return
+		}
+		if len(reqs) == 0 {
+			<-w.wake
+			continue
+		}
+		if !w.write(reqs) {
+			backoff = 0
+			continue
+		}
+		// The database is away and nothing was decided: the requests go
+		// back to the front of the queue, and their callers time out.
+		w.mu.Lock()
+		live := reqs[:0]
+		for _, r := range reqs {
+			if r.state.Load() == reqQueued {
+				live = append(live, r)
+			}
+		}
+		w.pending = append(live, w.pending...)
+		w.mu.Unlock()
+		backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+		time.Sleep(backoff) // retry pacing of an absent database, not synchronisation
+	}
+}
+
+// close stops the writer after the write in progress; queued requests
+// fail.
+func (w *replicaWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	<-w.done
+}
