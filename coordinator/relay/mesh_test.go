@@ -741,3 +741,49 @@ func TestMeshLinksOverHTTPS(t *testing.T) {
 		t.Fatalf("r1 failed %v times", n)
 	}
 }
+
+// TestMeshPresenceConvergesUnderChurn: 40 nodes connect to r2 and drop,
+// four rounds, without waiting for anything in between (so connections
+// register and end while r2's writer drains presence); the odd ones stay
+// connected after the last round. In the end r1 knows exactly those, so
+// coalesced presence lost no change.
+func TestMeshPresenceConvergesUnderChurn(t *testing.T) {
+	rt := &replicaTable{peers: map[string]relay.Peer{}}
+	r1, r2 := startReplica(t, rt, "r1", meshOpts{}), startReplica(t, rt, "r2", meshOpts{})
+	nodes := r2.join(t, 100, 40)
+	waitFor(t, "r1 linked to r2", func() bool { d, _ := r1.relay.Links(); return len(d) == 1 })
+	for round := range 4 {
+		var conns []*relayClient
+		for _, n := range nodes {
+			c, resp := dial(t, r2.url, n.auth, "raw")
+			if c == nil {
+				t.Fatalf("%s refused: %v", n.name, resp.Status)
+			}
+			conns = append(conns, c)
+		}
+		for i, c := range conns {
+			if round < 3 || i%2 == 0 {
+				c.conn.Close()
+			}
+		}
+	}
+	waitFor(t, "r2 holds the odd nodes only", func() bool {
+		for i, n := range nodes {
+			if r2.relay.Connected(n.key) != (i%2 == 1) {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "r1 knows the odd nodes on r2 and no even one", func() bool {
+		for i, n := range nodes {
+			if _, ok := r1.relay.RemoteReplica(n.key); ok != (i%2 == 1) {
+				return false
+			}
+		}
+		return true
+	})
+	if got := r1.metric(t, "meshcoord_relay_remote_nodes"); got != 20 {
+		t.Fatalf("r1 counts %v remote nodes, want 20", got)
+	}
+}
