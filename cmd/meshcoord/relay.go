@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/meshinit/meshinit/coordinator"
 	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/internal/capool"
 	"github.com/meshinit/meshinit/internal/stun"
 )
 
@@ -17,6 +19,8 @@ func relayFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "stun-listen", EnvVars: []string{"MESHCOORD_STUN_LISTEN"},
 			Usage: "UDP address of a STUN responder (RFC 5389 binding), e.g. :3478; nodes learn their NAT's address from it (default off)"},
+		&cli.StringFlag{Name: "replica-ca", EnvVars: []string{"MESHCOORD_REPLICA_CA"},
+			Usage: "PEM file of the certificate authorities the other replicas' https certificates chain to, for the relay's links between replicas (default: the system's roots)"},
 	}
 }
 
@@ -34,7 +38,18 @@ func startRelay(c *cli.Context, coord *coordinator.Server, api http.Handler, log
 		go st.Serve()
 		log.Info("STUN responder listening", "addr", st.Addr().String())
 	}
-	rl, err := relay.ForCoordinator(coord, relay.Config{STUNPort: port, Log: log})
+	var mesh *relay.MeshConfig
+	if path := c.String("replica-ca"); path != "" {
+		pool, err := capool.Load(path)
+		if err != nil {
+			if st != nil {
+				st.Close()
+			}
+			return nil, nil, fmt.Errorf("--replica-ca %s (MESHCOORD_REPLICA_CA): %w", path, err)
+		}
+		mesh = &relay.MeshConfig{TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	}
+	rl, err := relay.ForCoordinator(coord, relay.Config{STUNPort: port, Log: log, Mesh: mesh})
 	if err != nil {
 		if st != nil {
 			st.Close()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/meshinit/meshinit/coordinator"
 	"github.com/meshinit/meshinit/coordinator/coordinatortest"
 	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/internal/testcert"
 	"github.com/meshinit/meshinit/meshapi"
 	"github.com/meshinit/meshinit/meshapi/relayproto"
 )
@@ -72,6 +75,8 @@ type meshOpts struct {
 	addr     string // listen here (a restart on the same address)
 	peerURL  func(id, url string) string
 	coord    *coordinatortest.Server
+	cert     *tls.Certificate // serve HTTPS with it
+	trust    *tls.Config      // the links' TLS configuration
 }
 
 func startReplica(t *testing.T, rt *replicaTable, id string, o meshOpts) *replica {
@@ -88,7 +93,7 @@ func startReplica(t *testing.T, rt *replicaTable, id string, o meshOpts) *replic
 		Active:       r.coord.Coordinator.NodeActive,
 		QueueLen:     o.queueLen,
 		WriteTimeout: 2 * time.Second,
-		Mesh:         &relay.MeshConfig{ID: id, Key: o.key, Peers: rt.list, Refresh: 50 * time.Millisecond},
+		Mesh:         &relay.MeshConfig{ID: id, Key: o.key, Peers: rt.list, Refresh: 50 * time.Millisecond, TLS: o.trust},
 		Log:          testLogger(t),
 	})
 	r.reg.MustRegister(r.relay.Metrics())
@@ -101,7 +106,12 @@ func startReplica(t *testing.T, rt *replicaTable, id string, o meshOpts) *replic
 		r.http.Listener.Close()
 		r.http.Listener = ln
 	}
-	r.http.Start()
+	if o.cert != nil {
+		r.http.TLS = &tls.Config{Certificates: []tls.Certificate{*o.cert}}
+		r.http.StartTLS()
+	} else {
+		r.http.Start()
+	}
 	r.url = r.http.URL
 	published := r.url
 	if o.peerURL != nil {
@@ -697,5 +707,83 @@ func TestMeshStalledLinkBlocksNoLocalDelivery(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestMeshLinksOverHTTPS: replicas serving HTTPS with certificates of a
+// private CA link when they trust that CA; a replica that does not (the
+// system's roots) fails every attempt to dial the others, counted, while
+// the others' links to it come up.
+func TestMeshLinksOverHTTPS(t *testing.T) {
+	ca := testcert.NewCA(t, "replicas")
+	cert := ca.Issue(t, net.IPv4(127, 0, 0, 1)).TLS(t)
+	trust := &tls.Config{RootCAs: ca.Pool()}
+	rt := &replicaTable{peers: map[string]relay.Peer{}}
+	r1 := startReplica(t, rt, "r1", meshOpts{cert: &cert, trust: trust})
+	r2 := startReplica(t, rt, "r2", meshOpts{cert: &cert, trust: trust})
+	r3 := startReplica(t, rt, "r3", meshOpts{cert: &cert})
+	if !strings.HasPrefix(r1.url, "https://") {
+		t.Fatalf("r1 serves %s", r1.url)
+	}
+	waitFor(t, "r1 and r2 link with each other and with r3", func() bool {
+		d1, _ := r1.relay.Links()
+		d2, _ := r2.relay.Links()
+		_, acc3 := r3.relay.Links()
+		return len(d1) == 2 && len(d2) == 2 && acc3 == 2
+	})
+	waitFor(t, "r3 fails to dial both", func() bool {
+		return r3.metric(t, "meshcoord_relay_link_failures_total") >= 2
+	})
+	if d3, _ := r3.relay.Links(); len(d3) != 0 {
+		t.Fatalf("r3, trusting no private CA, linked to %v", d3)
+	}
+	if n := r1.metric(t, "meshcoord_relay_link_failures_total"); n != 0 {
+		t.Fatalf("r1 failed %v times", n)
+	}
+}
+
+// TestMeshPresenceConvergesUnderChurn: 40 nodes connect to r2 and drop,
+// four rounds, without waiting for anything in between (so connections
+// register and end while r2's writer drains presence); the odd ones stay
+// connected after the last round. In the end r1 knows exactly those, so
+// coalesced presence lost no change.
+func TestMeshPresenceConvergesUnderChurn(t *testing.T) {
+	rt := &replicaTable{peers: map[string]relay.Peer{}}
+	r1, r2 := startReplica(t, rt, "r1", meshOpts{}), startReplica(t, rt, "r2", meshOpts{})
+	nodes := r2.join(t, 100, 40)
+	waitFor(t, "r1 linked to r2", func() bool { d, _ := r1.relay.Links(); return len(d) == 1 })
+	for round := range 4 {
+		var conns []*relayClient
+		for _, n := range nodes {
+			c, resp := dial(t, r2.url, n.auth, "raw")
+			if c == nil {
+				t.Fatalf("%s refused: %v", n.name, resp.Status)
+			}
+			conns = append(conns, c)
+		}
+		for i, c := range conns {
+			if round < 3 || i%2 == 0 {
+				c.conn.Close()
+			}
+		}
+	}
+	waitFor(t, "r2 holds the odd nodes only", func() bool {
+		for i, n := range nodes {
+			if r2.relay.Connected(n.key) != (i%2 == 1) {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "r1 knows the odd nodes on r2 and no even one", func() bool {
+		for i, n := range nodes {
+			if _, ok := r1.relay.RemoteReplica(n.key); ok != (i%2 == 1) {
+				return false
+			}
+		}
+		return true
+	})
+	if got := r1.metric(t, "meshcoord_relay_remote_nodes"); got != 20 {
+		t.Fatalf("r1 counts %v remote nodes, want 20", got)
 	}
 }

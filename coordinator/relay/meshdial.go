@@ -30,6 +30,7 @@ func (s *Server) keepLink(ctx context.Context, pl *peerLink) {
 		c, fr, err := s.dialLink(ctx, pl.peer)
 		if err != nil {
 			failures++
+			s.metrics.linkFails.Inc()
 			if failures == 1 || failures%20 == 0 {
 				s.log.Warn("replica link failed; retrying", "replica", pl.peer.ID, "url", pl.peer.URL, "err", err, "attempts", failures)
 			}

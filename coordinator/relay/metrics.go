@@ -32,6 +32,7 @@ type Metrics struct {
 	fwdBytes   *prometheus.CounterVec
 	fwdPackets *prometheus.CounterVec
 	links      *prometheus.GaugeVec
+	linkFails  prometheus.Counter
 	remote     prometheus.Gauge
 }
 
@@ -51,6 +52,8 @@ func newMetrics() *Metrics {
 			Help: "Packets forwarded over replica links, by direction (sent, received)."}, []string{"direction"}),
 		links: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "meshcoord_relay_links",
 			Help: "Replica links up, by side (dialed: to another replica's relay; accepted: from one)."}, []string{"side"}),
+		linkFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "meshcoord_relay_link_failures_total",
+			Help: "Attempts to link with another replica's relay that failed (connection, TLS, handshake or proof)."}),
 		remote: prometheus.NewGauge(prometheus.GaugeOpts{Name: "meshcoord_relay_remote_nodes",
 			Help: "Nodes connected to other replicas' relays, as their links announce them."}),
 	}
@@ -93,6 +96,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.fwdBytes.Describe(ch)
 	m.fwdPackets.Describe(ch)
 	m.links.Describe(ch)
+	m.linkFails.Describe(ch)
 	m.remote.Describe(ch)
 }
 
@@ -105,5 +109,6 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.fwdBytes.Collect(ch)
 	m.fwdPackets.Collect(ch)
 	m.links.Collect(ch)
+	m.linkFails.Collect(ch)
 	m.remote.Collect(ch)
 }

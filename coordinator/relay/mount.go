@@ -26,7 +26,9 @@ func ForCoordinator(coord *coordinator.Server, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay mesh: %w", err)
 	}
-	if rm != nil {
+	if rm == nil {
+		cfg.Mesh = nil // no replicas to link with
+	} else {
 		mc := &MeshConfig{ID: rm.ID, Key: rm.Key, Peers: replicaPeers(rm.Replicas)}
 		if cfg.Mesh != nil { // the caller's TLS and refresh
 			mc.TLS, mc.Refresh = cfg.Mesh.TLS, cfg.Mesh.Refresh

@@ -125,15 +125,7 @@ func TestRelayCarriesTrafficWithoutEndpoints(t *testing.T) {
 				rig = newTLSRelayRig(t)
 			}
 			a, b := newRelayNode(t, 1, rig, false, ws), newRelayNode(t, 2, rig, false, ws)
-			if err := a.dev.UpsertPeer(b.asPeer()); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.dev.UpsertPeer(a.asPeer()); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.dev.Forward(nil); err != nil {
-				t.Fatal(err)
-			}
+			peerOverRelay(t, a, b)
 			transfer(t, a, b, 4<<20)
 			if p := a.dev.Path(b.pub); p.Kind != PathRelay {
 				t.Errorf("path %+v, want relay", p)

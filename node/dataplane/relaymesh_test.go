@@ -38,6 +38,21 @@ func newMeshedRelayRigs(t testing.TB) (*relayRig, *relayRig) {
 	return rigs[0], rigs[1]
 }
 
+// peerOverRelay makes a and b peers with no endpoints (the relay is their
+// only path), b forwarding to its host.
+func peerOverRelay(t *testing.T, a, b *testNode) {
+	t.Helper()
+	if err := a.dev.UpsertPeer(b.asPeer()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.dev.UpsertPeer(a.asPeer()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.dev.Forward(nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // transfer sends size bytes from a to a sink behind b and checks they
 // arrived intact.
 func transfer(t *testing.T, a, b *testNode, size int) {
@@ -79,15 +94,7 @@ func TestRelayFollowsTheCoordinatorAcrossMeshedRelays(t *testing.T) {
 		rb, okB := r0.srv.RemoteReplica(b.pub)
 		return okA && okB && ra == "r0" && rb == "r1"
 	})
-	if err := a.dev.UpsertPeer(b.asPeer()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.dev.UpsertPeer(a.asPeer()); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.dev.Forward(nil); err != nil {
-		t.Fatal(err)
-	}
+	peerOverRelay(t, a, b)
 	transfer(t, a, b, 1<<20)
 	if p := a.dev.Path(b.pub); p.Kind != PathRelay {
 		t.Fatalf("path %+v, want relay", p)
