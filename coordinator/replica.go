@@ -111,10 +111,10 @@ func (s *Server) startReplica(ctx context.Context, pg *store.Postgres, now time.
 	go func() { defer r.wg.Done(); r.follower.Run(rctx, logPoll) }()
 	go func() { defer r.wg.Done(); live.Run(rctx, pg) }()
 	go func() { defer r.wg.Done(); r.writer.run() }()
-	s.stopHeartbeat = clock.Repeat(s.clock, pruneChangesInterval, pruneChangesInterval, r.pruneChanges)
 	if err := r.collectExpired(expired); err != nil {
 		return err
 	}
+	s.stopHeartbeat = clock.Repeat(s.clock, pruneChangesInterval, pruneChangesInterval, r.pruneChanges)
 	s.log.Info("state loaded", "replica", s.self, "version", snap.LogVersion, "nodes", len(s.mesh.Nodes()),
 		"prefixes", s.mesh.Prefixes(), "epoch", s.epoch)
 	return nil
@@ -124,8 +124,8 @@ func (s *Server) startReplica(ctx context.Context, pg *store.Postgres, now time.
 // live at its version: nodes online on other replicas stay so (their
 // replicas, or the takeover of a dead one, decide), a stream held here for
 // a node homed elsewhere closes, and a node homed here without a stream
-// starts its grace.
-// It returns the offline nodes whose deadline has passed.
+// starts its grace. It returns the offline nodes whose deadline has
+// passed.
 func (s *Server) loadReplicaLocked(snap *store.Snapshot, now time.Time) ([]meshapi.NodeID, error) {
 	cfg := mesh.Config{BaseDomain: s.cfg.BaseDomain, EphemeralTimeout: s.cfg.EphemeralTimeout, ReconnectGrace: s.cfg.ReconnectGrace}
 	m, rest, err := mesh.Load(cfg, snap, time.Time{}, now, fanout{s})
