@@ -159,16 +159,6 @@ func serve(c *cli.Context) error {
 		os.Remove(c.String("admin-socket"))
 	}
 	url := scheme + "://" + ln.Addr().String()
-	announced := false
-	announce := func() {
-		if f := c.String("addr-file"); f != "" && !announced {
-			if err := writeFileAtomic(f, url+"\n"); err != nil {
-				log.Error("writing --addr-file", "file", f, "err", err)
-			}
-		}
-		announced = true
-	}
-
 	if c.Bool("standby") {
 		log.Warn("--standby is no longer needed: every meshcoord on one PostgreSQL database serves at once (docs/replicas.md)")
 	}
@@ -206,7 +196,11 @@ func serve(c *cli.Context) error {
 	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() && tlsConfig == nil {
 		log.Warn("serving plain HTTP on a non-loopback address: node secrets travel in clear; use --tls-cert/--tls-key", "addr", ln.Addr().String())
 	}
-	announce()
+	if f := c.String("addr-file"); f != "" {
+		if err := writeFileAtomic(f, url+"\n"); err != nil {
+			log.Error("writing --addr-file", "file", f, "err", err)
+		}
+	}
 	log.Info("listening", "url", url, "admin_socket", c.String("admin-socket"), "db", store.Redacted(c.String("db")),
 		"ephemeral_timeout", cfg.EphemeralTimeout, "reconnect_grace", cfg.ReconnectGrace, "admin_over_tcp", cfg.AdminToken != "")
 
