@@ -230,27 +230,24 @@ func (r *replicaCore) reload(ctx context.Context) (uint64, error) {
 	return snap.LogVersion, nil
 }
 
-// write is one write of the change log with the queued requests: each
-// request's command runs on the caught-up memory, in queue order, and
-// their ops are committed as one change. It reports whether the requests
-// must be retried (the write failed before any of them was decided).
-func (r *replicaCore) write(reqs []*writeReq) (retry bool) {
+// write is one write of the change log with the requests queued when it
+// holds the lock: each request's command runs on the caught-up memory, in
+// queue order, and their ops are committed as one change. It reports
+// whether the write must be retried (it failed before taking any request).
+func (r *replicaCore) write() (retry bool) {
 	s := r.s
 	ctx, cancel := context.WithTimeout(context.Background(), replicaWriteTimeout)
 	defer cancel()
 	var taken []*writeReq
 	start := time.Now()
 	c, ran, err := r.follower.Write(ctx, r.pg, func(uint64) ([]store.Op, uint64, error) {
+		taken = r.writer.take()
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.maps.Hold()
 		now := s.clock.Now()
 		var ops []store.Op
-		for _, q := range reqs {
-			if !q.take() {
-				continue
-			}
-			taken = append(taken, q)
+		for _, q := range taken {
 			ch, e := q.cmd(s.mesh, now)
 			q.e = e
 			ops = append(ops, ch...)
@@ -266,7 +263,7 @@ func (r *replicaCore) write(reqs []*writeReq) (retry bool) {
 	})
 	s.metrics.setStoreHealthy(err == nil)
 	if err != nil {
-		s.log.Error("writing a change failed", "requests", len(reqs), "decided", ran, "err", err)
+		s.log.Error("writing a change failed", "requests", len(taken), "decided", ran, "err", err)
 	} else if len(c.Ops) > 0 {
 		s.metrics.observeCommit(len(c.Ops), time.Since(start))
 	}

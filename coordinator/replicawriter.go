@@ -15,10 +15,13 @@ import (
 // A replica's writer: the replica-mode counterpart of the commit queue.
 // Changes cannot be decided before they are written, as in SQLite mode:
 // the memory must first hold every change of every replica. So a change
-// is a request queued here, and one goroutine takes every request queued
-// so far into one write of the change log (group commit): under the mesh
-// lock it catches up, runs each request's command on the current memory,
-// writes their ops as one change and commits (replica.Follower.Write).
+// is a request queued here, and one goroutine writes the change log: once
+// it holds the mesh lock and has caught up, it takes every request queued
+// so far (those that came while it waited for the lock included), runs
+// each request's command on the current memory, and writes their ops as
+// one change (replica.Follower.Write). The lock is held until the commit
+// is flushed, so the mesh makes one commit at a time: grouping whatever
+// waits into it is what keeps replicas as fast as a single writer.
 
 // writeReq is one change waiting for the writer.
 type writeReq struct {
@@ -43,7 +46,9 @@ func (r *writeReq) abandon() bool { return r.state.CompareAndSwap(reqQueued, req
 
 // replicaWriter queues the requests and runs the writes.
 type replicaWriter struct {
-	write func(reqs []*writeReq) (retry bool) // one write of the change log
+	// write is one write of the change log; it takes the requests (take)
+	// once it holds the lock. retry: it failed before taking any.
+	write func() (retry bool)
 	max   int
 
 	mu      sync.Mutex
@@ -53,8 +58,24 @@ type replicaWriter struct {
 	done    chan struct{}
 }
 
-func newReplicaWriter(max int, write func([]*writeReq) bool) *replicaWriter {
+func newReplicaWriter(max int, write func() bool) *replicaWriter {
 	return &replicaWriter{write: write, max: max, wake: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// take returns the requests queued so far whose callers still wait, each
+// claimed for the write in progress.
+func (w *replicaWriter) take() []*writeReq {
+	w.mu.Lock()
+	reqs := w.pending
+	w.pending = nil
+	w.mu.Unlock()
+	taken := reqs[:0]
+	for _, r := range reqs {
+		if r.take() {
+			taken = append(taken, r)
+		}
+	}
+	return taken
 }
 
 // errWriterClosed is the error of requests queued at shutdown.
@@ -83,46 +104,33 @@ func (w *replicaWriter) enqueue(r *writeReq, force bool) *apiError {
 	return nil
 }
 
-// run writes until close, then fails what is left.
+// run writes while requests are queued, until close; then it fails what
+// is left.
 func (w *replicaWriter) run() {
 	defer close(w.done)
 	backoff := time.Duration(0)
 	for {
 		w.mu.Lock()
-		reqs, closed := w.pending, w.closed
-		w.pending = nil
+		queued, closed := len(w.pending), w.closed
 		w.mu.Unlock()
-		if closed {
-			for _, r := range reqs {
-				if r.take() {
-					r.e = unavailable(errWriterClosed)
-					close(r.decided)
-					r.batch.Finish(errWriterClosed)
-				}
+		switch {
+		case closed:
+			for _, r := range w.take() {
+				r.e = unavailable(errWriterClosed)
+				close(r.decided)
+				r.batch.Finish(errWriterClosed)
 			}
 			return
-		}
-		if len(reqs) == 0 {
+		case queued == 0:
 			<-w.wake
-			continue
-		}
-		if !w.write(reqs) {
+		case w.write():
+			// The database is away and nothing was decided: the requests
+			// stay queued, and their callers time out (abandon).
+			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+			time.Sleep(backoff) // retry pacing of an absent database, not synchronisation
+		default:
 			backoff = 0
-			continue
 		}
-		// The database is away and nothing was decided: the requests go
-		// back to the front of the queue, and their callers time out.
-		w.mu.Lock()
-		live := reqs[:0]
-		for _, r := range reqs {
-			if r.state.Load() == reqQueued {
-				live = append(live, r)
-			}
-		}
-		w.pending = append(live, w.pending...)
-		w.mu.Unlock()
-		backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
-		time.Sleep(backoff) // retry pacing of an absent database, not synchronisation
 	}
 }
 

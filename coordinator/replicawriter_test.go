@@ -2,7 +2,6 @@ package coordinator
 
 import (
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,26 +16,28 @@ func newReq() *writeReq {
 		cmd: func(*mesh.Mesh, time.Time) (mesh.Change, *apiError) { return nil, nil }}
 }
 
-// A write that fails before deciding (the database is away) puts its
-// requests back in front of the queue, in order, without those whose
-// caller gave up; a later write takes them with what came meanwhile.
-func TestReplicaWriterRetriesUndecidedRequestsInOrder(t *testing.T) {
+// A write that fails before it takes the requests (the database is away)
+// leaves them queued; the next one takes, in order, every request queued
+// by then whose caller still waits.
+func TestReplicaWriterTakesWhatIsQueuedInOrder(t *testing.T) {
 	var mu sync.Mutex
-	var writes [][]*writeReq
+	var attempts int
+	var took [][]*writeReq
 	var away atomic.Bool
 	away.Store(true)
-	w := newReplicaWriter(100, func(reqs []*writeReq) bool {
+	var w *replicaWriter
+	w = newReplicaWriter(100, func() bool {
 		mu.Lock()
-		writes = append(writes, append([]*writeReq(nil), reqs...))
-		mu.Unlock()
+		defer mu.Unlock()
+		attempts++
 		if away.Load() {
 			return true
 		}
+		reqs := w.take()
+		took = append(took, reqs)
 		for _, r := range reqs {
-			if r.take() {
-				close(r.decided)
-				r.batch.Finish(nil)
-			}
+			close(r.decided)
+			r.batch.Finish(nil)
 		}
 		return false
 	})
@@ -48,7 +49,7 @@ func TestReplicaWriterRetriesUndecidedRequestsInOrder(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
-		n := len(writes)
+		n := attempts
 		mu.Unlock()
 		if n > 0 {
 			break
@@ -59,10 +60,12 @@ func TestReplicaWriterRetriesUndecidedRequestsInOrder(t *testing.T) {
 		time.Sleep(time.Millisecond) // polling, bounded by the deadline
 	}
 	if !b.abandon() {
-		t.Fatal("b was taken by a write that decided nothing")
+		t.Fatal("b was taken by a write that failed before taking")
 	}
 	w.enqueue(c, false)
+	mu.Lock()
 	away.Store(false)
+	mu.Unlock()
 	for _, r := range []*writeReq{a, c} {
 		select {
 		case <-r.decided:
@@ -77,21 +80,15 @@ func TestReplicaWriterRetriesUndecidedRequestsInOrder(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	for _, reqs := range writes {
-		seenA := false
-		for _, r := range reqs {
-			seenA = seenA || r == a
-			if r == c && !seenA && slices.Contains(reqs, a) {
-				t.Fatal("c was queued after a but written before it")
-			}
-		}
+	if len(took) != 1 || len(took[0]) != 2 || took[0][0] != a || took[0][1] != c {
+		t.Fatalf("writes took %v, want one write of a then c", took)
 	}
 }
 
 // A queue at its bound refuses requests (a retryable 503) but not the
 // replica's own changes (force); once closed, what is left fails.
 func TestReplicaWriterBoundAndClose(t *testing.T) {
-	w := newReplicaWriter(1, func([]*writeReq) bool { return true })
+	w := newReplicaWriter(1, func() bool { return true })
 	first := newReq()
 	if e := w.enqueue(first, false); e != nil {
 		t.Fatal(e)
