@@ -14,6 +14,10 @@ import (
 	"github.com/meshinit/meshinit/meshapi"
 )
 
+// replicaTimeout is how long a replica's heartbeat must be silent before
+// the others declare it dead (docs/replicas.md).
+const replicaTimeout = 6 * time.Second
+
 // Three replicas serving at once on one database, 200 nodes spread over
 // them by their lists, 50 of them registering at once with one hostname;
 // one replica is SIGKILLed in the middle of joins and leaves, and
@@ -135,12 +139,13 @@ func TestReplicasKeepEveryPromise(t *testing.T) {
 	harness.Eventually(t, 90*time.Second, "the dead replica's nodes moved to the live ones", moved)
 	// The stranded node is offline, last seen no later than the kill (the
 	// dead replica's last heartbeat), and kept: its GC clock runs for the
-	// ephemeral timeout from there.
+	// ephemeral timeout from that heartbeat (at most a replica timeout
+	// before the kill, or the replica would have been judged dead before).
 	harness.Eventually(t, 30*time.Second, "the stranded node offline", func() (bool, string) {
 		n, ok := survivor.Node(t, "stranded")
 		return ok && !n.Online, fmt.Sprintf("listed %v, %+v", ok, n)
 	})
-	if n, _ := survivor.Node(t, "stranded"); n.LastSeen.After(killedAt) || n.GCDeadline.Before(killedAt.Add(10*time.Minute-5*time.Second)) {
+	if n, _ := survivor.Node(t, "stranded"); n.LastSeen.After(killedAt) || n.GCDeadline.Before(killedAt.Add(10*time.Minute-replicaTimeout)) {
 		t.Fatalf("stranded node after its replica died: %+v (killed at %v): last seen after the kill, or its deadline early", n, killedAt)
 	}
 
