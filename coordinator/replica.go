@@ -182,12 +182,21 @@ func (r *replicaCore) apply(c store.Change) error {
 	s.mu.Lock()
 	s.maps.Hold()
 	err := s.mesh.Apply(c.Ops)
+	s.mu.Unlock()
 	if err != nil {
 		s.maps.Abort()
-	} else {
-		err = s.maps.Release(c.First, c.Versions)
-		r.noteGoneLocked(c.Ops)
+		return err
 	}
+	return r.committed(c)
+}
+
+// committed publishes a committed change the memory holds: its held map
+// lines take the change's versions, and its events go to the followers.
+func (r *replicaCore) committed(c store.Change) error {
+	s := r.s
+	s.mu.Lock()
+	err := s.maps.Release(c.First, c.Versions)
+	r.noteGoneLocked(c.Ops)
 	s.mu.Unlock()
 	if err != nil {
 		return err
@@ -253,15 +262,7 @@ func (r *replicaCore) write(reqs []*writeReq) (retry bool) {
 			s.maps.Abort() // nothing stored: the lines go (the memory is reloaded)
 			return nil
 		}
-		s.mu.Lock()
-		err = s.maps.Release(c.First, c.Versions)
-		r.noteGoneLocked(c.Ops)
-		s.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		s.events.Publish(c.Ops)
-		return nil
+		return r.committed(c)
 	})
 	s.metrics.setStoreHealthy(err == nil)
 	if err != nil {

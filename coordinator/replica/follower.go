@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshinit/meshinit/coordinator/store"
@@ -20,12 +21,12 @@ import (
 // Log is what a Follower reads: the change log (store.Postgres).
 type Log interface {
 	store.ChangeReader
-	WatchChanges(ctx context.Context, poll time.Duration, wake func())
+	WatchChanges(ctx context.Context, poll time.Duration, wake func(last uint64))
 }
 
 // Writer makes changes of the log (store.Postgres).
 type Writer interface {
-	WriteChange(ctx context.Context, decide store.Decide) (store.Change, error)
+	WriteChange(ctx context.Context, after uint64, decide store.Decide) (store.Change, error)
 }
 
 // Follower applies the change log to a replica's memory: every committed
@@ -39,6 +40,10 @@ type Follower struct {
 
 	mu     sync.Mutex
 	cursor uint64 // last version applied
+	// held is cursor, for the loop's wake-ups to read without the lock: a
+	// notification of a change the memory holds already (its own) needs
+	// no read.
+	held atomic.Uint64
 	// dirty: the memory may hold what the database does not (a write's
 	// commands ran and its commit failed, or a change did not apply), so
 	// it must be reloaded before anything else.
@@ -58,7 +63,9 @@ func NewFollower(log Log, from uint64, apply func(store.Change) error, reload fu
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Follower{log: log, apply: apply, reload: reload, logger: logger, cursor: from}
+	f := &Follower{log: log, apply: apply, reload: reload, logger: logger}
+	f.setCursor(from)
+	return f
 }
 
 // Cursor returns the last version applied.
@@ -98,7 +105,7 @@ func (f *Follower) catchUpLocked(ctx context.Context, r store.ChangeReader) erro
 				f.dirty = true
 				return fmt.Errorf("applying change %d: %w", c.First, err)
 			}
-			f.cursor = c.Last()
+			f.setCursor(c.Last())
 		}
 		if len(cs) < readBatch {
 			return nil
@@ -113,7 +120,8 @@ func (f *Follower) reloadLocked(ctx context.Context, why string) error {
 		return fmt.Errorf("reloading the state (%s): %w", why, err)
 	}
 	f.logger.Warn("state reloaded from the database", "why", why, "from", f.cursor, "to", v)
-	f.cursor, f.dirty = v, false
+	f.setCursor(v)
+	f.dirty = false
 	return nil
 }
 
@@ -135,7 +143,11 @@ type Decide func(last uint64) (ops []store.Op, versions uint64, err error)
 func (f *Follower) Write(ctx context.Context, w Writer, decide Decide, done func(store.Change, error) error) (c store.Change, ran bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, err = w.WriteChange(ctx, func(ctx context.Context, r store.ChangeReader, last uint64) ([]store.Op, uint64, error) {
+	after := f.cursor
+	if f.dirty {
+		after = store.NoPrefetch // reloaded first: nothing to read from here
+	}
+	c, err = w.WriteChange(ctx, after, func(ctx context.Context, r store.ChangeReader, last uint64) ([]store.Op, uint64, error) {
 		if err := f.catchUpLocked(ctx, r); err != nil {
 			return nil, 0, err
 		}
@@ -147,7 +159,7 @@ func (f *Follower) Write(ctx context.Context, w Writer, decide Decide, done func
 		return decide(last)
 	})
 	if err == nil && c.Versions > 0 {
-		f.cursor = c.Last()
+		f.setCursor(c.Last())
 	}
 	if derr := done(c, err); err == nil && derr != nil {
 		err = derr // stored, but the memory did not take it
@@ -168,12 +180,20 @@ func (f *Follower) Dirty() bool {
 	return f.dirty
 }
 
+func (f *Follower) setCursor(v uint64) {
+	f.cursor = v
+	f.held.Store(v)
+}
+
 // Run follows the log until ctx ends: on every notification, after every
 // reconnect of the listener, and every poll interval. A failed read (the
 // database restarting) waits for the next wake-up.
 func (f *Follower) Run(ctx context.Context, poll time.Duration) {
 	wake := make(chan struct{}, 1)
-	go f.log.WatchChanges(ctx, poll, func() {
+	go f.log.WatchChanges(ctx, poll, func(last uint64) {
+		if last != 0 && last <= f.held.Load() {
+			return // applied already (a change of this replica)
+		}
 		select {
 		case wake <- struct{}{}:
 		default:

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -61,33 +63,50 @@ var ErrLogGap = errors.New("the change log does not continue from this version")
 type Decide func(ctx context.Context, log ChangeReader, last uint64) (ops []Op, versions uint64, err error)
 
 // WriteChange runs one write of the mesh: lock, decide, store the ops and
-// the change, notify, commit. It returns the change as committed.
-func (s *Postgres) WriteChange(ctx context.Context, decide Decide) (Change, error) {
+// the change, notify, commit. It returns the change as committed. after is
+// the last version the writer holds: the changes that follow it are read
+// in the same round trip as the lock and the last version, and decide's
+// reader serves them from there (it reads on from the table for the rest).
+func (s *Postgres) WriteChange(ctx context.Context, after uint64, decide Decide) (Change, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return Change{}, err
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(pgMeshLock)); err != nil {
+	// One round trip; each statement sees what was committed before it
+	// ran, so the reads see every change committed before the lock.
+	var b pgx.Batch
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, int64(pgMeshLock))
+	b.Queue(lastVersionSQL)
+	b.Queue(changesAfterSQL, int64(after), prefetchChanges)
+	res := tx.SendBatch(ctx, &b)
+	var last int64
+	if _, err := res.Exec(); err != nil {
+		res.Close()
 		return Change{}, fmt.Errorf("taking the mesh lock: %w", err)
 	}
-	last, err := lastVersion(ctx, tx)
-	if err != nil {
+	if err := res.QueryRow().Scan(&last); err != nil {
+		res.Close()
+		return Change{}, fmt.Errorf("reading the change log's last version: %w", err)
+	}
+	rows, _ := res.Query()
+	pre, preErr := scanChanges(rows, after)
+	if err := res.Close(); err != nil {
 		return Change{}, err
 	}
-	ops, n, err := decide(ctx, txReader{tx}, last)
+	ops, n, err := decide(ctx, &prefetched{tx: tx, after: after, changes: pre, err: preErr}, uint64(last))
 	if err != nil {
 		return Change{}, err
 	}
 	if len(ops) == 0 {
 		return Change{}, nil
 	}
-	c := Change{First: last + 1, Versions: max(n, 1), Ops: ops}
+	c := Change{First: uint64(last) + 1, Versions: max(n, 1), Ops: ops}
 	data, err := json.Marshal(ops)
 	if err != nil {
 		return Change{}, err
 	}
-	var b pgx.Batch
+	b = pgx.Batch{}
 	for i := range ops {
 		if err := queueOp(&b, &ops[i]); err != nil {
 			return Change{}, err
@@ -95,7 +114,7 @@ func (s *Postgres) WriteChange(ctx context.Context, decide Decide) (Change, erro
 	}
 	b.Queue(`INSERT INTO changes (first, versions, ops) VALUES ($1, $2, $3)`, int64(c.First), int64(c.Versions), data)
 	b.Queue(`SELECT pg_notify($1, $2)`, pgChangesChannel, fmt.Sprint(c.Last()))
-	res := tx.SendBatch(ctx, &b)
+	res = tx.SendBatch(ctx, &b)
 	for i := range ops {
 		if _, err := res.Exec(); err != nil {
 			res.Close()
@@ -112,13 +131,24 @@ func (s *Postgres) WriteChange(ctx context.Context, decide Decide) (Change, erro
 	return c, tx.Commit(ctx)
 }
 
-// lastVersion is the last version of the log (its base when empty).
+// lastVersionSQL reads the last version of the log (its base when empty).
+const lastVersionSQL = `SELECT COALESCE(
+	(SELECT first + versions - 1 FROM changes ORDER BY first DESC LIMIT 1),
+	(SELECT value::bigint FROM meta WHERE name = 'log_base'), 0)`
+
+// changesAfterSQL reads up to $2 changes after version $1, in order.
+const changesAfterSQL = `SELECT first, versions, ops FROM changes WHERE first > $1 ORDER BY first LIMIT $2`
+
+// prefetchChanges is how many changes a write reads with its lock.
+const prefetchChanges = 64
+
+// NoPrefetch is the after of a write that reads nothing before it decides.
+const NoPrefetch = math.MaxInt64
+
+// lastVersion is the last version of the log.
 func lastVersion(ctx context.Context, q pgx.Tx) (uint64, error) {
 	var last int64
-	err := q.QueryRow(ctx, `SELECT COALESCE(
-		(SELECT first + versions - 1 FROM changes ORDER BY first DESC LIMIT 1),
-		(SELECT value::bigint FROM meta WHERE name = 'log_base'), 0)`).Scan(&last)
-	if err != nil {
+	if err := q.QueryRow(ctx, lastVersionSQL).Scan(&last); err != nil {
 		return 0, fmt.Errorf("reading the change log's last version: %w", err)
 	}
 	return uint64(last), nil
@@ -126,33 +156,43 @@ func lastVersion(ctx context.Context, q pgx.Tx) (uint64, error) {
 
 // LastVersion returns the last version of the change log.
 func (s *Postgres) LastVersion(ctx context.Context) (uint64, error) {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return 0, err
+	var last int64
+	if err := s.pool.QueryRow(ctx, lastVersionSQL).Scan(&last); err != nil {
+		return 0, fmt.Errorf("reading the change log's last version: %w", err)
 	}
-	defer tx.Rollback(ctx)
-	return lastVersion(ctx, tx)
+	return uint64(last), nil
 }
 
-// ChangesAfter implements ChangeReader outside any write.
+// ChangesAfter implements ChangeReader outside any write: one statement,
+// so one consistent view of the table.
 func (s *Postgres) ChangesAfter(ctx context.Context, v uint64, limit int) ([]Change, error) {
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, err
+	rows, _ := s.pool.Query(ctx, changesAfterSQL, int64(v), limit)
+	return scanChanges(rows, v)
+}
+
+// prefetched is a write's reader: the changes read with the lock, then the
+// table in the write's transaction.
+type prefetched struct {
+	tx      pgx.Tx
+	after   uint64
+	changes []Change
+	err     error
+	used    bool
+}
+
+func (r *prefetched) ChangesAfter(ctx context.Context, v uint64, limit int) ([]Change, error) {
+	// The prefetched changes are all there is when fewer than asked came.
+	if !r.used && v == r.after && limit >= prefetchChanges && len(r.changes) < prefetchChanges {
+		r.used = true
+		return r.changes, r.err
 	}
-	defer tx.Rollback(ctx)
-	return changesAfter(ctx, tx, v, limit)
+	rows, _ := r.tx.Query(ctx, changesAfterSQL, int64(v), limit)
+	return scanChanges(rows, v)
 }
 
-type txReader struct{ tx pgx.Tx }
-
-func (r txReader) ChangesAfter(ctx context.Context, v uint64, limit int) ([]Change, error) {
-	return changesAfter(ctx, r.tx, v, limit)
-}
-
-func changesAfter(ctx context.Context, tx pgx.Tx, v uint64, limit int) ([]Change, error) {
-	rows, _ := tx.Query(ctx, `SELECT first, versions, ops FROM changes WHERE first > $1 ORDER BY first LIMIT $2`,
-		int64(v), limit)
+// scanChanges reads the rows of changesAfterSQL after version v, checking
+// that they follow each other from v on.
+func scanChanges(rows pgx.Rows, v uint64) ([]Change, error) {
 	var out []Change
 	var first, versions int64
 	var data []byte
@@ -173,10 +213,11 @@ func changesAfter(ctx context.Context, tx pgx.Tx, v uint64, limit int) ([]Change
 }
 
 // WatchChanges calls wake whenever the log may have grown: on every
-// notification, after its listening connection (re)connects (what was
-// notified meanwhile is lost), and every poll interval whatever happened.
+// notification, with the last version of the change it announces, and with
+// 0 (unknown) after its listening connection (re)connects (what was
+// notified meanwhile is lost) and every poll interval whatever happened.
 // It returns when ctx ends.
-func (s *Postgres) WatchChanges(ctx context.Context, poll time.Duration, wake func()) {
+func (s *Postgres) WatchChanges(ctx context.Context, poll time.Duration, wake func(last uint64)) {
 	var bo time.Duration
 	for ctx.Err() == nil {
 		err := s.listen(ctx, poll, wake)
@@ -185,7 +226,7 @@ func (s *Postgres) WatchChanges(ctx context.Context, poll time.Duration, wake fu
 		}
 		bo = min(max(2*bo, 50*time.Millisecond), 2*time.Second)
 		s.log.Warn("change log listener lost; reconnecting", "db", s.display, "err", err, "retry_in", bo)
-		wake() // the poll goes on without it
+		wake(0) // the poll goes on without it
 		select {
 		case <-ctx.Done():
 		case <-time.After(bo): // reconnect pacing, not synchronisation
@@ -194,7 +235,7 @@ func (s *Postgres) WatchChanges(ctx context.Context, poll time.Duration, wake fu
 }
 
 // listen runs one listening connection until it fails.
-func (s *Postgres) listen(ctx context.Context, poll time.Duration, wake func()) error {
+func (s *Postgres) listen(ctx context.Context, poll time.Duration, wake func(uint64)) error {
 	c, err := pgx.ConnectConfig(ctx, s.cfg)
 	if err != nil {
 		return err
@@ -203,16 +244,19 @@ func (s *Postgres) listen(ctx context.Context, poll time.Duration, wake func()) 
 	if _, err := c.Exec(ctx, "LISTEN "+pgChangesChannel); err != nil {
 		return err
 	}
-	wake() // anything notified before LISTEN took effect
+	wake(0) // anything notified before LISTEN took effect
 	for {
 		wctx, cancel := context.WithTimeout(ctx, poll)
-		_, err := c.WaitForNotification(wctx)
+		n, err := c.WaitForNotification(wctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case err == nil, errors.Is(err, context.DeadlineExceeded):
-			wake()
+		case err == nil:
+			v, _ := strconv.ParseUint(n.Payload, 10, 64) // 0 if not ours: read anyway
+			wake(v)
+		case errors.Is(err, context.DeadlineExceeded):
+			wake(0)
 		default:
 			return err
 		}

@@ -161,7 +161,7 @@ func (s *Postgres) Apply(ctx context.Context, ops []Op) error {
 		ctx, cancel = context.WithTimeout(ctx, applyTimeout)
 		defer cancel()
 	}
-	_, err := s.WriteChange(ctx, func(context.Context, ChangeReader, uint64) ([]Op, uint64, error) {
+	_, err := s.WriteChange(ctx, NoPrefetch, func(context.Context, ChangeReader, uint64) ([]Op, uint64, error) {
 		return ops, 1, nil
 	})
 	return err

@@ -28,7 +28,7 @@ func writeOps(t *testing.T, s *store.Postgres, versions uint64, ops ...store.Op)
 
 // tryOps writes one change of ops taking versions versions.
 func tryOps(s *store.Postgres, versions uint64, ops ...store.Op) (store.Change, error) {
-	return s.WriteChange(context.Background(), func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
+	return s.WriteChange(context.Background(), store.NoPrefetch, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
 		return ops, versions, nil
 	})
 }
@@ -109,7 +109,7 @@ func TestChangeLogConcurrentWritersNoChangeSkipped(t *testing.T) {
 		watchers.Add(2)
 		go func() {
 			defer watchers.Done()
-			s.WatchChanges(ctx, 200*time.Millisecond, func() {
+			s.WatchChanges(ctx, 200*time.Millisecond, func(uint64) {
 				select {
 				case wake <- struct{}{}:
 				default:
@@ -137,7 +137,7 @@ func TestChangeLogConcurrentWritersNoChangeSkipped(t *testing.T) {
 				for i := range writes {
 					name := fmt.Sprintf("r%d-w%d-%d", r, w, i)
 					n := uint64(1 + rand.IntN(3))
-					c, err := s.WriteChange(ctx, func(ctx context.Context, _ store.ChangeReader, last uint64) ([]store.Op, uint64, error) {
+					c, err := s.WriteChange(ctx, store.NoPrefetch, func(ctx context.Context, _ store.ChangeReader, last uint64) ([]store.Op, uint64, error) {
 						// Hold the lock a little while others wait on it.
 						time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
 						return []store.Op{store.SetMeta(name, fmt.Sprint(last))}, n, nil
@@ -191,7 +191,7 @@ func TestChangeLogFailedDecisionWritesNothing(t *testing.T) {
 	pg := pgtest.Shared(t)
 	s := openReplica(t, pg.NewDatabase(t))
 	boom := errors.New("refused")
-	_, err := s.WriteChange(ctx, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
+	_, err := s.WriteChange(ctx, store.NoPrefetch, func(context.Context, store.ChangeReader, uint64) ([]store.Op, uint64, error) {
 		return []store.Op{store.SetMeta("x", "1")}, 1, boom
 	})
 	if !errors.Is(err, boom) {
@@ -239,7 +239,7 @@ func TestChangeLogWatchSurvivesServerRestart(t *testing.T) {
 		defer close(done)
 		// A long poll: what wakes the reader is the notification or the
 		// reconnect, not the timer.
-		reader.WatchChanges(ctx, time.Minute, func() { tl.catchUp(ctx, reader) })
+		reader.WatchChanges(ctx, time.Minute, func(uint64) { tl.catchUp(ctx, reader) })
 	}()
 	write := func(name string) {
 		harness.Eventually(t, 30*time.Second, "writing "+name, func() (bool, string) {

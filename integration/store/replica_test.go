@@ -41,10 +41,11 @@ func noReload(t *testing.T) func(context.Context) (uint64, error) {
 	}
 }
 
-// A writing replica catches up inside each write and takes its own change
-// after the commit, while its follower loop reads the same log; a second
-// replica only follows. Both memories get every change once, in the same
-// order, however the two paths race.
+// Two replicas write at once: each catches up inside each write (from the
+// changes read with the lock, then the table) and takes its own change
+// after the commit, while its follower loop reads the same log. Both
+// memories get every change once, in the same order, however the paths
+// race.
 func TestFollowerAppliesEveryChangeOnceInOrder(t *testing.T) {
 	harness.Integration(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -65,12 +66,16 @@ func TestFollowerAppliesEveryChangeOnceInOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			f, s, mem := fa, a, &memA
+			if w == 1 {
+				f, s, mem = fb, b, &memB
+			}
 			for i := range writes / 3 {
-				_, ran, err := fa.Write(ctx, a, func(last uint64) ([]store.Op, uint64, error) {
+				_, ran, err := f.Write(ctx, s, func(last uint64) ([]store.Op, uint64, error) {
 					return []store.Op{store.SetMeta(fmt.Sprintf("w%d-%d", w, i), "v")}, 1 + uint64(i%2), nil
 				}, func(c store.Change, err error) error {
 					if err == nil {
-						return memA.apply(c)
+						return mem.apply(c)
 					}
 					return nil
 				})
