@@ -313,7 +313,12 @@ func runRelayBench(_ binaries, _ int) error {
 	}
 	defer echo.Close()
 	port := sink.Addr().(*net.TCPAddr).Port
-	var plain, direct, relayed, relayVsDirect, twoRelays, twoVsOne []float64
+	var plain, direct, relayed, relayVsDirect, twoRelays, twoVsOne, bareOne, bareTwo, bareRatio []float64
+	bareReady := func(a, b meshapi.Key) bool {
+		_, okB := linked[0].RemoteReplica(b)
+		_, okA := linked[1].RemoteReplica(a)
+		return okA && okB
+	}
 	var firsts, directs []time.Duration
 	for i := range *relayRuns {
 		c, err := net.Dial("tcp", sink.Addr().String())
@@ -338,6 +343,15 @@ func runRelayBench(_ binaries, _ int) error {
 		if err != nil {
 			return fmt.Errorf("two linked relays: %w", err)
 		}
+		one, err := frameRate(url, url, nil, *relaySize)
+		if err != nil {
+			return fmt.Errorf("bare frames, one relay: %w", err)
+		}
+		twoBare, err := frameRate(lurls[0], lurls[1], bareReady, *relaySize)
+		if err != nil {
+			return fmt.Errorf("bare frames, two linked relays: %w", err)
+		}
+		bareOne, bareTwo, bareRatio = append(bareOne, one), append(bareTwo, twoBare), append(bareRatio, twoBare/one)
 		f, dd, err := firstByteAndDirect(url, echo.Addr().(*net.TCPAddr).Port)
 		if err != nil {
 			return fmt.Errorf("latencies: %w", err)
@@ -356,6 +370,9 @@ func runRelayBench(_ binaries, _ int) error {
 	fmt.Printf("  %-40s %8.3f         (per run: %s; target ≥ 0.5)\n", "ratio relay / direct", median(relayVsDirect), dpFmtList(relayVsDirect, "%.2f"))
 	fmt.Printf("  %-40s %8.0f MiB/s   ratio to TCP %.3f\n", "mesh, through two linked relays", median(twoRelays), median(twoRelays)/median(plain))
 	fmt.Printf("  %-40s %8.3f         (per run: %s)\n", "ratio two linked relays / one relay", median(twoVsOne), dpFmtList(twoVsOne, "%.2f"))
+	fmt.Printf("  %-40s %8.0f MiB/s\n", "bare frames through one relay", median(bareOne))
+	fmt.Printf("  %-40s %8.0f MiB/s\n", "bare frames through two linked relays", median(bareTwo))
+	fmt.Printf("  %-40s %8.3f         (per run: %s)\n", "ratio bare two relays / one relay", median(bareRatio), dpFmtList(bareRatio, "%.2f"))
 	fmt.Printf("  %-40s %8s\n", "start → first byte through the relay", median(firsts).Round(time.Millisecond))
 	fmt.Printf("  %-40s %8s\n", "start → path direct", median(directs).Round(time.Millisecond))
 	return nil

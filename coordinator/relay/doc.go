@@ -10,4 +10,9 @@
 // bounded queue, which drops its oldest packet when full, and the
 // destination's writer sends them with a write deadline. So a slow or
 // stuck receiver costs only its own packets.
+//
+// With several coordinator replicas, each relay also links with the
+// others' relays (mesh.go: links, presence, forwarding; meshaccept.go and
+// meshdial.go: the two ends of a link), so that a packet reaches a node
+// connected to another replica in one hop.
 package relay

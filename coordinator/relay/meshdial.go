@@ -28,6 +28,9 @@ func (s *Server) keepLink(ctx context.Context, pl *peerLink) {
 	backoff, failures := linkBackoffMin, 0
 	for ctx.Err() == nil {
 		c, fr, err := s.dialLink(ctx, pl.peer)
+		if err != nil && ctx.Err() != nil {
+			return // stopped while dialing: not a failure
+		}
 		if err != nil {
 			failures++
 			s.metrics.linkFails.Inc()

@@ -1,6 +1,9 @@
 package relay_test
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"net/url"
 	"os"
@@ -9,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
@@ -66,7 +71,8 @@ func TestRelayBetweenReplicas(t *testing.T) {
 	tp := newTopology(t)
 	tp.dropUDPBetweenSites()
 	pg := pgtest.Shared(t)
-	db := overSocket(t, pg, pg.NewDatabase(t))
+	tcpDB := pg.NewDatabase(t)
+	db := overSocket(t, pg, tcpDB)
 	r1 := coordtest.Start(t, coordtest.Options{Netns: tp.pub, Listen: coordIP + ":8480", DB: db})
 	r2 := coordtest.Start(t, coordtest.Options{Netns: tp.pub, Listen: coordIP + ":8481", DB: db})
 	const sent, received = `meshcoord_relay_forwarded_packets_total{direction="sent"}`, `meshcoord_relay_forwarded_packets_total{direction="received"}`
@@ -117,5 +123,35 @@ func TestRelayBetweenReplicas(t *testing.T) {
 	m.transfer(t, sink, 4<<20, nil)
 	if after := relayMetric(t, tp, r2, sent); after != before {
 		t.Errorf("replica 2 forwarded %v packets with both nodes on it", after-before)
+	}
+	expectKeyNotLogged(t, tcpDB, r1.Logs()+r2.Logs()+m.a.logs.String()+m.b.logs.String())
+}
+
+// expectKeyNotLogged reads the relay mesh key from the database and checks
+// that logs hold it in no encoding.
+func expectKeyNotLogged(t *testing.T, db, logs string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var stored string
+	if err := conn.QueryRow(ctx, `SELECT value FROM meta WHERE name = 'relay_mesh_key'`).Scan(&stored); err != nil {
+		t.Fatalf("the mesh key is not in meta: %v", err)
+	}
+	key, err := base64.StdEncoding.DecodeString(stored)
+	if err != nil || len(key) != 32 {
+		t.Fatalf("mesh key %d bytes, %v", len(key), err)
+	}
+	for _, enc := range []string{stored, hex.EncodeToString(key), base64.RawURLEncoding.EncodeToString(key), base64.RawStdEncoding.EncodeToString(key)} {
+		if strings.Contains(logs, enc) {
+			t.Fatalf("the mesh key is in the logs (%q)", enc)
+		}
+	}
+	if len(logs) < 1000 {
+		t.Fatalf("only %d bytes of logs: the check saw nothing", len(logs))
 	}
 }
