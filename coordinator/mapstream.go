@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -31,7 +32,7 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.Nod
 		resume = epoch == "" || epoch == s.epoch
 	}
 
-	st, e := s.connect(id)
+	st, e := s.connect(r.Context(), id)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -78,10 +79,12 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.Nod
 	s.copyLines(r, sw, id, st, since, &view)
 }
 
-// connect makes st id's live stream and records the node online.
-func (s *Server) connect(id meshapi.NodeID) (*presence.Stream, *apiError) {
+// connect makes st id's live stream and records the node online. A
+// replica streams only once that is committed: the node is homed here for
+// every replica, and its full map is the database's.
+func (s *Server) connect(ctx context.Context, id meshapi.NodeID) (*presence.Stream, *apiError) {
 	var st *presence.Stream
-	_, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+	b, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
 		n, e := s.activeLocked(id)
 		if e != nil {
 			return nil, e
@@ -89,6 +92,12 @@ func (s *Server) connect(id meshapi.NodeID) (*presence.Stream, *apiError) {
 		st = s.presence.Attach(id)
 		return m.Connect(n, s.self, now), nil
 	})
+	if e == nil && s.rep != nil {
+		if err := b.Wait(ctx, s.cfg.CommitTimeout); err != nil {
+			s.disconnect(id, st)
+			return nil, unavailable(err)
+		}
+	}
 	return st, e
 }
 
