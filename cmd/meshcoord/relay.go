@@ -4,12 +4,17 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/meshinit/meshinit/coordinator"
 	"github.com/meshinit/meshinit/coordinator/relay"
+	"github.com/meshinit/meshinit/coordinator/store"
 	"github.com/meshinit/meshinit/internal/capool"
 	"github.com/meshinit/meshinit/internal/stun"
 )
@@ -19,9 +24,35 @@ func relayFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "stun-listen", EnvVars: []string{"MESHCOORD_STUN_LISTEN"},
 			Usage: "UDP address of a STUN responder (RFC 5389 binding), e.g. :3478; nodes learn their NAT's address from it (default off)"},
+		&cli.StringFlag{Name: "replica-url", EnvVars: []string{"MESHCOORD_REPLICA_URL"},
+			Usage: "this replica's URL as the other replicas on the same PostgreSQL database reach it, e.g. https://10.0.0.5:8480 (default: the --listen address, which must then be a specific one, not :8480 or 0.0.0.0)"},
 		&cli.StringFlag{Name: "replica-ca", EnvVars: []string{"MESHCOORD_REPLICA_CA"},
 			Usage: "PEM file of the certificate authorities the other replicas' https certificates chain to, for the relay's links between replicas (default: the system's roots)"},
 	}
+}
+
+// replicaURL is the URL other replicas dial to reach this one: --replica-url,
+// or the address the server listens on. A listener on every interface
+// (":8480", "0.0.0.0", "[::]") names no address another machine can dial,
+// so on PostgreSQL it needs --replica-url; a mistake here would only show
+// later as relay links that never come up.
+func replicaURL(c *cli.Context, scheme string, listen net.Addr) (string, error) {
+	if u := c.String("replica-url"); u != "" {
+		parsed, err := url.Parse(u)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			return "", fmt.Errorf("--replica-url %q (MESHCOORD_REPLICA_URL): want http(s)://HOST:PORT, the address other replicas dial", u)
+		}
+		return strings.TrimSuffix(u, "/"), nil
+	}
+	own := scheme + "://" + listen.String()
+	if !store.IsPostgresURL(c.String("db")) {
+		return own, nil
+	}
+	if ap, err := netip.ParseAddrPort(listen.String()); err == nil && ap.Addr().IsUnspecified() {
+		return "", fmt.Errorf("--listen %s listens on every interface, so it names no address the other replicas can dial: "+
+			"give this replica's own with --replica-url (MESHCOORD_REPLICA_URL), e.g. %s://10.0.0.5:%d", c.String("listen"), scheme, ap.Port())
+	}
+	return own, nil
 }
 
 // startRelay serves the relay at /v1/relay in front of the node API

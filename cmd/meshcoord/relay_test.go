@@ -27,3 +27,33 @@ func TestServeRefusesAReplicaCAWithoutCertificates(t *testing.T) {
 		}
 	}
 }
+
+// A replica that listens on every interface records no address the other
+// replicas can dial: on PostgreSQL the start stops and asks for
+// --replica-url, before touching the database (none runs here, so getting
+// past the check would fail differently). A malformed --replica-url is
+// refused the same way.
+func TestServeWantsAReplicaURLItsPeersCanDial(t *testing.T) {
+	dir := t.TempDir()
+	pg := "postgres://meshinit@127.0.0.1:1/nowhere?connect_timeout=1"
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "0.0.0.0:0", "--db", pg}, "--replica-url"},
+		{[]string{"--listen", "[::]:0", "--db", pg}, "--replica-url"},
+		{[]string{"--listen", "127.0.0.1:0", "--db", pg, "--replica-url", "10.0.0.5:8480"}, `--replica-url "10.0.0.5:8480"`},
+	}
+	for _, tc := range cases {
+		stderr, err := os.CreateTemp(dir, "stderr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := append([]string{"meshcoord", "serve", "--admin-socket", filepath.Join(dir, "admin.sock")}, tc.args...)
+		code := run(args, os.Stdout, stderr)
+		out, _ := os.ReadFile(stderr.Name())
+		if code != 1 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: exit %d, stderr:\n%s", tc.args, code, out)
+		}
+	}
+}

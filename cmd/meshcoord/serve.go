@@ -162,12 +162,15 @@ func serve(c *cli.Context) error {
 	if c.Bool("standby") {
 		log.Warn("--standby is no longer needed: every meshcoord on one PostgreSQL database serves at once (docs/replicas.md)")
 	}
+	if cfg.ReplicaURL, err = replicaURL(c, scheme, ln.Addr()); err != nil {
+		stopServers()
+		return err
+	}
 	st, err := store.Open(ctx, c.String("db"), log)
 	if err != nil {
 		stopServers()
 		return err
 	}
-	cfg.ReplicaURL = url
 	coord, err := coordinator.New(ctx, cfg, st)
 	if err != nil {
 		st.Close()
