@@ -199,14 +199,22 @@ func (f *Follower) Run(ctx context.Context, poll time.Duration) {
 		default:
 		}
 	})
+	failing := "" // the last failure, logged once until the log reads again
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-wake:
 		}
-		if err := f.CatchUp(ctx, f.log); err != nil && ctx.Err() == nil {
-			f.logger.Warn("reading the change log failed; retrying at the next wake-up", "err", err)
+		err := f.CatchUp(ctx, f.log)
+		switch {
+		case ctx.Err() != nil:
+		case err != nil && err.Error() != failing:
+			failing = err.Error()
+			f.logger.Warn("reading the change log failed; retrying at every wake-up", "err", err)
+		case err == nil && failing != "":
+			failing = ""
+			f.logger.Info("reading the change log works again")
 		}
 	}
 }
