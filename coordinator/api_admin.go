@@ -16,8 +16,12 @@ import (
 	"github.com/meshinit/meshinit/meshapi"
 )
 
-// The admin API: keys, nodes, events. Served on the admin socket, and over
-// TCP only with the admin token (see Handler).
+// The admin API: keys, nodes, events, policy. Served on the admin socket,
+// and over TCP only with the admin token (see Handler).
+
+// adminAPI holds the admin API's handlers, apart from the Server's own
+// methods: they only translate HTTP to the Server's commands and reads.
+type adminAPI struct{ s *Server }
 
 const (
 	maxTags           = 16
@@ -55,7 +59,7 @@ func validateKeyRequest(req *meshapi.KeyCreateRequest) *apiError {
 	return nil
 }
 
-func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 	var req meshapi.KeyCreateRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, decodeError(err))
@@ -71,7 +75,7 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var view meshapi.AuthKey
-	b, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+	b, e := a.s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
 		rec := store.KeyRecord{
 			ID: k.ID, Hash: k.Hash(), Description: req.Description, Ephemeral: req.Ephemeral,
 			Reusable: req.Reusable, Tags: slices.Clone(req.Tags), Created: now,
@@ -88,15 +92,15 @@ func (s *Server) handleKeyCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if s.writeWhenStored(w, r, b, http.StatusCreated, meshapi.KeyCreateResponse{AuthKey: view, Key: k.String()}) {
-		s.log.Info("auth key created", "key", k.ID, "ephemeral", req.Ephemeral, "reusable", req.Reusable)
+	if a.s.writeWhenStored(w, r, b, http.StatusCreated, meshapi.KeyCreateResponse{AuthKey: view, Key: k.String()}) {
+		a.s.log.Info("auth key created", "key", k.ID, "ephemeral", req.Ephemeral, "reusable", req.Reusable)
 	}
 }
 
-func (s *Server) handleKeyList(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handleKeyList(w http.ResponseWriter, r *http.Request) {
 	var out []meshapi.AuthKey
-	s.read(func(m *mesh.Mesh) {
-		now := s.clock.Now()
+	a.s.read(func(m *mesh.Mesh) {
+		now := a.s.clock.Now()
 		m.Keys(func(k *mesh.Key) { out = append(out, k.API(now)) })
 	})
 	slices.SortFunc(out, func(a, b meshapi.AuthKey) int {
@@ -108,7 +112,7 @@ func (s *Server) handleKeyList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, mesh.NonNil(out))
 }
 
-func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !authkey.ValidID(id) {
 		writeError(w, badRequest("key id %q: want the 16 hex digits shown by \"meshcoord keys list\"", id))
@@ -116,7 +120,7 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	var view meshapi.AuthKey
 	var revoking bool
-	b, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+	b, e := a.s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
 		k, ch := m.RevokeKey(id, now)
 		if k == nil {
 			return nil, notFound("no auth key %s: see \"meshcoord keys list\"", id)
@@ -128,14 +132,14 @@ func (s *Server) handleKeyRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if s.writeWhenStored(w, r, b, http.StatusOK, view) && revoking {
-		s.log.Info("auth key revoked", "key", id)
+	if a.s.writeWhenStored(w, r, b, http.StatusOK, view) && revoking {
+		a.s.log.Info("auth key revoked", "key", id)
 	}
 }
 
-func (s *Server) handleNodeList(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handleNodeList(w http.ResponseWriter, r *http.Request) {
 	var out []meshapi.Node
-	s.read(func(m *mesh.Mesh) {
+	a.s.read(func(m *mesh.Mesh) {
 		out = make([]meshapi.Node, 0, len(m.Nodes()))
 		for _, n := range m.Nodes() {
 			out = append(out, n.View())
@@ -158,10 +162,10 @@ func lookup(m *mesh.Mesh, ref string) (*mesh.Node, *apiError) {
 	return nil, notFound("no node with id or name %q: see \"meshcoord nodes list\"", ref)
 }
 
-func (s *Server) handleNodeShow(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handleNodeShow(w http.ResponseWriter, r *http.Request) {
 	var v meshapi.Node
 	var e *apiError
-	s.read(func(m *mesh.Mesh) {
+	a.s.read(func(m *mesh.Mesh) {
 		var n *mesh.Node
 		if n, e = lookup(m, r.PathValue("ref")); n != nil {
 			v = n.View()
@@ -176,9 +180,9 @@ func (s *Server) handleNodeShow(w http.ResponseWriter, r *http.Request) {
 
 // nodeAction runs act on the node named in the path and answers with the
 // node as it was left, once that is stored.
-func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, act func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError)) {
+func (a adminAPI) nodeAction(w http.ResponseWriter, r *http.Request, act func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError)) {
 	var resp meshapi.NodeActionResponse
-	b, e := s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+	b, e := a.s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
 		n, e := lookup(m, r.PathValue("ref"))
 		if e != nil {
 			return nil, e
@@ -194,19 +198,19 @@ func (s *Server) nodeAction(w http.ResponseWriter, r *http.Request, act func(m *
 		writeError(w, e)
 		return
 	}
-	s.writeWhenStored(w, r, b, http.StatusOK, resp)
+	a.s.writeWhenStored(w, r, b, http.StatusOK, resp)
 }
 
-func (s *Server) handleNodeDelete(w http.ResponseWriter, r *http.Request) {
-	s.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
+func (a adminAPI) handleNodeDelete(w http.ResponseWriter, r *http.Request) {
+	a.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
 		return m.Delete(n, meshapi.ReasonAdmin, "deleted by admin", now), true, nil
 	})
 }
 
 // handleNodeExpire ends a node's session as its own logout would, with
 // reason admin: an ephemeral node is deleted, any other is logged out.
-func (s *Server) handleNodeExpire(w http.ResponseWriter, r *http.Request) {
-	s.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
+func (a adminAPI) handleNodeExpire(w http.ResponseWriter, r *http.Request) {
+	a.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
 		if n.LoggedOut {
 			return nil, false, nil
 		}
@@ -215,7 +219,7 @@ func (s *Server) handleNodeExpire(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) handleNodeRename(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handleNodeRename(w http.ResponseWriter, r *http.Request) {
 	var req meshapi.RenameRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, decodeError(err))
@@ -225,7 +229,7 @@ func (s *Server) handleNodeRename(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("name %q is not a DNS label (lowercase letters, digits, '-', at most 63): try %q", req.Name, names.Sanitize(req.Name)))
 		return
 	}
-	s.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
+	a.nodeAction(w, r, func(m *mesh.Mesh, n *mesh.Node, now time.Time) (mesh.Change, bool, *apiError) {
 		ch, e := m.Rename(n, req.Name, now)
 		return ch, false, e
 	})

@@ -11,7 +11,7 @@ import (
 // handleEvents streams the event history after ?since=SEQ as NDJSON, and
 // with ?follow=1 keeps the stream open for new events. Recent events come
 // from memory, older ones from the store.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handleEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var cursor uint64
 	if v := q.Get("since"); v != "" {
@@ -33,7 +33,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", meshapi.ContentTypeStream)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	s.events.Copy(r.Context(), cursor, follow, s.done, &flushWriter{bufio.NewWriterSize(w, 32<<10), http.NewResponseController(w)})
+	a.s.events.Copy(r.Context(), cursor, follow, a.s.done, &flushWriter{bufio.NewWriterSize(w, 32<<10), http.NewResponseController(w)})
 }
 
 // flushWriter buffers an event stream and flushes it to the client.

@@ -53,15 +53,16 @@ func (s *Server) opsRoutes(mux *http.ServeMux) {
 }
 
 func (s *Server) adminRoutes(mux *http.ServeMux, gate func(http.HandlerFunc) http.HandlerFunc) {
-	mux.Handle(meshapi.PathAdminKeys, methods{"GET": gate(s.handleKeyList), "POST": gate(s.handleKeyCreate)})
-	mux.Handle(meshapi.PathAdminKeys+"/{id}", methods{"DELETE": gate(s.handleKeyRevoke)})
-	mux.Handle(meshapi.PathAdminNodes, methods{"GET": gate(s.handleNodeList)})
-	mux.Handle(meshapi.PathAdminNodes+"/{ref}", methods{"GET": gate(s.handleNodeShow), "DELETE": gate(s.handleNodeDelete)})
-	mux.Handle(meshapi.PathAdminNodes+"/{ref}/expire", methods{"POST": gate(s.handleNodeExpire)})
-	mux.Handle(meshapi.PathAdminNodes+"/{ref}/rename", methods{"POST": gate(s.handleNodeRename)})
-	mux.Handle(meshapi.PathAdminEvents, methods{"GET": gate(s.handleEvents)})
-	mux.Handle(meshapi.PathAdminPolicy, methods{"GET": gate(s.handlePolicyGet), "PUT": gate(s.handlePolicyPut), "DELETE": gate(s.handlePolicyDelete)})
-	mux.Handle(meshapi.PathAdminPolicyCheck, methods{"POST": gate(s.handlePolicyCheck)})
+	admin := adminAPI{s}
+	mux.Handle(meshapi.PathAdminKeys, methods{"GET": gate(admin.handleKeyList), "POST": gate(admin.handleKeyCreate)})
+	mux.Handle(meshapi.PathAdminKeys+"/{id}", methods{"DELETE": gate(admin.handleKeyRevoke)})
+	mux.Handle(meshapi.PathAdminNodes, methods{"GET": gate(admin.handleNodeList)})
+	mux.Handle(meshapi.PathAdminNodes+"/{ref}", methods{"GET": gate(admin.handleNodeShow), "DELETE": gate(admin.handleNodeDelete)})
+	mux.Handle(meshapi.PathAdminNodes+"/{ref}/expire", methods{"POST": gate(admin.handleNodeExpire)})
+	mux.Handle(meshapi.PathAdminNodes+"/{ref}/rename", methods{"POST": gate(admin.handleNodeRename)})
+	mux.Handle(meshapi.PathAdminEvents, methods{"GET": gate(admin.handleEvents)})
+	mux.Handle(meshapi.PathAdminPolicy, methods{"GET": gate(admin.handlePolicyGet), "PUT": gate(admin.handlePolicyPut), "DELETE": gate(admin.handlePolicyDelete)})
+	mux.Handle(meshapi.PathAdminPolicyCheck, methods{"POST": gate(admin.handlePolicyCheck)})
 }
 
 // methods dispatches on the HTTP method and answers everything else with a

@@ -113,8 +113,8 @@ func (s *Server) Policy() meshapi.PolicyResponse {
 	return r
 }
 
-func (s *Server) handlePolicyGet(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Policy())
+func (a adminAPI) handlePolicyGet(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.s.Policy())
 }
 
 // readPolicyBody reads a policy document (not JSON-decoded: it may hold
@@ -139,7 +139,7 @@ func policyError(err error) *apiError {
 	return errorf(http.StatusBadRequest, meshapi.ErrPolicyInvalid, "%v", err)
 }
 
-func (s *Server) handlePolicyPut(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handlePolicyPut(w http.ResponseWriter, r *http.Request) {
 	src, e := readPolicyBody(w, r)
 	if e != nil {
 		writeError(w, e)
@@ -149,29 +149,29 @@ func (s *Server) handlePolicyPut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("empty policy: to remove the policy (allow all), use DELETE (meshcoord policy clear)"))
 		return
 	}
-	s.answerPolicyChange(w, r, src)
+	a.answerPolicyChange(w, r, src)
 }
 
-func (s *Server) handlePolicyDelete(w http.ResponseWriter, r *http.Request) {
-	s.answerPolicyChange(w, r, nil)
+func (a adminAPI) handlePolicyDelete(w http.ResponseWriter, r *http.Request) {
+	a.answerPolicyChange(w, r, nil)
 }
 
-func (s *Server) answerPolicyChange(w http.ResponseWriter, r *http.Request, src []byte) {
-	_, b, err := s.setPolicy(src)
+func (a adminAPI) answerPolicyChange(w http.ResponseWriter, r *http.Request, src []byte) {
+	_, b, err := a.s.setPolicy(src)
 	if err != nil {
 		writeError(w, policyError(err))
 		return
 	}
-	s.writeWhenStored(w, r, b, http.StatusOK, s.Policy())
+	a.s.writeWhenStored(w, r, b, http.StatusOK, a.s.Policy())
 }
 
-func (s *Server) handlePolicyCheck(w http.ResponseWriter, r *http.Request) {
+func (a adminAPI) handlePolicyCheck(w http.ResponseWriter, r *http.Request) {
 	src, e := readPolicyBody(w, r)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	p, err := s.loadPolicy(src)
+	p, err := a.s.loadPolicy(src)
 	if err != nil {
 		writeError(w, policyError(err))
 		return
