@@ -18,10 +18,18 @@
 //   - presence: who holds a map stream, and the reconnect grace.
 //   - gc: one timer per GC deadline.
 //   - clock: the time of every lifecycle rule (a fake one in tests).
+//   - replica: on PostgreSQL, following the change log and the replicas'
+//     heartbeats (replica.go and replicawriter.go wire it in: see below).
 //
 // One lock (Server.mu, see core.go) orders the changes: a command runs on
 // the mesh and its ops are queued for the store under it, so the store's
 // order is memory's. The listener (fanout) feeds maps, gc, presence and
 // the relay under the same lock; the writer hands committed events to the
 // event log. Nothing is logged while the lock is held.
+//
+// On a PostgreSQL store the server is one replica among any number on the
+// same database (docs/replicas.md): the same commands run, but under the
+// database's mesh lock after catching up with the change log, by the
+// replica's writer; changes of other replicas reach the mesh through Apply.
+// core.go's change and settle are the doors to either.
 package coordinator
