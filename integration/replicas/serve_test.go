@@ -165,3 +165,75 @@ func TestStreamsFollowOneOrderAndResumeOnAnotherReplica(t *testing.T) {
 		}
 	}
 }
+
+// Ephemeral nodes streaming on different replicas drop their streams:
+// every replica arms a GC timer for every deadline, and each node is
+// deleted exactly once (one event, reason gc), never before its deadline
+// (its drop plus the timeout).
+func TestGCByAnyReplicaDeletesEachNodeOnce(t *testing.T) {
+	harness.Integration(t)
+	const timeout = 3 * time.Second
+	cs, _ := startReplicas(t, pgtest.Shared(t), 3, coordtest.Options{EphemeralTimeout: timeout, ReconnectGrace: time.Second})
+	key := cs[0].CreateKey(t, "--ephemeral", "--reusable")
+	const nodes = 12
+	ids := map[meshapi.NodeID]bool{}
+	var streams []*stream
+	for i := range nodes {
+		r := cs[i%3]
+		n, secret := register(t, r.URL, key, "gc", 200+i)
+		ids[n.ID] = true
+		streams = append(streams, openStream(t, r.URL, secret, 0, ""))
+	}
+	for _, r := range cs {
+		harness.Eventually(t, 30*time.Second, "every node online on "+r.URL, func() (bool, string) {
+			online := 0
+			for _, n := range r.Nodes(t) {
+				if ids[n.ID] && n.Online {
+					online++
+				}
+			}
+			return online == nodes, fmt.Sprintf("%d of %d online", online, nodes)
+		})
+	}
+	dropped := time.Now()
+	for _, st := range streams {
+		st.close()
+	}
+	var evs []meshapi.Event
+	harness.Eventually(t, 60*time.Second, "every node collected", func() (bool, string) {
+		evs = cs[1].Events(t)
+		gone := 0
+		for _, e := range evs {
+			if e.Type == meshapi.EventDeleted && ids[e.NodeID] {
+				gone++
+			}
+		}
+		return gone >= nodes, fmt.Sprintf("%d of %d deleted", gone, nodes)
+	})
+	deleted := map[meshapi.NodeID]int{}
+	for _, e := range evs {
+		if e.Type != meshapi.EventDeleted || !ids[e.NodeID] {
+			continue
+		}
+		deleted[e.NodeID]++
+		if e.Reason != meshapi.ReasonGC || e.Time.Before(dropped.Add(timeout)) {
+			t.Errorf("node %d deleted at %v (reason %s): before its deadline (dropped at %v + %v), or not by GC",
+				e.NodeID, e.Time, e.Reason, dropped, timeout)
+		}
+	}
+	for id := range ids {
+		if deleted[id] != 1 {
+			t.Errorf("node %d deleted %d times, want once", id, deleted[id])
+		}
+	}
+	for _, r := range cs {
+		harness.Eventually(t, 30*time.Second, "no collected node listed on "+r.URL, func() (bool, string) {
+			for _, n := range r.Nodes(t) {
+				if ids[n.ID] {
+					return false, fmt.Sprintf("node %d still listed", n.ID)
+				}
+			}
+			return true, ""
+		})
+	}
+}
