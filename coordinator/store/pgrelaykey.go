@@ -22,13 +22,9 @@ const relayMeshKeyLen = 32
 func (s *Postgres) RelayMeshKey(ctx context.Context) ([]byte, error) {
 	fresh := make([]byte, relayMeshKeyLen)
 	rand.Read(fresh)
-	if _, err := s.pool.Exec(ctx, `INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-		metaRelayMeshKey, base64.StdEncoding.EncodeToString(fresh)); err != nil {
-		return nil, fmt.Errorf("creating the relay mesh key: %w", err)
-	}
-	var stored string
-	if err := s.pool.QueryRow(ctx, `SELECT value FROM meta WHERE name = $1`, metaRelayMeshKey).Scan(&stored); err != nil {
-		return nil, fmt.Errorf("reading the relay mesh key: %w", err)
+	stored, err := s.EnsureMeta(ctx, metaRelayMeshKey, base64.StdEncoding.EncodeToString(fresh))
+	if err != nil {
+		return nil, fmt.Errorf("the relay mesh key: %w", err)
 	}
 	key, err := base64.StdEncoding.DecodeString(stored)
 	if err != nil || len(key) < relayMeshKeyLen {

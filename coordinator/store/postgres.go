@@ -226,7 +226,8 @@ func (s *Postgres) Load(ctx context.Context) (*Snapshot, error) {
 	}
 	defer tx.Rollback(ctx)
 	snap := &Snapshot{Meta: map[string]string{}}
-	rows, _ := tx.Query(ctx, `SELECT name, value FROM meta`)
+	// The relay's mesh key stays in the database: only RelayMeshKey reads it.
+	rows, _ := tx.Query(ctx, `SELECT name, value FROM meta WHERE name <> $1`, metaRelayMeshKey)
 	var k, v string
 	if _, err := pgx.ForEachRow(rows, []any{&k, &v}, func() error {
 		snap.Meta[k] = v

@@ -3,6 +3,8 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"strings"
 	"sync"
 	"testing"
 
@@ -12,7 +14,8 @@ import (
 
 // Replicas starting together get one relay mesh key: the first to store
 // it wins and every replica reads that one, also after a reopen. It is
-// 32 random bytes and not part of the change log or the events.
+// 32 random bytes and not part of the change log, the events or the
+// state a replica loads into memory.
 func TestRelayMeshKeyIsOnePerDatabase(t *testing.T) {
 	harness.Integration(t)
 	ctx := context.Background()
@@ -55,5 +58,14 @@ func TestRelayMeshKeyIsOnePerDatabase(t *testing.T) {
 	}
 	if ch, err := a.ChangesAfter(ctx, 0, 100); err != nil || len(ch) != 0 {
 		t.Fatalf("the key went through the change log: %d changes, %v", len(ch), err)
+	}
+	snap, err := c.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range snap.Meta {
+		if strings.Contains(v, base64.StdEncoding.EncodeToString(keys[0])) {
+			t.Fatalf("the key is loaded into the coordinator's memory as meta %q", name)
+		}
 	}
 }
