@@ -12,7 +12,12 @@ import (
 
 // The node-facing API (docs/protocol.md has the letter of it).
 
-func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+// nodeAPI holds the node API's handlers, apart from the Server's own
+// methods: they translate HTTP to the Server's commands, and stream maps.
+type nodeAPI struct{ s *Server }
+
+func (a nodeAPI) handleRegister(w http.ResponseWriter, r *http.Request) {
+	s := a.s
 	var req meshapi.RegisterRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		s.metrics.registration("invalid_request")
@@ -37,17 +42,17 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
-	id, e := s.authNode(r)
+func (a nodeAPI) handleMap(w http.ResponseWriter, r *http.Request) {
+	id, e := a.s.authNode(r)
 	if e != nil {
 		writeError(w, e)
 		return
 	}
-	s.serveMap(w, r, id)
+	a.serveMap(w, r, id)
 }
 
-func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
-	id, e := s.authNode(r)
+func (a nodeAPI) handleEndpoints(w http.ResponseWriter, r *http.Request) {
+	id, e := a.s.authNode(r)
 	if e != nil {
 		writeError(w, e)
 		return
@@ -62,8 +67,8 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Written behind: peers hear of it at once, the store soon.
-	_, e = s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
-		n, e := s.activeLocked(id)
+	_, e = a.s.change(func(m *mesh.Mesh, now time.Time) (mesh.Change, *apiError) {
+		n, e := a.s.activeLocked(id)
 		if e != nil {
 			return nil, e
 		}
@@ -76,7 +81,8 @@ func (s *Server) handleEndpoints(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+func (a nodeAPI) handleLogout(w http.ResponseWriter, r *http.Request) {
+	s := a.s
 	id, e := s.authNode(r)
 	if e != nil {
 		writeError(w, e)

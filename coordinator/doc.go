@@ -3,8 +3,11 @@
 // its peers, presence, logout and the delayed ephemeral GC, plus the admin
 // API, events and metrics.
 //
-// This package is the HTTP APIs and the wiring; each concern is a package
-// of its own with a narrow seam:
+// This package is the HTTP APIs and the wiring. The handlers live on two
+// small types, nodeAPI (register, map streams, endpoints, logout) and
+// adminAPI (keys, nodes, events, policy), which only turn HTTP into the
+// Server's commands and reads; each concern below is a package of its own
+// with a narrow seam:
 //
 //   - mesh: the state (nodes, keys, addresses, names, the policy document,
 //     counters) and its rules. Every command makes its change as store ops,

@@ -41,10 +41,11 @@ func (s *Server) AdminHandler() http.Handler {
 }
 
 func (s *Server) nodeRoutes(mux *http.ServeMux) {
-	mux.Handle(meshapi.PathRegister, methods{"POST": s.handleRegister})
-	mux.Handle(meshapi.PathMap, methods{"GET": s.handleMap})
-	mux.Handle(meshapi.PathEndpoints, methods{"POST": s.handleEndpoints})
-	mux.Handle(meshapi.PathLogout, methods{"POST": s.handleLogout})
+	node := nodeAPI{s}
+	mux.Handle(meshapi.PathRegister, methods{"POST": node.handleRegister})
+	mux.Handle(meshapi.PathMap, methods{"GET": node.handleMap})
+	mux.Handle(meshapi.PathEndpoints, methods{"POST": node.handleEndpoints})
+	mux.Handle(meshapi.PathLogout, methods{"POST": node.handleLogout})
 }
 
 func (s *Server) opsRoutes(mux *http.ServeMux) {

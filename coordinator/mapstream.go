@@ -17,7 +17,8 @@ import (
 // can still serve, just the missed lines), then every line as it happens,
 // and a keepalive when the stream has been idle for a keepalive interval.
 // Holding the stream is being online (presence; the mesh records it).
-func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.NodeID) {
+func (a nodeAPI) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.NodeID) {
+	s := a.s
 	q := r.URL.Query()
 	var since uint64
 	resume := false
@@ -65,7 +66,7 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.Nod
 	}
 	defer sw.close()
 	if fm != nil {
-		if s.writeFull(sw, fm) != nil {
+		if a.writeFull(sw, fm) != nil {
 			return
 		}
 	} else if sw.add(s.maps.KeepaliveLine(since)) != nil {
@@ -76,7 +77,7 @@ func (s *Server) serveMap(w http.ResponseWriter, r *http.Request, id meshapi.Nod
 	if sw.send() != nil {
 		return
 	}
-	s.copyLines(r, sw, id, st, since, &view)
+	a.copyLines(r, sw, id, st, since, &view)
 }
 
 // connect makes st id's live stream and records the node online. A
@@ -116,8 +117,8 @@ func (s *Server) holds(id meshapi.NodeID, st *presence.Stream) bool {
 	return s.presence.Holds(id, st)
 }
 
-func (s *Server) writeFull(sw *streamWriter, fm *maps.Full) error {
-	parts, err := s.maps.FullLine(fm)
+func (a nodeAPI) writeFull(sw *streamWriter, fm *maps.Full) error {
+	parts, err := a.s.maps.FullLine(fm)
 	if err != nil {
 		return err
 	}
@@ -127,7 +128,8 @@ func (s *Server) writeFull(sw *streamWriter, fm *maps.Full) error {
 // copyLines sends the map log's lines after cursor until the stream ends:
 // everything available as one batch, a full map if the stream fell out of
 // the log, a keepalive when idle.
-func (s *Server) copyLines(r *http.Request, sw *streamWriter, id meshapi.NodeID, st *presence.Stream, cursor uint64, view *maps.View) {
+func (a nodeAPI) copyLines(r *http.Request, sw *streamWriter, id meshapi.NodeID, st *presence.Stream, cursor uint64, view *maps.View) {
+	s := a.s
 	ring := s.maps.Ring()
 	shard := int(uint64(id) % uint64(ring.Shards()))
 	buf := make([]deltalog.Entry, 0, 32)
@@ -177,7 +179,7 @@ func (s *Server) copyLines(r *http.Request, sw *streamWriter, id meshapi.NodeID,
 				return
 			}
 			s.metrics.fullResync.Inc()
-			if s.writeFull(sw, &full) != nil || sw.send() != nil {
+			if a.writeFull(sw, &full) != nil || sw.send() != nil {
 				return
 			}
 			*view, cursor, wrote = v, full.Version, true
