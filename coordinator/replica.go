@@ -61,8 +61,9 @@ type replicaCore struct {
 	writer   *replicaWriter
 	gone     map[string]bool // replicas whose nodes were taken over (under s.mu)
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	stopPrune func() // the change log's retention timer
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 }
 
 // startReplica loads the state as one replica on pg and starts following
@@ -114,7 +115,7 @@ func (s *Server) startReplica(ctx context.Context, pg *store.Postgres, now time.
 	if err := r.collectExpired(expired); err != nil {
 		return err
 	}
-	s.stopHeartbeat = clock.Repeat(s.clock, pruneChangesInterval, pruneChangesInterval, r.pruneChanges)
+	r.stopPrune = clock.Repeat(s.clock, pruneChangesInterval, pruneChangesInterval, r.pruneChanges)
 	s.log.Info("state loaded", "replica", s.self, "version", snap.LogVersion, "nodes", len(s.mesh.Nodes()),
 		"prefixes", s.mesh.Prefixes(), "epoch", s.epoch)
 	return nil
@@ -380,9 +381,12 @@ func (r *replicaCore) pruneChanges() {
 	}
 }
 
-// close stops the writer (after its write in progress), the follower and
-// the heartbeats.
+// close stops the writer (after its write in progress), the follower, the
+// heartbeats and the change log's pruning.
 func (r *replicaCore) close() {
+	if r.stopPrune != nil {
+		r.stopPrune()
+	}
 	r.writer.close()
 	r.cancel()
 	r.wg.Wait()

@@ -62,7 +62,7 @@ type Server struct {
 	rep  *replicaCore
 
 	done          chan struct{} // closed by Close: ends event streams
-	stopHeartbeat func()
+	stopHeartbeat func()        // SQLite: the alive mark restore reads (replicas beat in replica.Liveness)
 	stopPruner    func()
 }
 
@@ -173,11 +173,11 @@ func (s *Server) Close() error {
 	s.gc.Stop()
 	s.mu.Unlock()
 	close(s.done)
-	s.stopHeartbeat()
 	s.stopPruner()
 	if s.rep != nil {
 		s.rep.close()
 	} else {
+		s.stopHeartbeat()
 		s.w.Close()
 	}
 	err := s.st.Close()
