@@ -15,6 +15,17 @@ export GOFLAGS="${GOFLAGS:-} -mod=readonly"
 
 step() { printf '\n=== %s (%s)\n' "$1" "$(date +%T)"; }
 
+# failed_output LOG prints, last, what each failed test wrote between its
+# "=== RUN" and the next test's: its own messages (t.Fatalf's among them),
+# which the context above may have cut when cleanup logs followed them.
+failed_output() {
+	local name
+	grep -oE -- '--- FAIL: [^ ]+' "$1" | awk '{print $3}' | sort -u | while read -r name; do
+		echo "--- what $name wrote (last 80 lines):"
+		awk -v run="=== RUN   $name" '$0 == run {on = 1; next} on && /^=== (RUN|PAUSE|CONT)|^ *--- (PASS|FAIL|SKIP)/ {on = 0} on' "$1" | tail -80
+	done
+}
+
 # gotest NAME LOG SHOW ARGS... runs "go test -v ARGS..." with the whole
 # output in LOG and the lines matching SHOW on the terminal. It fails on a
 # failing test and, under CI=true, on any skipped test or a package that
@@ -28,6 +39,7 @@ gotest() {
 	set -e
 	if ((rc != 0)); then
 		grep -B5 -A40 -E '^(--- FAIL|FAIL|panic)' "$log" | head -400 || true
+		failed_output "$log"
 		echo "$name FAILED (exit $rc; full log: $log)" >&2
 		exit 1
 	fi

@@ -200,6 +200,19 @@ func listenInNetns(nsPath, network, addr string) (net.Listener, error) {
 	return inNetns(nsPath, func() (net.Listener, error) { return net.Listen(network, addr) })
 }
 
+// closedPortInNetns returns a loopback TCP port that nothing listens on
+// inside the network namespace at nsPath: the kernel chose it there while
+// every listener of the namespace held its own.
+func closedPortInNetns(t *testing.T, nsPath string) uint16 {
+	t.Helper()
+	ln, err := listenInNetns(nsPath, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("choosing a closed port in %s: %v", nsPath, err)
+	}
+	defer ln.Close()
+	return uint16(ln.Addr().(*net.TCPAddr).Port)
+}
+
 // dialInNetns connects from inside the network namespace at nsPath.
 func dialInNetns(nsPath, network, addr string) (net.Conn, error) {
 	return inNetns(nsPath, func() (net.Conn, error) { return net.DialTimeout(network, addr, 5*time.Second) })

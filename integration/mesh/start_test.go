@@ -12,7 +12,6 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
-	"github.com/meshinit/meshinit/internal/testnet"
 	"github.com/meshinit/meshinit/meshapi"
 )
 
@@ -55,7 +54,11 @@ func TestRefusedStartNeverRunsTheCommand(t *testing.T) {
 		t.Fatalf("the command did not run with a good key: %v", err)
 	}
 
-	dead := fmt.Sprintf("http://127.0.0.1:%d", testnet.ClosedPort(t))
+	// The closed port is chosen inside the node's namespace, where the
+	// relay to the coordinator holds its own port: one chosen on the host
+	// could be that very port (it once was, and the "unreachable" node got
+	// the coordinator's "revoked" instead).
+	dead := fmt.Sprintf("http://127.0.0.1:%d", closedPortInNetns(t, "/run/netns/"+ns))
 
 	cases := []struct {
 		name, coord, key, want string
