@@ -188,7 +188,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Log:        n.cfg.Log,
 		// Peers are reached through the coordinator's relay from the first
 		// packet, and directly once a path is validated.
-		Relay: &dataplane.RelayConfig{CurrentURL: n.client.URL, Authorization: n.client.Authorization,
+		Relay: &dataplane.RelayConfig{WatchURL: n.client.WatchURL, Authorization: n.client.Authorization,
 			TLS: &tls.Config{RootCAs: n.cfg.CoordinatorCAs, MinVersion: tls.VersionTLS12}},
 	}
 	if n.endpointsFor != nil {

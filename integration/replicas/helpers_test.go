@@ -136,16 +136,49 @@ func newSecret(t *testing.T) string {
 func register(t *testing.T, base, key, host string, i int) (meshapi.Node, string) {
 	t.Helper()
 	secret := newSecret(t)
-	status, body := call(t, http.MethodPost, base, meshapi.PathRegister, "",
-		meshapi.RegisterRequest{AuthKey: key, Hostname: host, PublicKey: pubKey(i), Secret: secret})
+	status, body := tryRegister(t, base, key, host, i, secret)
 	if status != http.StatusOK {
 		t.Fatalf("register %s on %s: %d %s", host, base, status, body)
 	}
+	return decodeRegistered(t, body), secret
+}
+
+// tryRegister sends node i's registration with secret to the replica at
+// base once, and returns the answer.
+func tryRegister(t *testing.T, base, key, host string, i int, secret string) (int, []byte) {
+	t.Helper()
+	return call(t, http.MethodPost, base, meshapi.PathRegister, "",
+		meshapi.RegisterRequest{AuthKey: key, Hostname: host, PublicKey: pubKey(i), Secret: secret})
+}
+
+// registerRetrying registers node i on the replica at base alone, sending
+// the same request again (same secret) while the answer is a retryable
+// 503, as a node does. It returns the node, its secret and how many 503s
+// it got.
+func registerRetrying(t *testing.T, base, key, host string, i int) (meshapi.Node, string, int) {
+	t.Helper()
+	secret := newSecret(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for retries := 0; ; retries++ {
+		status, body := tryRegister(t, base, key, host, i, secret)
+		switch {
+		case status == http.StatusOK:
+			return decodeRegistered(t, body), secret, retries
+		case status != http.StatusServiceUnavailable || time.Now().After(deadline):
+			t.Errorf("register %s on %s: %d %s", host, base, status, body)
+			return meshapi.Node{}, secret, retries
+		}
+		time.Sleep(20 * time.Millisecond) // a node's retry backoff, not synchronisation
+	}
+}
+
+func decodeRegistered(t *testing.T, body []byte) meshapi.Node {
+	t.Helper()
 	var resp meshapi.RegisterResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatal(err)
 	}
-	return resp.Node, secret
+	return resp.Node
 }
 
 // stream is one map stream held on one replica, its lines recorded.
@@ -259,4 +292,129 @@ func sql(t *testing.T, db, query string, dest ...any) error {
 	}
 	defer c.Close(ctx)
 	return c.QueryRow(ctx, query).Scan(dest...)
+}
+
+// execSQL runs statements on the database, one at a time.
+func execSQL(t *testing.T, db string, stmts ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, s := range stmts {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// dbNode is a node's row, as the database holds it.
+type dbNode struct {
+	Name, IPv4, IPv6 string
+	PublicKey        meshapi.Key
+	Online           bool
+	Home             string
+}
+
+// dbState is what the database holds: the nodes and the events' (seq,
+// type, node) in order.
+type dbState struct {
+	nodes  map[meshapi.NodeID]dbNode
+	events []meshapi.Event
+}
+
+func readDB(db string) (*dbState, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close(ctx)
+	tx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx)
+	st := &dbState{nodes: map[meshapi.NodeID]dbNode{}}
+	rows, _ := tx.Query(ctx, `SELECT id, name, ipv4, ipv6, public_key, online, home FROM nodes`)
+	var id int64
+	var n dbNode
+	var pub []byte
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n.Name, &n.IPv4, &n.IPv6, &pub, &n.Online, &n.Home}, func() error {
+		copy(n.PublicKey[:], pub)
+		st.nodes[meshapi.NodeID(id)] = n
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rows, _ = tx.Query(ctx, `SELECT seq, type, node_id FROM events ORDER BY seq`)
+	var e meshapi.Event
+	var typ string
+	var node int64
+	if _, err := pgx.ForEachRow(rows, []any{&e.Seq, &typ, &node}, func() error {
+		e.Type, e.NodeID = meshapi.EventType(typ), meshapi.NodeID(node)
+		st.events = append(st.events, e)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// servesDB reports whether the replica c serves the database's state: its
+// admin API lists the database's nodes (names, addresses, keys, online)
+// and its events are the database's, numbered 1, 2, 3 … without a gap.
+func servesDB(t *testing.T, c *coordtest.Coordinator, db string) (bool, string) {
+	st, err := readDB(db)
+	if err != nil {
+		return false, err.Error()
+	}
+	listed := c.Nodes(t) // meshcoord nodes list --json
+	if len(listed) != len(st.nodes) {
+		return false, fmt.Sprintf("%s lists %d nodes, the database has %d", c.URL, len(listed), len(st.nodes))
+	}
+	for _, n := range listed {
+		d, ok := st.nodes[n.ID]
+		if !ok || d.Name != n.Name || d.IPv4 != n.IPv4.String() || d.IPv6 != n.IPv6.String() ||
+			d.PublicKey != n.PublicKey || d.Online != n.Online {
+			return false, fmt.Sprintf("%s lists node %d as %s %s %s online=%v; the database: %+v (found %v)",
+				c.URL, n.ID, n.Name, n.IPv4, n.IPv6, n.Online, d, ok)
+		}
+	}
+	evs := c.Events(t)
+	if len(evs) != len(st.events) {
+		return false, fmt.Sprintf("%s has %d events, the database %d", c.URL, len(evs), len(st.events))
+	}
+	for i, e := range evs {
+		d := st.events[i]
+		if e.Seq != uint64(i+1) || e.Seq != d.Seq || e.Type != d.Type || e.NodeID != d.NodeID {
+			return false, fmt.Sprintf("%s's event #%d is %d %s %d; the database's %d %s %d (want seq %d)",
+				c.URL, i, e.Seq, e.Type, e.NodeID, d.Seq, d.Type, d.NodeID, i+1)
+		}
+	}
+	return true, ""
+}
+
+// mapIsDB reports whether the map stream st of node self shows the
+// database's nodes, self excepted, with their names and addresses.
+func mapIsDB(st *stream, self meshapi.NodeID, db string) (bool, string) {
+	state, err := readDB(db)
+	if err != nil {
+		return false, err.Error()
+	}
+	ps := st.peers()
+	if len(ps) != len(state.nodes)-1 {
+		return false, fmt.Sprintf("the stream shows %d peers, the database has %d other nodes", len(ps), len(state.nodes)-1)
+	}
+	for id, p := range ps {
+		d, ok := state.nodes[id]
+		if !ok || id == self || d.Name != p.Name || d.IPv4 != p.IPv4.String() || d.PublicKey != p.PublicKey {
+			return false, fmt.Sprintf("the stream shows peer %d as %s %s; the database: %+v (found %v)", id, p.Name, p.IPv4, d, ok)
+		}
+	}
+	return true, ""
 }
