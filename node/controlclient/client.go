@@ -112,6 +112,20 @@ func ParseCoordinatorURL(s string) (*url.URL, error) {
 // URL returns the base URL of the coordinator in use now.
 func (c *Client) URL() string { return c.coords.current().String() }
 
+// WatchURL returns the base URL of the coordinator in use now, as URL
+// does, and a channel that is closed when the client moves off it (its
+// coordinator list failed over); the channel is never sent on. To follow
+// the coordinator, call WatchURL again once the channel is closed: the
+// pair it returns is consistent, so no move between two calls is missed.
+// Nothing needs releasing (no goroutine, no registration): a caller that
+// stops waiting just drops the channel. With a single coordinator the
+// channel is never closed. Safe for concurrent use; callers waiting at the
+// same time share one channel.
+func (c *Client) WatchURL() (base string, changed <-chan struct{}) {
+	u, ch := c.coords.watch()
+	return u.String(), ch
+}
+
 func defaultHTTPClient(rootCAs *x509.CertPool) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{

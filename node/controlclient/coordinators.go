@@ -22,6 +22,9 @@ type coordinators struct {
 
 	mu  sync.Mutex
 	cur int
+	// changed is closed (and dropped) when cur moves; made on demand by
+	// watch, so a client nobody watches allocates nothing.
+	changed chan struct{}
 }
 
 // ParseCoordinatorList checks and normalises a comma-separated list of
@@ -56,6 +59,17 @@ func (cs *coordinators) current() *url.URL {
 	return cs.urls[cs.cur]
 }
 
+// watch returns the URL to use now and a channel closed when cur moves
+// off it.
+func (cs *coordinators) watch() (*url.URL, <-chan struct{}) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.changed == nil {
+		cs.changed = make(chan struct{})
+	}
+	return cs.urls[cs.cur], cs.changed
+}
+
 // failed moves off the coordinator that served u, if it is still the
 // current one (concurrent calls that failed on it move once, not twice).
 func (cs *coordinators) failed(u *url.URL, err error) {
@@ -70,6 +84,10 @@ func (cs *coordinators) failed(u *url.URL, err error) {
 	}
 	cs.cur = (cs.cur + 1) % len(cs.urls)
 	to := cs.urls[cs.cur]
+	if cs.changed != nil {
+		close(cs.changed) // wakes every watcher of the old one
+		cs.changed = nil
+	}
 	cs.mu.Unlock()
 	cs.log.Warn("coordinator failed, switching to the next", "from", from.Redacted(), "to", to.Redacted(), "err", err)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -204,5 +205,96 @@ func TestParseCoordinatorList(t *testing.T) {
 		if _, err := ParseCoordinatorList(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseCoordinatorList(%q) = %v; want an error mentioning %q", in, err, want)
 		}
+	}
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// WatchURL's channel is closed exactly when the client moves to another
+// replica (a 503 here), for every watcher at once; the next WatchURL names
+// the new replica with a fresh, open channel. A refusal, which does not
+// move the client, closes nothing, nor does a failure with one coordinator.
+func TestWatchURLSignalsTheMove(t *testing.T) {
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"error":{"code":"internal","message":"store behind"}}`)
+	}))
+	defer failing.Close()
+	co := coordinatortest.NewServer(t, coordinator.Config{})
+	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
+	a := newTestClient(t, failing.URL+","+co.URL, Options{})
+	base, ch1 := a.WatchURL()
+	_, ch2 := a.WatchURL()
+	if base != failing.URL || closed(ch1) || closed(ch2) {
+		t.Fatalf("before any request: WatchURL = %s (closed %v, %v); want %s, open", base, closed(ch1), closed(ch2), failing.URL)
+	}
+	register(t, a, k.Key, "alpha", 1)
+	if !closed(ch1) || !closed(ch2) {
+		t.Fatalf("moved to %s, but the watchers' channels are open (%v, %v)", a.URL(), closed(ch1), closed(ch2))
+	}
+	base, ch3 := a.WatchURL()
+	if base != co.URL || closed(ch3) {
+		t.Fatalf("after the move: WatchURL = %s (closed %v); want %s, open", base, closed(ch3), co.URL)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := a.Register(ctx, Registration{AuthKey: "mkey-unknown", Hostname: "beta", PublicKey: pubKey(2)}); err == nil {
+		t.Fatal("registered with an unknown key")
+	}
+	if closed(ch3) || a.URL() != co.URL {
+		t.Fatalf("a refusal moved the client (closed %v, on %s)", closed(ch3), a.URL())
+	}
+
+	single := newTestClient(t, failing.URL, Options{})
+	_, ch := single.WatchURL()
+	// It retries the 503 until its context ends: a few failures.
+	short, cancelShort := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancelShort()
+	if _, err := single.Register(short, Registration{AuthKey: k.Key, Hostname: "gamma", PublicKey: pubKey(3)}); err == nil {
+		t.Fatal("registered through the failing coordinator")
+	}
+	if closed(ch) {
+		t.Fatal("a failure closed the channel of a client with one coordinator")
+	}
+}
+
+// Concurrent failures on one replica move the client once and close the
+// watchers' channel once; a failure reported for a replica the client has
+// already left moves nothing. Run with -race: watch and failed race.
+func TestWatchConcurrentFailuresMoveOnce(t *testing.T) {
+	urls, err := ParseCoordinatorList("http://a:1,http://b:2,http://c:3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &coordinators{urls: urls, log: slog.New(slog.DiscardHandler)}
+	first, ch := cs.watch()
+	req := *first
+	req.Path += "/v1/map"
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			cs.watch()
+			cs.failed(&req, errors.New("boom"))
+		})
+	}
+	wg.Wait()
+	if !closed(ch) {
+		t.Fatal("the channel of the first coordinator is open after it failed")
+	}
+	now, ch2 := cs.watch()
+	if now.String() != "http://b:2" {
+		t.Fatalf("after concurrent failures on a: on %s, want b (moved once)", now)
+	}
+	cs.failed(&req, errors.New("late")) // a again: already left
+	if closed(ch2) || cs.current().String() != "http://b:2" {
+		t.Fatalf("a late failure of a moved the client to %s", cs.current())
 	}
 }

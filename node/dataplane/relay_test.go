@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,9 +24,41 @@ type relayRig struct {
 	srv *relay.Server
 	url string
 	tls *tls.Config // clients' TLS config for an HTTPS rig
-	// current, when set, is the node's RelayConfig.CurrentURL (a node
-	// whose coordinator may change).
-	current func() string
+	// current, when set, is the node's coordinator URL (RelayConfig.WatchURL):
+	// a node whose coordinator may change.
+	current *movingURL
+}
+
+// movingURL stands for the control client's current coordinator: set
+// moves it and signals the move as controlclient.Client.WatchURL does.
+type movingURL struct {
+	mu      sync.Mutex
+	url     string
+	changed chan struct{}
+	watches int // WatchURL calls: each is one look at the URL
+}
+
+func newMovingURL(u string) *movingURL { return &movingURL{url: u, changed: make(chan struct{})} }
+
+func (m *movingURL) WatchURL() (string, <-chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.watches++
+	return m.url, m.changed
+}
+
+func (m *movingURL) set(u string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.url = u
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+func (m *movingURL) looks() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.watches
 }
 
 // newTLSRelayRig serves the relay over HTTPS with HTTP/2 offered too (the
@@ -82,7 +115,7 @@ func startRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocke
 	v6 := netip.MustParseAddr(fmt.Sprintf("fd7a:6d65:7368::%x", n))
 	cfg := Config{
 		PrivateKey: priv, Addresses: []netip.Addr{v4, v6}, Prefixes: testPrefixes, Log: testLogger(t).With("node", n),
-		Relay: &RelayConfig{URL: rig.url, CurrentURL: rig.current, TLS: rig.tls, WebSocket: websocket, Authorization: func() (string, error) {
+		Relay: &RelayConfig{URL: rig.url, TLS: rig.tls, WebSocket: websocket, Authorization: func() (string, error) {
 			b, _ := pub.MarshalText()
 			return "Bearer " + string(b), nil
 		}},
@@ -92,6 +125,9 @@ func startRelayNode(t testing.TB, n int, rig *relayRig, advertise bool, websocke
 			}
 			return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
 		},
+	}
+	if rig.current != nil {
+		cfg.Relay.WatchURL = rig.current.WatchURL
 	}
 	dev, err := New(cfg)
 	if err != nil {

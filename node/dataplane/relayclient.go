@@ -46,10 +46,12 @@ type relayClient struct {
 	cfg       RelayConfig
 	log       *slog.Logger
 	onConnect func() // called (on its own goroutine) after each connect
-	ctx       context.Context
-	cancel    context.CancelFunc
-	done      chan struct{}
-	started   atomic.Bool // run was started: done will be closed
+	// dial connects to the relay: dialRelay, but in tests.
+	dial    func(ctx context.Context, cfg *RelayConfig, kind string) (*relayConn, error)
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	started atomic.Bool // run was started: done will be closed
 
 	mu       sync.Mutex
 	cur      *relaySession
@@ -80,7 +82,7 @@ type RelayStatus struct {
 func newRelayClient(cfg RelayConfig, log *slog.Logger) *relayClient {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &relayClient{
-		cfg: cfg, log: log.With("component", "relay-client"), ctx: ctx, cancel: cancel,
+		cfg: cfg, log: log.With("component", "relay-client"), dial: dialRelay, ctx: ctx, cancel: cancel,
 		done: make(chan struct{}), changed: make(chan struct{}), recvStop: make(chan struct{}),
 		status: RelayStatus{State: "connecting", Since: time.Now()},
 	}
@@ -159,7 +161,8 @@ func (c *relayClient) run() {
 	backoff := relayBackoffMin
 	failures := 0
 	for c.ctx.Err() == nil {
-		rc, err := dialRelay(c.ctx, &c.cfg, kind)
+		base := c.cfg.baseURL()
+		rc, err := c.dial(c.ctx, &c.cfg, kind)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
@@ -169,7 +172,11 @@ func (c *relayClient) run() {
 			if failures == 1 || failures%20 == 0 {
 				c.log.Warn("relay connection failed; retrying", "err", err, "attempts", failures)
 			}
-			c.sleep(backoff)
+			if c.pause(backoff, base) {
+				// The node moved to another coordinator: try its relay now.
+				backoff = relayBackoffMin
+				continue
+			}
 			backoff = min(backoff*2, relayBackoffMax)
 			continue
 		}
@@ -202,7 +209,13 @@ func (c *relayClient) run() {
 		if time.Since(began) > 30*time.Second {
 			backoff = relayBackoffMin
 		}
-		c.sleep(backoff + rand.N(backoff/2))
+		if c.pause(backoff+rand.N(backoff/2), rc.base) {
+			// A dead replica's relay usually goes first, its node follows
+			// when the control client notices: dial the new one then.
+			c.log.Info("relay follows the coordinator", "from", rc.base, "to", c.cfg.baseURL())
+			backoff = relayBackoffMin
+			continue
+		}
 		backoff = min(backoff*2, relayBackoffMax)
 	}
 }
@@ -211,38 +224,48 @@ func (c *relayClient) run() {
 // no longer uses (its coordinator list failed over).
 var errCoordinatorMoved = errors.New("the node moved to another coordinator")
 
-// relayURLCheck is how often a connected relay client checks that the
-// node still uses the coordinator it is connected to.
-const relayURLCheck = time.Second
-
 // await waits for session s to end: it dies, the client closes, or (moved
-// true) the node's current coordinator is no longer the one s reached.
+// true) the node's current coordinator is no longer the one s reached. The
+// control client signals a move (RelayConfig.WatchURL), so a connected
+// client wakes for nothing else.
 func (c *relayClient) await(s *relaySession) (moved bool) {
-	tick := time.NewTicker(relayURLCheck)
-	defer tick.Stop()
 	for {
+		base, changed := c.cfg.watch()
+		if base != s.rc.base {
+			s.kill(errCoordinatorMoved)
+			return true
+		}
 		select {
 		case <-s.dead:
 			return false
 		case <-c.ctx.Done():
 			s.kill(net.ErrClosed)
 			return false
-		case <-tick.C:
-			if c.cfg.CurrentURL != nil && c.cfg.baseURL() != s.rc.base {
-				s.kill(errCoordinatorMoved)
-				return true
-			}
+		case <-changed:
+			// Look again: a list that failed over and back leaves s where
+			// it should be.
 		}
 	}
 }
 
-func (c *relayClient) sleep(d time.Duration) {
+// pause waits d before the next dial, which would go to base. It returns
+// early: with moved true when the node's coordinator is or becomes another
+// one (whose relay is to be dialled at once), with false when the client
+// closes.
+func (c *relayClient) pause(d time.Duration, base string) (moved bool) {
+	now, changed := c.cfg.watch()
+	if now != base {
+		return true
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 	case <-c.ctx.Done():
+	case <-changed:
+		return true
 	}
+	return false
 }
 
 // stunAddr is the coordinator's STUN responder: the announced port on the

@@ -25,9 +25,12 @@ type RelayConfig struct {
 	// URL is the coordinator's base URL (http:// or https://); the relay is
 	// at its /v1/relay.
 	URL string
-	// CurrentURL, when set, is asked at every connection instead of URL:
-	// a node with several coordinator replicas follows the one it uses.
-	CurrentURL func() string
+	// WatchURL, when set, is asked at every connection instead of URL: a
+	// node with several coordinator replicas follows the one it uses. It
+	// returns the base URL in use now and a channel closed when that
+	// changes (controlclient.Client.WatchURL); a connected client waits on
+	// it and reconnects to the new coordinator's relay at once.
+	WatchURL func() (base string, changed <-chan struct{})
 	// Authorization returns the "Bearer <node secret>" header value. It is
 	// asked at every connection and never logged.
 	Authorization func() (string, error)
@@ -44,10 +47,17 @@ type RelayConfig struct {
 }
 
 func (cfg *RelayConfig) baseURL() string {
-	if cfg.CurrentURL != nil {
-		return cfg.CurrentURL()
+	base, _ := cfg.watch()
+	return base
+}
+
+// watch returns the URL to use now and a channel closed when it changes:
+// nil (never ready) without WatchURL, since URL never changes.
+func (cfg *RelayConfig) watch() (string, <-chan struct{}) {
+	if cfg.WatchURL != nil {
+		return cfg.WatchURL()
 	}
-	return cfg.URL
+	return cfg.URL, nil
 }
 
 // dialTimeout bounds one connection attempt (proxy, TLS and upgrade).

@@ -84,9 +84,8 @@ func transfer(t *testing.T, a, b *testNode, size int) {
 // moves to r1 by itself, and traffic flows on.
 func TestRelayFollowsTheCoordinatorAcrossMeshedRelays(t *testing.T) {
 	r0, r1 := newMeshedRelayRigs(t)
-	var current atomic.Value
-	current.Store(r0.url)
-	a := startRelayNode(t, 1, &relayRig{srv: r0.srv, url: r0.url, current: func() string { return current.Load().(string) }}, false, false)
+	current := newMovingURL(r0.url)
+	a := startRelayNode(t, 1, &relayRig{srv: r0.srv, url: r0.url, current: current}, false, false)
 	waitFor(t, 20*time.Second, "a on r0", func() bool { return r0.srv.Connected(a.pub) })
 	b := newRelayNode(t, 2, r1, false, false)
 	waitFor(t, 20*time.Second, "each relay learns the other's node", func() bool {
@@ -101,7 +100,7 @@ func TestRelayFollowsTheCoordinatorAcrossMeshedRelays(t *testing.T) {
 	}
 	before, _ := a.dev.Relay()
 
-	current.Store(r1.url)
+	current.set(r1.url)
 	waitFor(t, 20*time.Second, "a's relay connection moves to r1", func() bool {
 		st, _ := a.dev.Relay()
 		return r1.srv.Connected(a.pub) && !r0.srv.Connected(a.pub) && st.State == "connected" && st.Reconnects > before.Reconnects
