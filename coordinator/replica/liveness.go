@@ -69,10 +69,18 @@ func (l *Liveness) Run(ctx context.Context, reg Registry) {
 	// A round's calls are bounded: a connection whose packets are dropped
 	// would hold the loop, and the cut would go unnoticed. A heartbeat
 	// that reached the database, an interval, then a round that fails
-	// after bound: the cut is noticed at the timeout.
+	// after bound: the cut is noticed at the timeout. A round that starts
+	// later after the last answer (after heartbeats that failed at once,
+	// or after the first round gave up) would notice it up to a bound
+	// late: until the cut is on, no round runs past the timeout plus an
+	// interval.
 	bound := max(timeout-interval, interval)
 	for {
-		rctx, cancel := context.WithTimeout(ctx, bound)
+		deadline := time.Now().Add(bound)
+		if !cut {
+			deadline = minTime(deadline, reached.Add(timeout+interval))
+		}
+		rctx, cancel := context.WithDeadline(ctx, deadline)
 		alive, err := reg.Heartbeat(rctx)
 		now := time.Now()
 		if l.Healthy != nil && ctx.Err() == nil {
@@ -135,4 +143,11 @@ func (l *Liveness) reached(at *time.Time, cut *bool, now time.Time, log *slog.Lo
 			l.Cut(false)
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
