@@ -65,6 +65,10 @@ func FuzzRegisterBody(f *testing.F) {
 		`{"auth_key":"$KEY","hostname":"web","public_key":"` + randomKey().String() + `","secret":"` + meshapi.NewNodeSecret() + `"}`,
 		`{"auth_key":"$KEY","hostname":"web","public_key":"` + randomKey().String() + `","secret":"$SECRET"}`,
 		`{"auth_key":"$KEY","hostname":"web","public_key":"` + randomKey().String() + `","secret":"mnode-XYZ"}`,
+		`{"auth_key":"$KEY","hostname":"v4","public_key":"` + randomKey().String() + `","no_ipv6":true}`,
+		`{"auth_key":"$KEY","hostname":"v4","public_key":"` + randomKey().String() + `","no_ipv6":false,"secret":"$SECRET"}`,
+		`{"auth_key":"$KEY","hostname":"v4","public_key":"` + randomKey().String() + `","no_ipv6":"yes"}`,
+		`{"auth_key":"$KEY","no_ipv6":null}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -51,7 +51,7 @@ func (s *Server) register(req *meshapi.RegisterRequest) (*meshapi.RegisterRespon
 	if e := validateEndpoints(req.Endpoints); e != nil {
 		return nil, nil, "", e
 	}
-	r := &mesh.Registration{Hostname: req.Hostname, PublicKey: req.PublicKey, Endpoints: req.Endpoints}
+	r := &mesh.Registration{Hostname: req.Hostname, PublicKey: req.PublicKey, Endpoints: req.Endpoints, NoIPv6: req.NoIPv6}
 	var err error
 	if r.Key, err = authkey.Parse(req.AuthKey); err != nil {
 		return nil, nil, "", errorf(http.StatusUnauthorized, meshapi.ErrKeyInvalid, "%v", err)

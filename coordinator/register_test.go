@@ -1,8 +1,10 @@
 package coordinator
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/meshinit/meshinit/meshapi"
 )
@@ -89,4 +91,71 @@ func TestRegistrationRetryGetsTheSameNode(t *testing.T) {
 	if registered != 1 {
 		t.Fatalf("%d registered events, want 1", registered)
 	}
+}
+
+// TestRegisterWithoutIPv6: a node that registers with no_ipv6 (a TUN node
+// where IPv6 is disabled) gets an IPv4 address and no IPv6 one: not in its
+// answer, not in any peer's map (full or upsert), not in the admin API's
+// JSON, also after a restart; a node registered without the field (an
+// older node) still gets both.
+func TestRegisterWithoutIPv6(t *testing.T) {
+	e := newEnv(t, Config{})
+	key := e.createKey(meshapi.KeyCreateRequest{Reusable: true}).Key
+	peer := e.register(key, "peer")
+	if !peer.reg.Node.IPv6.IsValid() {
+		t.Fatalf("a node registered without no_ipv6 got no IPv6: %+v", peer.reg.Node)
+	}
+	ms := peer.connect("")
+	if m := ms.nextChange(5 * time.Second); m.Type != meshapi.MsgFull {
+		t.Fatalf("first line %+v, want full", m)
+	}
+
+	var reg meshapi.RegisterResponse
+	status, er := do(t, "POST", e.api.URL+meshapi.PathRegister, "",
+		meshapi.RegisterRequest{AuthKey: key, Hostname: "v4only", PublicKey: randomKey(), NoIPv6: true}, &reg)
+	if status != http.StatusOK {
+		t.Fatalf("register with no_ipv6: %d %+v", status, er)
+	}
+	if !reg.Node.IPv4.IsValid() || reg.Node.IPv6.IsValid() {
+		t.Fatalf("register with no_ipv6: ipv4 %v, ipv6 %v; want an IPv4 address only", reg.Node.IPv4, reg.Node.IPv6)
+	}
+	m := ms.nextChange(5 * time.Second)
+	if m.Type != meshapi.MsgUpsert || len(m.Peers) != 1 || m.Peers[0].ID != reg.Node.ID || m.Peers[0].IPv6.IsValid() {
+		t.Fatalf("the peer's map: %+v; want an upsert of node %d without IPv6", m, reg.Node.ID)
+	}
+
+	check := func(when string) {
+		t.Helper()
+		raw := adminNodesJSON(t, e.admin.URL)
+		for _, n := range raw {
+			_, has := n["ipv6"]
+			if want := n["name"] != "v4only"; has != want {
+				t.Errorf("%s: admin node %v: ipv6 present %v, want %v", when, n["name"], has, want)
+			}
+		}
+		full := peer.connect("").nextChange(5 * time.Second)
+		if full.Type != meshapi.MsgFull || len(full.Peers) != 1 || full.Peers[0].Name != "v4only" || full.Peers[0].IPv6.IsValid() ||
+			full.Peers[0].IPv4 != reg.Node.IPv4 {
+			t.Errorf("%s: the peer's full map %+v; want v4only with %v and no IPv6", when, full.Peers, reg.Node.IPv4)
+		}
+	}
+	check("registered")
+	e.restart()
+	check("after a restart")
+}
+
+// adminNodesJSON is GET /admin/v1/nodes as raw JSON objects, so a field's
+// absence shows.
+func adminNodesJSON(t *testing.T, base string) []map[string]any {
+	t.Helper()
+	resp, err := http.Get(base + meshapi.PathAdminNodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d, %v", meshapi.PathAdminNodes, resp.StatusCode, err)
+	}
+	return out
 }

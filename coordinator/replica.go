@@ -59,7 +59,10 @@ type replicaCore struct {
 	started  time.Time // no dead replica's node has its clock counted from before it
 	follower *replica.Follower
 	writer   *replicaWriter
-	gone     map[string]bool // replicas whose nodes were taken over (under s.mu)
+	// gone: the replicas whose nodes were taken over, each with the last
+	// heartbeat it was declared dead at (under s.mu). One that rejoined
+	// and beat since is not gone any more.
+	gone map[string]time.Time
 
 	stopPrune func() // the change log's retention timer
 	cancel    context.CancelFunc
@@ -93,7 +96,7 @@ func (s *Server) startReplica(ctx context.Context, pg *store.Postgres, now time.
 		return err
 	}
 	s.self = pg.Instance()
-	r := &replicaCore{s: s, pg: pg, started: now, gone: map[string]bool{}}
+	r := &replicaCore{s: s, pg: pg, started: now, gone: map[string]time.Time{}}
 	r.writer = newReplicaWriter(s.cfg.MaxQueuedWrites, r.write)
 	s.rep = r
 	s.events = eventlog.New(pg, snap.LastEventSeq, s.cfg.EventLogSize, s.logEvent)
@@ -105,7 +108,7 @@ func (s *Server) startReplica(ctx context.Context, pg *store.Postgres, now time.
 		return err
 	}
 	r.follower = replica.NewFollower(pg, snap.LogVersion, r.apply, r.reload, s.log)
-	live := &replica.Liveness{Dead: r.takeOver, Evicted: r.rejoin, Healthy: s.metrics.setStoreHealthy, Logger: s.log}
+	live := &replica.Liveness{Dead: r.takeOver, Evicted: r.rejoin, Cut: r.cutOff, Healthy: s.metrics.setStoreHealthy, Logger: s.log}
 	rctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Add(3)
@@ -280,8 +283,8 @@ func (r *replicaCore) write() (retry bool) {
 // noteGoneLocked remembers the replicas a change took over.
 func (r *replicaCore) noteGoneLocked(ops []store.Op) {
 	for i := range ops {
-		if id, ok := ops[i].RemovedReplica(); ok {
-			r.gone[id] = true
+		if id, hb, ok := ops[i].RemovedReplica(); ok && !hb.Before(r.gone[id]) {
+			r.gone[id] = hb
 		}
 	}
 }
@@ -334,8 +337,8 @@ func (r *replicaCore) takeOver(_ context.Context, dead []store.Replica) {
 	r.settle(func(m *mesh.Mesh, now time.Time) mesh.Change {
 		var ch mesh.Change
 		for _, d := range dead {
-			if r.gone[d.ID] {
-				continue // taken over already (by this replica or another)
+			if hb, ok := r.gone[d.ID]; ok && !d.Heartbeat.After(hb) {
+				continue // taken over already (by this replica or another) since its last heartbeat
 			}
 			from := d.Heartbeat
 			if from.Before(r.started) {
@@ -354,7 +357,7 @@ func (r *replicaCore) takeOver(_ context.Context, dead []store.Replica) {
 				}
 				ch = append(ch, m.GoOffline(n, mesh.Absence{LastSeen: seen, ClockFrom: from}, now)...)
 			}
-			ch = append(ch, store.RemoveReplica(d.ID))
+			ch = append(ch, store.RemoveReplica(d.ID, d.Heartbeat))
 			r.s.log.Warn("replica dead; its nodes taken over", "replica", d.ID, "url", d.URL,
 				"last_heartbeat", d.Heartbeat, "nodes", len(homed))
 		}
@@ -370,6 +373,23 @@ func (r *replicaCore) rejoin(ctx context.Context) {
 	if err := r.pg.JoinReplicas(ctx, r.s.cfg.ReplicaURL); err != nil {
 		r.s.log.Error("rejoining the replicas failed; retrying at the next heartbeat", "err", err)
 	}
+}
+
+// cutOff is called when no heartbeat has reached the database for the
+// replica timeout (cut), and when one does again. Cut off, the replica may
+// be declared dead by the others, and its nodes marked offline and, after
+// their GC timeout, deleted, while they stream here: so it ends its
+// streams, and refuses changes at once (a stream opens with one), and its
+// nodes move to replicas that can write. A node with no other replica
+// comes back once the link is.
+func (r *replicaCore) cutOff(cut bool) {
+	r.writer.refuse(cut)
+	if !cut {
+		return
+	}
+	r.s.mu.Lock()
+	r.s.presence.CloseStreams()
+	r.s.mu.Unlock()
 }
 
 // pruneChanges deletes change log rows older than the retention.

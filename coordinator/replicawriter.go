@@ -54,6 +54,7 @@ type replicaWriter struct {
 	mu      sync.Mutex
 	pending []*writeReq
 	closed  bool
+	cut     bool // the replica is cut from the database: refuse at once
 	wake    chan struct{}
 	done    chan struct{}
 }
@@ -89,6 +90,12 @@ func (w *replicaWriter) enqueue(r *writeReq, force bool) *apiError {
 	case w.closed:
 		w.mu.Unlock()
 		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator is shutting down; retry")
+	case w.cut && !force:
+		w.mu.Unlock()
+		// At once, so that the node tries another replica now rather than
+		// after the commit timeout.
+		return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal,
+			"this coordinator cannot reach its database: retry on another one")
 	case len(w.pending) >= w.max && !force:
 		n := len(w.pending)
 		w.mu.Unlock()
@@ -102,6 +109,13 @@ func (w *replicaWriter) enqueue(r *writeReq, force bool) *apiError {
 	default:
 	}
 	return nil
+}
+
+// refuse makes enqueue refuse requests (cut) or take them again.
+func (w *replicaWriter) refuse(cut bool) {
+	w.mu.Lock()
+	w.cut = cut
+	w.mu.Unlock()
 }
 
 // run writes while requests are queued, until close; then it fails what

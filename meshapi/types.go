@@ -25,6 +25,11 @@ type RegisterRequest struct {
 	// a second one. Optional: without it the coordinator makes the secret,
 	// and a retry whose first attempt was registered makes another node.
 	Secret string `json:"secret,omitempty"`
+	// NoIPv6 says the node cannot carry IPv6 (a TUN interface in a network
+	// namespace where IPv6 is disabled): the coordinator then gives it no
+	// IPv6 address, so no peer resolves or routes one to it. Optional:
+	// absent (false) means the node takes both addresses.
+	NoIPv6 bool `json:"no_ipv6,omitempty"`
 }
 
 // RegisterResponse is the answer to a successful registration.
@@ -68,7 +73,7 @@ type Node struct {
 	FQDN      string           `json:"fqdn"`
 	Hostname  string           `json:"hostname"` // as the node asked for it
 	IPv4      netip.Addr       `json:"ipv4"`
-	IPv6      netip.Addr       `json:"ipv6"`
+	IPv6      netip.Addr       `json:"ipv6,omitzero"` // absent: the node has no IPv6 (registered with no_ipv6)
 	PublicKey Key              `json:"public_key"`
 	Endpoints []netip.AddrPort `json:"endpoints"`
 	Online    bool             `json:"online"`
@@ -91,7 +96,7 @@ type Peer struct {
 	Name      string           `json:"name"`
 	FQDN      string           `json:"fqdn"`
 	IPv4      netip.Addr       `json:"ipv4"`
-	IPv6      netip.Addr       `json:"ipv6"`
+	IPv6      netip.Addr       `json:"ipv6,omitzero"` // absent: the peer has no IPv6
 	PublicKey Key              `json:"public_key"`
 	Endpoints []netip.AddrPort `json:"endpoints"`
 	Online    bool             `json:"online"`

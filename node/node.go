@@ -51,9 +51,9 @@ type Node struct {
 	policy   *meshapi.NodePolicy // as the map gives it; nil: none
 	gotMap   bool
 	dp       *dataplane.Device // nil until up, and again after logout
-	// noIPv6: the device carries no IPv6 address although the mesh gave
-	// one (TUN mode where IPv6 is disabled). The app is then not told the
-	// address, and the resolver gives mesh names no AAAA records.
+	// noIPv6: the device carries no IPv6 address (TUN mode where IPv6 is
+	// disabled: the node registered with no_ipv6). The app is then told no
+	// IPv6 address, and the resolver gives mesh names no AAAA records.
 	noIPv6 bool
 	// parked is a TUN device after logout: kept, without peers, until Close
 	// (see leaveLocked).
@@ -154,6 +154,7 @@ func (n *Node) Start(ctx context.Context) error {
 	eps := n.candidates(port)
 	reg, err := n.client.Register(ctx, controlclient.Registration{
 		AuthKey: n.cfg.AuthKey, Hostname: n.cfg.Hostname, PublicKey: pub, Endpoints: eps,
+		NoIPv6: n.registersWithoutIPv6(),
 	})
 	registering = false
 	close(n.regDone)
@@ -269,11 +270,30 @@ func (n *Node) Start(ctx context.Context) error {
 	n.state = ctlsock.StateUp
 	peers := len(n.peers)
 	n.mu.Unlock()
-	n.log.Info("mesh up", "name", reg.Node.Name, "fqdn", reg.Node.FQDN, "ipv4", reg.Node.IPv4, "ipv6", reg.Node.IPv6,
+	n.log.Info("mesh up", "name", reg.Node.Name, "fqdn", reg.Node.FQDN, "ipv4", reg.Node.IPv4, "ipv6", controlclient.AddrOrNone(reg.Node.IPv6),
 		"peers", peers, "register", registered.Sub(begin).Round(time.Microsecond).String(),
 		"map", gotMap.Sub(registered).Round(time.Microsecond).String(),
 		"total", time.Since(begin).Round(time.Microsecond).String())
 	return n.waitForPeers(ctx)
+}
+
+// tunIPv6Off is dataplane.TUNIPv6Off; tests replace it.
+var tunIPv6Off = dataplane.TUNIPv6Off
+
+// registersWithoutIPv6 reports whether the node tells the coordinator it
+// carries no IPv6 (no_ipv6): in TUN mode where the kernel will refuse IPv6
+// on the interface about to be made. Deciding before registering keeps the
+// address out of the mesh altogether: no peer resolves it or routes to it.
+// (A netstack always carries IPv6.)
+func (n *Node) registersWithoutIPv6() bool {
+	if n.cfg.Mode != dataplane.TUN {
+		return false
+	}
+	why := tunIPv6Off("")
+	if why != "" {
+		n.log.Debug("IPv6 is disabled here: registering without an IPv6 address", "why", why)
+	}
+	return why != ""
 }
 
 // devResult is the outcome of creating the device in the background.
@@ -346,7 +366,14 @@ func (n *Node) attach(dev *dataplane.Device) error {
 	// The policy goes in before the peers: no peer is ever let in by the
 	// absence of the rules.
 	n.applyPolicyLocked(dev, logs)
-	n.noIPv6 = n.self.IPv6.IsValid() && !slices.ContainsFunc(dev.Addresses(), netip.Addr.Is6)
+	n.noIPv6 = !slices.ContainsFunc(dev.Addresses(), netip.Addr.Is6)
+	if n.noIPv6 && n.self.IPv6.IsValid() {
+		// Only if IPv6 was turned off between registersWithoutIPv6 and the
+		// interface's creation: peers will be told an address that leads
+		// nowhere until the node registers again.
+		logs.warn("the mesh gave this node an IPv6 address its TUN interface cannot carry (IPv6 was disabled after registration)",
+			"ipv6", n.self.IPv6)
+	}
 	for _, p := range n.peers {
 		if err := dev.UpsertPeer(dataplanePeer(p)); err != nil {
 			logs.warn("adding peer failed", "peer", p.Name, "err", err)

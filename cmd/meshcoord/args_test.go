@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -32,5 +33,15 @@ func TestParseDuration(t *testing.T) {
 		if _, err := parseDuration("x", bad); err == nil {
 			t.Errorf("parseDuration(%q) accepted", bad)
 		}
+	}
+}
+
+// A node without IPv6 shows "-" in the nodes tables, not netip's "invalid IP".
+func TestAddrOrDash(t *testing.T) {
+	if got := addrOrDash(netip.Addr{}); got != "-" {
+		t.Errorf("no address: %q, want -", got)
+	}
+	if got := addrOrDash(netip.MustParseAddr("fd01::6440:1")); got != "fd01::6440:1" {
+		t.Errorf("an address: %q", got)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -58,11 +59,20 @@ func nodesList(c *cli.Context) error {
 		now := time.Now()
 		t := newTable(c.App.Writer, "ID", "NAME", "IPV4", "IPV6", "STATE", "LAST SEEN", "EPHEMERAL", "GC", "KEY", "TAGS")
 		for _, n := range nodes {
-			t.row(fmt.Sprint(n.ID), n.Name, n.IPv4.String(), n.IPv6.String(), nodeState(&n), ago(n.LastSeen, now),
+			t.row(fmt.Sprint(n.ID), n.Name, n.IPv4.String(), addrOrDash(n.IPv6), nodeState(&n), ago(n.LastSeen, now),
 				yes(n.Ephemeral), until(n.GCDeadline, now), n.KeyID, strings.Join(n.Tags, ","))
 		}
 		return t.flush()
 	})
+}
+
+// addrOrDash is a for a table: "-" for none (a node registered without
+// IPv6), not netip's "invalid IP".
+func addrOrDash(a netip.Addr) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	return a.String()
 }
 
 func nodeState(n *meshapi.Node) string {
@@ -93,7 +103,7 @@ func nodesShow(c *cli.Context) error {
 		t := newTable(c.App.Writer, "FIELD", "VALUE")
 		for _, kv := range [][2]string{
 			{"id", fmt.Sprint(n.ID)}, {"name", n.Name}, {"fqdn", n.FQDN}, {"hostname", n.Hostname},
-			{"ipv4", n.IPv4.String()}, {"ipv6", n.IPv6.String()}, {"state", nodeState(n)},
+			{"ipv4", n.IPv4.String()}, {"ipv6", addrOrDash(n.IPv6)}, {"state", nodeState(n)},
 			{"last seen", stamp(n.LastSeen) + " (" + ago(n.LastSeen, now) + ")"},
 			{"ephemeral", yes(n.Ephemeral)}, {"gc deadline", stamp(n.GCDeadline)},
 			{"created", stamp(n.Created)}, {"key", n.KeyID}, {"tags", strings.Join(n.Tags, ",")},

@@ -5,7 +5,9 @@
 //
 // The IPv6 address of a node is its IPv4 address placed in the last 32 bits
 // of the ULA prefix (fdxx:xxxx:xxxx::100.64.0.1), so one allocation covers
-// both families and either address names the node.
+// both families and either address names the node. A node may also hold
+// only the IPv4 address (one that cannot carry IPv6): its IPv6 pair is then
+// unused but not free, and is freed with the IPv4 address.
 package ipam
 
 import (
@@ -100,7 +102,9 @@ func (p *Pool) lowest() (int, bool) {
 }
 
 // Reserve marks a known pair as used (loading nodes from the store). It
-// fails if the addresses are not a pair of this pool or already used.
+// fails if the addresses are not a pair of this pool or already used. v6
+// may be the zero Addr (a node without IPv6): the offset is taken all the
+// same.
 func (p *Pool) Reserve(v4, v6 netip.Addr) error {
 	off, err := p.offset(v4, v6)
 	if err != nil {
@@ -117,7 +121,8 @@ func (p *Pool) Reserve(v4, v6 netip.Addr) error {
 	return nil
 }
 
-// Release returns a pair to the pool. Releasing a free pair is an error.
+// Release returns a pair to the pool (v6 zero for a node without IPv6).
+// Releasing a free pair is an error.
 func (p *Pool) Release(v4, v6 netip.Addr) error {
 	off, err := p.offset(v4, v6)
 	if err != nil {
@@ -152,7 +157,7 @@ func (p *Pool) offset(v4, v6 netip.Addr) (int, error) {
 	if off == 0 || off == size-1 {
 		return 0, fmt.Errorf("address %s is reserved", v4)
 	}
-	if _, want, _ := p.pair(off); v6 != want {
+	if _, want, _ := p.pair(off); v6.IsValid() && v6 != want {
 		return 0, fmt.Errorf("IPv6 address %s is not the pair of %s (want %s)", v6, v4, want)
 	}
 	return off, nil

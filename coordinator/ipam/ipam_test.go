@@ -136,3 +136,32 @@ func TestNextThenReserveIsAllocate(t *testing.T) {
 		t.Fatalf("in use %d and %d", a.InUse(), b.InUse())
 	}
 }
+
+// A node without IPv6 holds its IPv4 address alone: the offset is used
+// (never handed out twice, its IPv6 pair with it) and freed with the IPv4
+// address.
+func TestReserveAndReleaseWithoutIPv6(t *testing.T) {
+	p := newPool(t)
+	v4, v6, err := p.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reserve(v4, netip.Addr{}); err != nil {
+		t.Fatalf("Reserve(%s, none): %v", v4, err)
+	}
+	if p.InUse() != 1 {
+		t.Fatalf("in use %d, want 1", p.InUse())
+	}
+	if err := p.Reserve(v4, v6); err == nil {
+		t.Fatal("the pair of an IPv4-only node was reserved again")
+	}
+	if a, b, _ := p.Next(); a == v4 || b == v6 {
+		t.Fatalf("Next = %s, %s: the IPv4-only node's offset is free", a, b)
+	}
+	if err := p.Release(v4, netip.Addr{}); err != nil {
+		t.Fatalf("Release(%s, none): %v", v4, err)
+	}
+	if a, b, _ := p.Allocate(); a != v4 || b != v6 || p.InUse() != 1 {
+		t.Fatalf("after the release Allocate = %s, %s (in use %d); want %s, %s", a, b, p.InUse(), v4, v6)
+	}
+}

@@ -68,7 +68,7 @@ func (m *Mesh) apply(op *store.Op) error {
 		}
 		return nil
 	}
-	if _, ok := op.RemovedReplica(); ok {
+	if _, _, ok := op.RemovedReplica(); ok {
 		return nil // the replicas table is not the mesh's
 	}
 	return errors.New("mesh: unknown op")

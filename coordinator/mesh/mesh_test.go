@@ -193,3 +193,76 @@ func TestRefusedRegistrationChangesNothing(t *testing.T) {
 		t.Fatalf("second use of a one-off key: %v, %d ops, state changed: %v", e, len(ch), state(m) != before)
 	}
 }
+
+// TestRegisterWithoutIPv6: a node that says it cannot carry IPv6 gets an
+// IPv4 address only: none in its record, its view, its peer entry, also on
+// a follower and after a reload; the pool keeps the offset used and frees it
+// with the node, and the next node still gets a full pair.
+func TestRegisterWithoutIPv6(t *testing.T) {
+	leader, follower := newMesh(t, &recorder{}), newMesh(t, &recorder{})
+	do := func(ch Change) {
+		t.Helper()
+		if err := follower.Apply(ch); err != nil {
+			t.Fatalf("follower: %v", err)
+		}
+	}
+	k, ch := newKeyChange(t, leader, true, true, t0)
+	do(ch)
+	r := registration(k, "v4only", 1)
+	r.NoIPv6 = true
+	n, _, ch, e := leader.Register(r, t0)
+	if e != nil {
+		t.Fatal(e)
+	}
+	do(ch)
+	if n.IPv4 != netip.MustParseAddr("100.64.0.1") || n.IPv6.IsValid() || n.Record().IPv6.IsValid() ||
+		n.View().IPv6.IsValid() || n.Peer().IPv6.IsValid() {
+		t.Fatalf("IPv4-only node: ipv4 %v, ipv6 %v (record %v, peer %v); want 100.64.0.1 and none",
+			n.IPv4, n.IPv6, n.Record().IPv6, n.Peer().IPv6)
+	}
+	// A retry of the same registration gets the same node, whatever it says.
+	r2 := *r
+	r2.NoIPv6 = false
+	if again, repeated, _, e := leader.Register(&r2, t0); e != nil || !repeated || again != n {
+		t.Fatalf("retry: %v, repeated %v", e, repeated)
+	}
+	both, _, ch, e := leader.Register(registration(k, "both", 2), t0)
+	if e != nil {
+		t.Fatal(e)
+	}
+	do(ch)
+	if both.IPv4 != netip.MustParseAddr("100.64.0.2") || both.IPv6 != netip.MustParseAddr("fd01:2:3::6440:2") {
+		t.Fatalf("the next node got %v, %v; want 100.64.0.2 and its pair", both.IPv4, both.IPv6)
+	}
+	if got, want := state(follower), state(leader); got != want {
+		t.Fatalf("the follower's state differs:\n%s\nthe leader's:\n%s", got, want)
+	}
+
+	// A reload from the records (what a restart loads) keeps it so.
+	snap := &store.Snapshot{Meta: map[string]string{MetaULA: "fd01:2:3::/48", MetaLastNodeID: "2"}}
+	leader.Keys(func(k *Key) { snap.Keys = append(snap.Keys, k.KeyRecord) })
+	for _, x := range leader.Nodes() {
+		snap.Nodes = append(snap.Nodes, x.Record())
+	}
+	reloaded, _, err := Load(Config{BaseDomain: "mesh.test", EphemeralTimeout: time.Minute, ReconnectGrace: grace}, snap, time.Time{}, t0, &recorder{})
+	if err != nil {
+		t.Fatalf("loading a mesh with an IPv4-only node: %v", err)
+	}
+	if x := reloaded.Node(n.ID); x == nil || x.IPv6.IsValid() || reloaded.pool.InUse() != 2 {
+		t.Fatalf("after the reload: %+v, pool %d in use", x, reloaded.pool.InUse())
+	}
+
+	// Deleted, its address goes to the next node, with both families.
+	do(leader.Delete(n, meshapi.ReasonAdmin, "", t0))
+	next, _, ch, e := leader.Register(registration(k, "next", 3), t0)
+	if e != nil {
+		t.Fatal(e)
+	}
+	do(ch)
+	if next.IPv4 != n.IPv4 || next.IPv6 != netip.MustParseAddr("fd01:2:3::6440:1") {
+		t.Fatalf("after the deletion the next node got %v, %v; want %v and its pair", next.IPv4, next.IPv6, n.IPv4)
+	}
+	if got, want := state(follower), state(leader); got != want {
+		t.Fatalf("the follower's state differs:\n%s\nthe leader's:\n%s", got, want)
+	}
+}

@@ -18,6 +18,9 @@ type Registration struct {
 	PublicKey  meshapi.Key
 	Endpoints  []netip.AddrPort
 	SecretHash authkey.Hash
+	// NoIPv6: the node cannot carry IPv6, so it gets no IPv6 address (its
+	// IPv4 address's pair stays unused, and free only with it).
+	NoIPv6 bool
 }
 
 // Register makes a node for r, or, when r's secret is already a node's,
@@ -70,6 +73,9 @@ func (m *Mesh) Register(r *Registration, now time.Time) (n *Node, repeated bool,
 	v4, v6, err := m.pool.Next()
 	if err != nil {
 		panic("mesh: no address although one is free: " + err.Error()) // checked above
+	}
+	if r.NoIPv6 {
+		v6 = netip.Addr{}
 	}
 	id := m.lastNodeID + 1
 	key := ak.KeyRecord

@@ -154,6 +154,16 @@ func (t *Table) Forget(id meshapi.NodeID) {
 	delete(t.nodes, id)
 }
 
+// CloseStreams closes every live stream; each node's grace begins as its
+// stream's handler detaches it (Detach).
+func (t *Table) CloseStreams() {
+	for _, e := range t.nodes {
+		if e.stream != nil {
+			e.stream.close()
+		}
+	}
+}
+
 // CloseAll closes every stream and stops every grace, as at shutdown: the
 // nodes stay online as far as the state says.
 func (t *Table) CloseAll() {

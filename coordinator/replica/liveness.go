@@ -29,6 +29,12 @@ type Liveness struct {
 	// declared it dead (it was cut from the database for longer than the
 	// timeout). It must drop its streams and join again.
 	Evicted func(ctx context.Context)
+	// Cut, if set, is called with true when no heartbeat has reached the
+	// database for Timeout: the others may declare this replica dead and
+	// take its nodes over while its process runs on, so it must let them
+	// go to replicas that can write. It is called with false once a
+	// heartbeat gets through again.
+	Cut func(cut bool)
 	// Healthy, if set, hears whether each heartbeat reached the database.
 	Healthy func(ok bool)
 	Logger  *slog.Logger
@@ -58,33 +64,51 @@ func (l *Liveness) Run(ctx context.Context, reg Registry) {
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var since time.Time // start of the current unbroken run of heartbeats
+	var since time.Time               // start of the current unbroken run of heartbeats
+	reached, cut := time.Now(), false // the database's last answer; Cut(true) called
+	// A round's calls are bounded: a connection whose packets are dropped
+	// would hold the loop, and the cut would go unnoticed. A heartbeat
+	// that reached the database, an interval, then a round that fails
+	// after bound: the cut is noticed at the timeout.
+	bound := max(timeout-interval, interval)
 	for {
-		alive, err := reg.Heartbeat(ctx)
+		rctx, cancel := context.WithTimeout(ctx, bound)
+		alive, err := reg.Heartbeat(rctx)
 		now := time.Now()
 		if l.Healthy != nil && ctx.Err() == nil {
 			l.Healthy(err == nil)
 		}
 		switch {
 		case ctx.Err() != nil:
+			cancel()
 			return
 		case err != nil:
 			if !since.IsZero() {
 				log.Warn("heartbeat failed; not judging other replicas until it is back", "err", err)
 			}
 			since = time.Time{}
+			if !cut && now.Sub(reached) >= timeout {
+				cut = true
+				log.Error("no heartbeat reached the database for the replica timeout: the others may take this replica's nodes over",
+					"timeout", timeout, "err", err)
+				if l.Cut != nil {
+					l.Cut(true)
+				}
+			}
 		case !alive:
 			log.Error("this replica was declared dead by the others; rejoining")
 			since = time.Time{}
+			l.reached(&reached, &cut, now, log)
 			if l.Evicted != nil {
-				l.Evicted(ctx)
+				l.Evicted(rctx)
 			}
 		default:
+			l.reached(&reached, &cut, now, log)
 			if since.IsZero() {
 				since = now
 			}
 			if now.Sub(since) >= timeout {
-				dead, err := reg.DeadReplicas(ctx, timeout)
+				dead, err := reg.DeadReplicas(rctx, timeout)
 				if err != nil {
 					log.Warn("reading the replicas failed", "err", err)
 				} else if len(dead) > 0 && l.Dead != nil {
@@ -92,10 +116,23 @@ func (l *Liveness) Run(ctx context.Context, reg Registry) {
 				}
 			}
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// reached records that the database answered at now, and ends a cut.
+func (l *Liveness) reached(at *time.Time, cut *bool, now time.Time, log *slog.Logger) {
+	*at = now
+	if *cut {
+		*cut = false
+		log.Info("heartbeats reach the database again")
+		if l.Cut != nil {
+			l.Cut(false)
 		}
 	}
 }

@@ -39,7 +39,7 @@ func (o Op) MarshalJSON() ([]byte, error) {
 	case opSetMeta:
 		j.Name, j.Value = o.name, o.value
 	case opRemoveReplica:
-		j.Name = o.name
+		j.Name, j.Value = o.name, o.value
 	default:
 		return nil, fmt.Errorf("store: unknown op %d", o.kind)
 	}
@@ -74,7 +74,7 @@ func (o *Op) UnmarshalJSON(b []byte) error {
 	case "set_meta":
 		*o = SetMeta(j.Name, j.Value)
 	case "remove_replica":
-		*o = RemoveReplica(j.Name)
+		*o = Op{kind: opRemoveReplica, name: j.Name, value: j.Value} // value: the heartbeat (none from older replicas)
 	default:
 		return fmt.Errorf("store: unknown op %q", j.Kind)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"encoding/json"
+	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,7 +20,12 @@ func TestOpJSONRoundTrip(t *testing.T) {
 	node := storetest.SampleNode(7, "web", "100.64.0.7")
 	node.Created, node.LastSeen, node.GCDeadline = node.Created.UTC(), node.LastSeen.UTC(), node.GCDeadline.UTC()
 	ev := meshapi.Event{Seq: 3, Time: time.Unix(1700000001, 0).UTC(), Type: meshapi.EventDeleted, NodeID: 7, Name: "web", Reason: meshapi.ReasonGC}
-	ops := []store.Op{store.PutKey(key), store.PutNode(node), store.DeleteNode(9), store.AddEvent(ev), store.SetMeta("ula", "fd00::/48")}
+	// A node without IPv6 (registered with no_ipv6) stays without.
+	v4only := node
+	v4only.ID, v4only.Name, v4only.IPv4, v4only.IPv6 = 8, "v4only", netip.MustParseAddr("100.64.0.8"), netip.Addr{}
+	hb := time.Unix(1700000002, 123456000)
+	ops := []store.Op{store.PutKey(key), store.PutNode(node), store.PutNode(v4only), store.DeleteNode(9), store.AddEvent(ev),
+		store.SetMeta("ula", "fd00::/48"), store.RemoveReplica("0011223344556677", hb)}
 	b, err := json.Marshal(ops)
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +36,18 @@ func TestOpJSONRoundTrip(t *testing.T) {
 	}
 	if !reflect.DeepEqual(back, ops) {
 		t.Fatalf("round trip:\n%+v\nwant\n%+v", back, ops)
+	}
+	// A takeover says which heartbeat the replica was judged dead at.
+	if id, at, ok := back[len(back)-1].RemovedReplica(); !ok || id != "0011223344556677" || !at.Equal(hb) {
+		t.Fatalf("removed replica %q at %v (%v), want 0011223344556677 at %v", id, at, ok, hb)
+	}
+	// One written before the heartbeat was recorded has none.
+	var old store.Op
+	if err := json.Unmarshal([]byte(`{"op":"remove_replica","name":"aa"}`), &old); err != nil {
+		t.Fatal(err)
+	}
+	if id, at, ok := old.RemovedReplica(); !ok || id != "aa" || !at.IsZero() {
+		t.Fatalf("an older takeover: %q at %v (%v)", id, at, ok)
 	}
 }
 

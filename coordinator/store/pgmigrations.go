@@ -68,4 +68,7 @@ var pgMigrations = []string{
 	);`,
 	// 4: the replica holding a node's map stream ('': none).
 	`ALTER TABLE nodes ADD COLUMN home TEXT NOT NULL DEFAULT '';`,
+	// 5: ipv6 may be NULL: a node registered with no_ipv6 has none (SQLite's
+	// migration 4).
+	`ALTER TABLE nodes ALTER COLUMN ipv6 DROP NOT NULL;`,
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,9 +74,21 @@ func (s *Postgres) replicas(ctx context.Context, query string, args ...any) ([]R
 	return out, nil
 }
 
-// RemoveReplica is the op that deletes a replica declared dead, written
-// in the change that takes its nodes over, so that only one replica does.
-func RemoveReplica(id string) Op { return Op{kind: opRemoveReplica, name: id} }
+// RemoveReplica is the op that deletes a replica declared dead at its
+// last heartbeat, written in the change that takes its nodes over, so that
+// only one replica does. The heartbeat tells that takeover from a later
+// one: a replica that was cut from the database, declared dead and
+// rejoined under the same id is taken over again when it dies again.
+func RemoveReplica(id string, heartbeat time.Time) Op {
+	return Op{kind: opRemoveReplica, name: id, value: strconv.FormatInt(nanos(heartbeat), 10)}
+}
 
-// RemovedReplica returns the id a RemoveReplica op deletes.
-func (o *Op) RemovedReplica() (string, bool) { return o.name, o.kind == opRemoveReplica }
+// RemovedReplica returns the id a RemoveReplica op deletes, and the last
+// heartbeat it was declared dead at (zero if the op did not say).
+func (o *Op) RemovedReplica() (id string, heartbeat time.Time, ok bool) {
+	if o.kind != opRemoveReplica {
+		return "", time.Time{}, false
+	}
+	n, _ := strconv.ParseInt(o.value, 10, 64)
+	return o.name, unnanos(n), true
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,9 +27,15 @@ const (
 
 // nodeArgs are the values of nodeColumns.
 func nodeArgs(n *NodeRecord) []any {
-	return []any{int64(n.ID), n.Name, n.Hostname, n.IPv4.String(), n.IPv6.String(), n.PublicKey[:],
+	return []any{int64(n.ID), n.Name, n.Hostname, n.IPv4.String(), nullAddr(n.IPv6), n.PublicKey[:],
 		jsonList(n.Endpoints), n.Ephemeral, jsonList(n.Tags), nanos(n.Created), nanos(n.LastSeen),
 		n.KeyID, n.SecretHash[:], n.LoggedOut, n.Online, int64(n.GCTimeout), nanos(n.GCDeadline), n.Home}
+}
+
+// nullAddr is a as an address column: NULL when a is the zero Addr (a
+// node without IPv6), so that any number of nodes may lack one.
+func nullAddr(a netip.Addr) sql.NullString {
+	return sql.NullString{String: a.String(), Valid: a.IsValid()}
 }
 
 // keyArgs are the values of keyColumns.
@@ -41,7 +48,8 @@ func keyArgs(k *KeyRecord) []any {
 // nanoseconds, lists as JSON), before it is checked and decoded.
 type rawNode struct {
 	id, created, lastSeen, timeout, deadline int64
-	v4, v6, endpoints, tags                  string
+	v4, endpoints, tags                      string
+	v6                                       sql.NullString // NULL: no IPv6
 	pub, secret                              []byte
 	n                                        NodeRecord
 }
@@ -65,8 +73,10 @@ func (r *rawNode) decode() (NodeRecord, error) {
 	if n.IPv4, err = netip.ParseAddr(r.v4); err != nil {
 		return bad("ipv4", err)
 	}
-	if n.IPv6, err = netip.ParseAddr(r.v6); err != nil {
-		return bad("ipv6", err)
+	if r.v6.Valid { // NULL: no IPv6, the zero Addr
+		if n.IPv6, err = netip.ParseAddr(r.v6.String); err != nil {
+			return bad("ipv6", err)
+		}
 	}
 	if len(r.pub) != len(n.PublicKey) || len(r.secret) != len(n.SecretHash) {
 		return bad("keys", errors.New("wrong length"))

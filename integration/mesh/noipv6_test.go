@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"encoding/json"
 	"os/exec"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
 )
 
@@ -97,4 +99,110 @@ func ipIn(t *testing.T, ns string, args ...string) string {
 		t.Fatalf("ip -n %s %s: %v\n%s", ns, strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// The IPv4-only node as its peers see it. A TUN node where IPv6 is
+// disabled tells the coordinator so when it registers, and the coordinator
+// gives it no IPv6 address: "meshcoord nodes list --json" shows none, a
+// peer that has IPv6 lists it without one in its status, the peer's
+// resolver answers its A record and no AAAA (NODATA), and getent there
+// gives only its IPv4 address, which curl reaches by name. A normal node
+// keeps both addresses in the same peer's eyes, and is reached over IPv6
+// by name.
+func TestIPv4OnlyTUNNodeAsItsPeersSeeIt(t *testing.T) {
+	harness.Integration(t)
+	co := coordtest.Start(t, coordtest.Options{})
+	key := co.CreateKey(t, "--ephemeral", "--reusable")
+	l := newLAN(t)
+	coordURL := "http://" + l.relayIntoHub(co.Addr)
+
+	nsA, _ := l.addHost()
+	disableIPv6(t, nsA)
+	a := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tuna", netns: nsA,
+		env:     []string{"MESH_NET=tun"},
+		command: []string{demo(t), "serve", "-listen", "0.0.0.0:8080"}})
+	stA := a.waitUp()
+	a.waitOutput("serving on")
+	if !stA.IPv4.IsValid() || stA.IPv6.IsValid() {
+		t.Errorf("the IPv4-only node's own status: ipv4 %v, ipv6 %v; want an IPv4 address only", stA.IPv4, stA.IPv6)
+	}
+
+	nsF, _ := l.addHost()
+	f := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "full", netns: nsF,
+		env:     []string{"MESH_NET=tun"},
+		command: []string{demo(t), "serve", "-listen", "[::]:8080"}})
+	stF := f.waitUp()
+	f.waitOutput("serving on")
+	if !stF.IPv4.IsValid() || !stF.IPv6.IsValid() {
+		t.Fatalf("a normal TUN node's own status: ipv4 %v, ipv6 %v; want both", stF.IPv4, stF.IPv6)
+	}
+
+	// The coordinator's own account.
+	var listed []map[string]any
+	if out := co.CLI(t, "nodes", "list", "--json"); json.Unmarshal(out, &listed) != nil {
+		t.Fatalf("nodes list --json printed %q", out)
+	}
+	for _, n := range listed {
+		v6, has := n["ipv6"]
+		switch n["name"] {
+		case "tuna":
+			if has {
+				t.Errorf("nodes list --json: tuna has ipv6 %v; want none", v6)
+			}
+		case "full":
+			if v6 != stF.IPv6.String() {
+				t.Errorf("nodes list --json: full has ipv6 %v; want %v", v6, stF.IPv6)
+			}
+		}
+	}
+
+	nsP, _ := l.addHost()
+	p := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "peer", netns: nsP,
+		env: []string{"MESH_NET=tun"}})
+	p.waitUp()
+	p.waitPeer("tuna", true)
+	p.waitPeer("full", true)
+	st, err := p.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range st.Peers {
+		switch ps.Name {
+		case "tuna":
+			if ps.IPv4 != stA.IPv4 || ps.IPv6.IsValid() {
+				t.Errorf("the peer's status lists tuna with %v and %v; want %v and no IPv6", ps.IPv4, ps.IPv6, stA.IPv4)
+			}
+		case "full":
+			if ps.IPv4 != stF.IPv4 || ps.IPv6 != stF.IPv6 {
+				t.Errorf("the peer's status lists full with %v and %v; want %v and %v", ps.IPv4, ps.IPv6, stF.IPv4, stF.IPv6)
+			}
+		}
+	}
+
+	// The peer's resolver, asked directly and through getent.
+	if m := queryInNetns(t, nsP, "tuna.mesh.internal.", dnsmessage.TypeAAAA); m.RCode != dnsmessage.RCodeSuccess || len(m.Answers) != 0 {
+		t.Errorf("the peer's resolver, AAAA tuna.mesh.internal: %v with %d answers; want NODATA (NOERROR, none)", m.RCode, len(m.Answers))
+	}
+	if m := queryInNetns(t, nsP, "tuna.mesh.internal.", dnsmessage.TypeA); len(m.Answers) != 1 ||
+		m.Answers[0].Body.(*dnsmessage.AResource).A != stA.IPv4.As4() {
+		t.Errorf("the peer's resolver, A tuna.mesh.internal: %+v; want %v", m.Answers, stA.IPv4)
+	}
+	if m := queryInNetns(t, nsP, "full.mesh.internal.", dnsmessage.TypeAAAA); len(m.Answers) != 1 ||
+		m.Answers[0].Body.(*dnsmessage.AAAAResource).AAAA != stF.IPv6.As16() {
+		t.Errorf("the peer's resolver, AAAA full.mesh.internal: %+v; want %v", m.Answers, stF.IPv6)
+	}
+	if g, err := p.getentAddrs("tuna"); err != nil || !slices.Equal(g, []string{stA.IPv4.String()}) {
+		t.Errorf("getent ahosts tuna on the peer: %v, %v; want only %v", g, err, stA.IPv4)
+	}
+	if g, err := p.getentAddrs("full"); err != nil || !slices.Equal(g, addrsOf(stF)) {
+		t.Errorf("getent ahosts full on the peer: %v, %v; want %v", g, err, addrsOf(stF))
+	}
+
+	curl := harness.LookPath(t, "curl")
+	if out, err := p.run(curl, "-sS", "--max-time", "10", "http://tuna:8080/"); err != nil || !strings.Contains(out, "hello from tuna.mesh.internal") {
+		t.Errorf("curl http://tuna:8080/ from the peer: %q, %v", out, err)
+	}
+	if out, err := p.run(curl, "-6", "-sS", "--max-time", "10", "http://full:8080/"); err != nil || !strings.Contains(out, "hello from full.mesh.internal") {
+		t.Errorf("curl -6 http://full:8080/ from the peer: %q, %v", out, err)
+	}
 }

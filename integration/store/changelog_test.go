@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -295,5 +296,36 @@ func TestChangeLogPruneKeepsTheNewest(t *testing.T) {
 	}
 	if v, err := s.LastVersion(ctx); err != nil || v != last {
 		t.Fatalf("last version after pruning: %d, %v; want %d", v, err, last)
+	}
+}
+
+// A node without IPv6 (registered with no_ipv6) crosses the change log as
+// one: another replica reads it back without an address, as its table row
+// (NULL) loads, and two such nodes coexist.
+func TestChangeLogCarriesANodeWithoutIPv6(t *testing.T) {
+	harness.Integration(t)
+	ctx := context.Background()
+	url := pgtest.Shared(t).NewDatabase(t)
+	w, r := openReplica(t, url), openReplica(t, url)
+	a, b := storetest.SampleNode(1, "v4a", "100.64.0.1"), storetest.SampleNode(2, "v4b", "100.64.0.2")
+	a.IPv6, b.IPv6 = netip.Addr{}, netip.Addr{}
+	with := storetest.SampleNode(3, "both", "100.64.0.3")
+	writeOps(t, w, 1, store.PutNode(a), store.PutNode(b), store.PutNode(with))
+	cs, err := r.ChangesAfter(ctx, 0, 10)
+	if err != nil || len(cs) != 1 || len(cs[0].Ops) != 3 {
+		t.Fatalf("the other replica read %+v, %v; want one change of 3 ops", cs, err)
+	}
+	for i, want := range []store.NodeRecord{a, b, with} {
+		got, ok := cs[0].Ops[i].Node()
+		if !ok || got.IPv6 != want.IPv6 || got.IPv4 != want.IPv4 {
+			t.Errorf("op %d from the log: %+v (a node: %v); want ipv4 %v, ipv6 %v", i, got, ok, want.IPv4, want.IPv6)
+		}
+	}
+	snap, err := r.Load(ctx)
+	if err != nil || len(snap.Nodes) != 3 {
+		t.Fatalf("load: %+v, %v", snap, err)
+	}
+	if snap.Nodes[0].IPv6.IsValid() || snap.Nodes[1].IPv6.IsValid() || snap.Nodes[2].IPv6 != with.IPv6 {
+		t.Errorf("loaded IPv6: %v, %v, %v; want none, none, %v", snap.Nodes[0].IPv6, snap.Nodes[1].IPv6, snap.Nodes[2].IPv6, with.IPv6)
 	}
 }

@@ -177,7 +177,7 @@ func TestLivenessDeadEvictedAndDatabaseRestart(t *testing.T) {
 			for _, r := range dead {
 				n, _ := deadSeen.LoadOrStore(r.ID, new(atomic.Int32))
 				n.(*atomic.Int32).Add(1)
-				ops = append(ops, store.RemoveReplica(r.ID))
+				ops = append(ops, store.RemoveReplica(r.ID, r.Heartbeat))
 			}
 			tryOps(s, 1, ops...)
 		}

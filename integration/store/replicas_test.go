@@ -43,7 +43,7 @@ func TestReplicasHeartbeatExpiryAndRemoval(t *testing.T) {
 		}
 		return len(dead) == 1 && dead[0].ID == a.Instance(), fmt.Sprintf("dead: %+v", dead)
 	})
-	writeOps(t, b, 1, store.RemoveReplica(a.Instance()))
+	writeOps(t, b, 1, store.RemoveReplica(a.Instance(), time.Time{}))
 	if alive, err := a.Heartbeat(ctx); alive || err != nil {
 		t.Fatalf("a's heartbeat after it was removed: alive=%v, %v; want false", alive, err)
 	}

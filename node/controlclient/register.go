@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/meshinit/meshinit/meshapi"
@@ -18,6 +19,9 @@ type Registration struct {
 	Hostname  string
 	PublicKey meshapi.Key
 	Endpoints []netip.AddrPort
+	// NoIPv6: the node cannot carry IPv6 (TUN mode where IPv6 is
+	// disabled); the coordinator then gives it no IPv6 address.
+	NoIPv6 bool
 }
 
 // Register joins the mesh. It retries every transient failure with
@@ -37,16 +41,25 @@ func (c *Client) Register(ctx context.Context, r Registration) (*meshapi.Registe
 	// One node secret for every attempt: a retry whose first attempt was
 	// registered (the answer lost, a 5xx, a timeout) gets that same node.
 	body := meshapi.RegisterRequest{AuthKey: r.AuthKey, Hostname: r.Hostname, PublicKey: r.PublicKey, Endpoints: r.Endpoints,
-		Secret: meshapi.NewNodeSecret()}
+		Secret: meshapi.NewNodeSecret(), NoIPv6: r.NoIPv6}
 	var bo Backoff
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		resp, err := c.registerOnce(ctx, &body)
 		if err == nil {
 			c.setSecret(resp.Secret)
-			c.log.Info("registered", "name", resp.Node.Name, "ipv4", resp.Node.IPv4, "ipv6", resp.Node.IPv6,
+			c.log.Info("registered", "name", resp.Node.Name, "ipv4", resp.Node.IPv4, "ipv6", AddrOrNone(resp.Node.IPv6),
 				"id", resp.Node.ID, "ephemeral", resp.Node.Ephemeral, "attempts", attempt)
 			return resp, nil
+		}
+		if body.NoIPv6 && unknownField(err, "no_ipv6") {
+			// An older coordinator, whose strict decoding refuses the field
+			// (and changed nothing): register as before, with both
+			// addresses. Peers will then see an IPv6 address this node does
+			// not carry, as they did before no_ipv6 existed.
+			c.log.Warn("the coordinator does not know no_ipv6 (an older meshcoord): registering with an IPv6 address this node cannot carry; upgrade meshcoord so that peers do not try it")
+			body.NoIPv6 = false
+			continue
 		}
 		if ctx.Err() != nil || !retryable(err) {
 			if ctx.Err() != nil && attempt > 1 {
@@ -134,3 +147,22 @@ func (c *Client) Logout(ctx context.Context) (*meshapi.LogoutResponse, error) {
 // ErrAlreadyGone wraps a logout answered with "no such node": it was
 // already logged out, collected or deleted.
 var ErrAlreadyGone = errors.New("node already gone at the coordinator")
+
+// unknownField reports whether err is the coordinator's refusal of a
+// request field it does not know (its strict decoding: "400
+// invalid_request", `json: unknown field "name"`): the coordinator is
+// older than this client.
+func unknownField(err error, name string) bool {
+	var e *meshapi.Error
+	return errors.As(err, &e) && e.Code == meshapi.ErrInvalidRequest &&
+		strings.Contains(e.Message, `unknown field "`+name+`"`)
+}
+
+// AddrOrNone is a for a log line: "none" for the zero Addr (a node
+// registered without IPv6), where slog would print "invalid IP".
+func AddrOrNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
+}

@@ -140,8 +140,13 @@ func (d *Device) openKernelTUN(cfg Config) error {
 				left = append(left, a)
 			}
 		}
-		d.log.Info("IPv6 is disabled here: the TUN interface carries the IPv4 mesh address only",
-			"interface", kt.name, "why", kt.ipv6Off, "not_configured", left)
+		// left is empty when the node registered without IPv6 (no_ipv6), as
+		// meshinit's node does where it saw this coming.
+		attrs := []any{"interface", kt.name, "why", kt.ipv6Off}
+		if len(left) > 0 {
+			attrs = append(attrs, "not_configured", left)
+		}
+		d.log.Info("IPv6 is disabled here: the TUN interface carries the IPv4 mesh address only", attrs...)
 	}
 	d.ktun, d.addrs = kt, carried
 	return nil

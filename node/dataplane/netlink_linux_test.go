@@ -205,3 +205,34 @@ func TestIPv6OffReadsTheInterfaceSetting(t *testing.T) {
 		}
 	}
 }
+
+// tunIPv6Off, asked before the interface exists, predicts what ipv6Off
+// will say once it does: the default's setting for a new interface, the
+// interface's own for one that exists, and "no IPv6" for a kernel without.
+func TestTUNIPv6OffPredictsFromTheDefault(t *testing.T) {
+	root := t.TempDir()
+	write := func(name, value string) {
+		dir := filepath.Join(root, "ipv6", "conf", name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "disable_ipv6"), []byte(value+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("default", "1")
+	if got := tunIPv6Off(root, ""); got != "net.ipv6.conf.default.disable_ipv6=1" {
+		t.Errorf("a new %s where the default is off: %q", DefaultTUNName, got)
+	}
+	write("default", "0")
+	if got := tunIPv6Off(root, "mesh7"); got != "" {
+		t.Errorf("a new interface where the default is on: %q", got)
+	}
+	write("mesh7", "1") // it exists already: its own setting counts
+	if got := tunIPv6Off(root, "mesh7"); got != "net.ipv6.conf.mesh7.disable_ipv6=1" {
+		t.Errorf("an existing interface with IPv6 off: %q", got)
+	}
+	if got := tunIPv6Off(t.TempDir(), ""); !strings.Contains(got, "no IPv6") {
+		t.Errorf("kernel without IPv6: %q", got)
+	}
+}

@@ -99,6 +99,25 @@ func (k *kernelTUN) configure(addrs []netip.Addr, prefixes []netip.Prefix) error
 	return nil
 }
 
+// TUNIPv6Off says, before the TUN interface exists, why it will not be
+// able to carry IPv6, or "" when it will: a node then registers without
+// IPv6 (no_ipv6), so that the mesh never gives it an address nobody can
+// reach. name is the interface's ("" for DefaultTUNName). A new interface
+// takes its setting from net.ipv6.conf.default (which writing "all" sets
+// too, as Docker does); one that exists already (a persistent TUN) keeps
+// its own.
+func TUNIPv6Off(name string) string { return tunIPv6Off("/proc/sys/net", name) }
+
+func tunIPv6Off(sysNet, name string) string {
+	if name == "" {
+		name = DefaultTUNName
+	}
+	if _, err := os.Stat(filepath.Join(sysNet, "ipv6", "conf", name)); err == nil {
+		return ipv6Off(sysNet, name)
+	}
+	return ipv6Off(sysNet, "default")
+}
+
 // ipv6Off says why the interface cannot carry IPv6, or "" when it can:
 // the kernel has no IPv6 (booted with ipv6.disable=1: sysNet has no ipv6
 // directory), or net.ipv6.conf.<name>.disable_ipv6 is 1. The interface's own

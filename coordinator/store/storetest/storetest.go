@@ -39,6 +39,7 @@ func Run(t *testing.T, b Backend) {
 		{"RoundTripAndReopen", testRoundTripAndReopen},
 		{"ApplyIsAllOrNothing", testApplyIsAllOrNothing},
 		{"UniqueNamesAddressesSecrets", testUnique},
+		{"NodesWithoutIPv6", testNodesWithoutIPv6},
 		{"EventsInOrderAndPaged", testEventsPaged},
 		{"EventSeqNeverReused", testEventSeqNeverReused},
 		{"PruneEventsKeepsTheNewest", testPruneEventsKeepsTheNewest},
@@ -182,6 +183,52 @@ func testUnique(t *testing.T, b Backend) {
 	// Freed by a deletion in the same batch: allowed, as a reclaim does.
 	if err := s.Apply(ctx, []store.Op{store.DeleteNode(1), store.PutNode(SampleNode(2, "web", "100.64.0.1"))}); err != nil {
 		t.Fatalf("reusing a name and address freed in the same batch: %v", err)
+	}
+}
+
+// Nodes registered with no_ipv6 have no IPv6 address: stored as none (not
+// as some placeholder), loaded as the zero Addr, and any number of them
+// coexist with each other and with nodes that have one.
+func testNodesWithoutIPv6(t *testing.T, b Backend) {
+	ctx := context.Background()
+	loc := b.New(t)
+	s := open(t, b, loc)
+	with := SampleNode(1, "web", "100.64.0.1")
+	a, c := SampleNode(2, "v4a", "100.64.0.2"), SampleNode(3, "v4b", "100.64.0.3")
+	a.IPv6, c.IPv6 = netip.Addr{}, netip.Addr{}
+	if err := s.Apply(ctx, []store.Op{store.PutNode(with), store.PutNode(a), store.PutNode(c)}); err != nil {
+		t.Fatalf("storing two nodes without IPv6 beside one with: %v", err)
+	}
+	// An update keeps it without; a node with an address still may not take
+	// another's.
+	a.Online = false
+	if err := s.Apply(ctx, []store.Op{store.PutNode(a)}); err != nil {
+		t.Fatal(err)
+	}
+	dup := SampleNode(4, "dup", "100.64.0.4")
+	dup.IPv6 = with.IPv6
+	if err := s.Apply(ctx, []store.Op{store.PutNode(dup)}); err == nil {
+		t.Error("a second node with the same IPv6 address was stored")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, b, loc)
+	defer s.Close()
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Nodes) != 3 {
+		t.Fatalf("loaded %d nodes, want 3: %+v", len(snap.Nodes), snap.Nodes)
+	}
+	for i, want := range []store.NodeRecord{with, a, c} {
+		if !reflect.DeepEqual(snap.Nodes[i], want) {
+			t.Errorf("node %d = %+v\nwant %+v", i, snap.Nodes[i], want)
+		}
+	}
+	if snap.Nodes[1].IPv6.IsValid() || !snap.Nodes[0].IPv6.IsValid() {
+		t.Errorf("IPv6 after reload: %v and %v; want %v and none", snap.Nodes[0].IPv6, snap.Nodes[1].IPv6, with.IPv6)
 	}
 }
 
