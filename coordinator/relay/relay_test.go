@@ -194,6 +194,23 @@ func TestRelayDeliversAndClosesOnDelete(t *testing.T) {
 	}
 }
 
+// setupConnected is setup with each node's relay client dialled (the
+// plain upgrade) and connected; the clients are in the nodes' order.
+func setupConnected(t *testing.T, n int) (*coordinatortest.Server, []testNode, []*relayClient) {
+	t.Helper()
+	coord, nodes := setup(t, n)
+	cl := make([]*relayClient, len(nodes))
+	for i, nd := range nodes {
+		c, resp := dial(t, coord.URL, nd.auth, "raw")
+		if c == nil {
+			t.Fatalf("%s: relay answered %s, want an upgrade", nd.name, resp.Status)
+		}
+		cl[i] = c
+	}
+	waitConnected(t, coord, nodes...)
+	return coord, nodes, cl
+}
+
 func waitConnected(t *testing.T, coord *coordinatortest.Server, nodes ...testNode) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -212,13 +229,7 @@ func waitConnected(t *testing.T, coord *coordinatortest.Server, nodes ...testNod
 // a time: every one arrives, a's writes never stall, and the relay counts
 // the packets it dropped for b as queue_full.
 func TestStuckReceiverBlocksNobody(t *testing.T) {
-	coord, nodes := setup(t, 4)
-	var cl []*relayClient
-	for _, n := range nodes {
-		c, _ := dial(t, coord.URL, n.auth, "raw")
-		cl = append(cl, c)
-	}
-	waitConnected(t, coord, nodes...)
+	coord, nodes, cl := setupConnected(t, 4)
 	a, c, d := cl[0], cl[2], cl[3]
 	pkt := make([]byte, 1200)
 	const flood, wanted = 20000, 2000 // 24 MB at b, which reads nothing
@@ -282,13 +293,7 @@ func grep(s, sub string) string {
 // a flood, so that the test measures blocking, not how much CPU a loaded
 // 2-core machine has left.
 func TestSlowReaderKeepsOtherPairsThroughput(t *testing.T) {
-	coord, nodes := setup(t, 4)
-	var cl []*relayClient
-	for _, n := range nodes {
-		c, _ := dial(t, coord.URL, n.auth, "raw")
-		cl = append(cl, c)
-	}
-	waitConnected(t, coord, nodes...)
+	coord, nodes, cl := setupConnected(t, 4)
 	a, b, c, d := cl[0], cl[1], cl[2], cl[3]
 	stop := make(chan struct{})
 	defer close(stop)

@@ -5,9 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"io"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,26 +18,6 @@ import (
 	"github.com/meshinit/meshinit/integration/internal/pgtest"
 	"github.com/meshinit/meshinit/internal/testnet"
 )
-
-// overSocket returns db, a database URL of pg, reaching the server by its
-// unix socket: a server in a network namespace cannot reach the host's
-// 127.0.0.1, but it shares the host's files.
-func overSocket(t *testing.T, pg *pgtest.Server, db string) string {
-	t.Helper()
-	u, err := url.Parse(db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := os.ReadFile(filepath.Join(pg.Dir, "port"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("host", pg.Dir)
-	q.Set("port", strings.TrimSpace(string(port)))
-	u.Host, u.RawQuery = "", q.Encode()
-	return u.String()
-}
 
 // relayMetric reads one relay series from a coordinator in pub's
 // /metrics (0 when absent).
@@ -72,7 +49,7 @@ func TestRelayBetweenReplicas(t *testing.T) {
 	tp.dropUDPBetweenSites()
 	pg := pgtest.Shared(t)
 	tcpDB := pg.NewDatabase(t)
-	db := overSocket(t, pg, tcpDB)
+	db := pg.OverSocket(t, tcpDB)
 	r1 := coordtest.Start(t, coordtest.Options{Netns: tp.pub, Listen: coordIP + ":8480", DB: db})
 	r2 := coordtest.Start(t, coordtest.Options{Netns: tp.pub, Listen: coordIP + ":8481", DB: db})
 	const sent, received = `meshcoord_relay_forwarded_packets_total{direction="sent"}`, `meshcoord_relay_forwarded_packets_total{direction="received"}`

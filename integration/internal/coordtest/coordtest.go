@@ -50,7 +50,8 @@ type Options struct {
 	ReconnectGrace time.Duration
 	// DB is the database: a SQLite file (default: coord.db in a temp dir) or
 	// a postgres:// URL (default when MESHINIT_COORD_DB=postgres: a fresh
-	// database on the test process's PostgreSQL server, see pgtest). Pass
+	// database on the test process's PostgreSQL server, see pgtest; over
+	// its unix socket with Netns). Pass
 	// the DB of an earlier Coordinator to start on the same state.
 	DB string
 	// Args are extra serve flags.
@@ -98,7 +99,12 @@ func Start(t testing.TB, o Options) *Coordinator {
 	if o.DB == "" {
 		o.DB = filepath.Join(dir, "coord.db")
 		if pgtest.CoordOnPostgres() {
-			o.DB = pgtest.Shared(t).NewDatabase(t)
+			pg := pgtest.Shared(t)
+			o.DB = pg.NewDatabase(t)
+			if o.Netns != "" {
+				// The host's 127.0.0.1 is out of reach there; its files are not.
+				o.DB = pg.OverSocket(t, o.DB)
+			}
 		}
 	}
 	c := &Coordinator{

@@ -133,6 +133,27 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	return DatabaseURL(s.url, name)
 }
 
+// OverSocket returns db, a database URL of s, reaching the server by its
+// unix socket (in Dir) instead of 127.0.0.1: for a client in a network
+// namespace of its own, which cannot reach the host's loopback but shares
+// the host's files.
+func (s *Server) OverSocket(t testing.TB, db string) string {
+	t.Helper()
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatalf("database URL: %v", err)
+	}
+	port, err := os.ReadFile(filepath.Join(s.Dir, "port"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("host", s.Dir)
+	q.Set("port", strings.TrimSpace(string(port)))
+	u.Host, u.RawQuery = "", q.Encode()
+	return u.String()
+}
+
 // DatabaseURL returns base with its database replaced by name.
 func DatabaseURL(base, name string) string {
 	u, err := url.Parse(base)
@@ -195,8 +216,9 @@ func scriptEnv(env []string, args ...string) (string, error) {
 
 // EnvCoordDB chooses the database of the coordinators the suites start
 // (integration/internal/coordtest): "postgres" gives each one a fresh
-// database on a PostgreSQL server shared by the test process; anything
-// else, a SQLite file. scripts/test.sh runs the lifecycle suites once each
+// database on a PostgreSQL server shared by the test process (over its
+// unix socket for a coordinator in a network namespace); anything else, a
+// SQLite file. scripts/test.sh runs the lifecycle suites once each
 // way.
 const EnvCoordDB = "MESHINIT_COORD_DB"
 
