@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,8 +30,33 @@ func notFound(format string, args ...any) *apiError {
 	return errorf(http.StatusNotFound, meshapi.ErrNotFound, format, args...)
 }
 
+// unavailable answers a change the store has not taken: the client may
+// retry. It says why only when the cause is the coordinator's own (a
+// shutdown, a timeout): a database's error text (SQL, table and constraint
+// names, file paths) is logged where the write failed and never sent to a
+// node, which need not know how the coordinator stores things.
 func unavailable(err error) *apiError {
-	return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator could not store the change: %v; retry later", err)
+	return errorf(http.StatusServiceUnavailable, meshapi.ErrInternal, "the coordinator could not store the change: %s; retry later", publicCause(err))
+}
+
+// ownCause is an error the coordinator made itself, fit for a client.
+type ownCause string
+
+func (c ownCause) Error() string { return string(c) }
+
+// publicCause is what a client is told of err.
+func publicCause(err error) string {
+	var own ownCause
+	switch {
+	case errors.As(err, &own):
+		return own.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "the database did not take it in time"
+	case errors.Is(err, context.Canceled):
+		return "the request ended before the database took it"
+	default:
+		return "the database refused the write (the coordinator's log says why)"
+	}
 }
 
 // decodeError maps a meshapi.Decode failure to its answer.

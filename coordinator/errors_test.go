@@ -2,7 +2,9 @@ package coordinator
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -61,4 +63,32 @@ func trickle(t *testing.T, base, path, secret string) (int, string) {
 	var sb strings.Builder
 	bufio.NewReader(resp.Body).WriteTo(&sb)
 	return resp.StatusCode, sb.String()
+}
+
+// A change the store did not take is answered with a retryable 503 that
+// names the coordinator's own causes (a timeout, a shutdown) and never the
+// database's error text, which may name tables, constraints or files.
+func TestUnavailableKeepsTheDatabasesErrorToItself(t *testing.T) {
+	dbErr := errors.New(`ERROR: duplicate key value violates unique constraint "nodes_ipv4_key" (SQLSTATE 23505)`)
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{dbErr, "the database refused the write"},
+		{fmt.Errorf("commit: %w", dbErr), "the database refused the write"},
+		{context.DeadlineExceeded, "did not take it in time"},
+		{errWriterClosed, "shutting down"},
+		{ownCause("the database did not take the change within 5s"), "within 5s"},
+	} {
+		e := unavailable(tc.err)
+		if e.Status != http.StatusServiceUnavailable || e.Code != meshapi.ErrInternal {
+			t.Errorf("unavailable(%v) = %d %s, want 503 internal (retryable)", tc.err, e.Status, e.Code)
+		}
+		if !strings.Contains(e.Message, tc.want) {
+			t.Errorf("unavailable(%v) says %q, want it to say %q", tc.err, e.Message, tc.want)
+		}
+		if strings.Contains(e.Message, "SQLSTATE") || strings.Contains(e.Message, "nodes_ipv4_key") {
+			t.Errorf("unavailable(%v) sends the database's error to the client: %q", tc.err, e.Message)
+		}
+	}
 }

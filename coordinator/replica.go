@@ -302,7 +302,7 @@ func (r *replicaCore) change(cmd func(m *mesh.Mesh, now time.Time) (mesh.Change,
 	case <-q.decided:
 	case <-t.C:
 		if q.abandon() {
-			return nil, unavailable(fmt.Errorf("the database did not take the change within %v", r.s.cfg.CommitTimeout))
+			return nil, unavailable(ownCause(fmt.Sprintf("the database did not take the change within %v", r.s.cfg.CommitTimeout)))
 		}
 		<-q.decided // taken meanwhile: decided at once
 	}

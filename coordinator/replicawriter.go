@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -80,7 +79,7 @@ func (w *replicaWriter) take() []*writeReq {
 }
 
 // errWriterClosed is the error of requests queued at shutdown.
-var errWriterClosed = errors.New("the coordinator is shutting down")
+var errWriterClosed error = ownCause("the coordinator is shutting down")
 
 // enqueue queues a request; it refuses when the writer is closed, or when
 // the queue is at its bound (the database is slow or away) unless force.
