@@ -185,6 +185,12 @@ func (f *Follower) setCursor(v uint64) {
 	f.held.Store(v)
 }
 
+// followReadTimeout bounds one catch-up of Run's loop. A read stuck on a
+// connection whose packets are dropped would otherwise hold the follower's
+// lock, and with it every write of this replica (a write catches up
+// first), until TCP gives up, minutes later.
+const followReadTimeout = 15 * time.Second
+
 // Run follows the log until ctx ends: on every notification, after every
 // reconnect of the listener, and every poll interval. A failed read (the
 // database restarting) waits for the next wake-up.
@@ -206,7 +212,9 @@ func (f *Follower) Run(ctx context.Context, poll time.Duration) {
 			return
 		case <-wake:
 		}
-		err := f.CatchUp(ctx, f.log)
+		rctx, cancel := context.WithTimeout(ctx, followReadTimeout)
+		err := f.CatchUp(rctx, f.log)
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 		case err != nil && err.Error() != failing:
