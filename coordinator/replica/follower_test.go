@@ -27,7 +27,9 @@ func (stalledLog) WatchChanges(ctx context.Context, _ time.Duration, wake func(u
 // emptyReader is a write transaction's reader with nothing new to read.
 type emptyReader struct{}
 
-func (emptyReader) ChangesAfter(context.Context, uint64, int) ([]store.Change, error) { return nil, nil }
+func (emptyReader) ChangesAfter(context.Context, uint64, int) ([]store.Change, error) {
+	return nil, nil
+}
 
 // A read of the follower's loop that hangs is given up after
 // followReadTimeout, so the lock it holds is released and this replica's
