@@ -8,8 +8,8 @@ import (
 )
 
 // Forwardable returns the signals Run passes on to the child: every
-// catchable signal except SIGCHLD, SIGURG and SIGPROF (docs/shim.md says
-// why).
+// catchable signal except SIGCHLD, SIGPIPE, SIGURG and SIGPROF
+// (docs/shim.md says why).
 func Forwardable() []syscall.Signal {
 	fwd := sigcatch.Forwardable()
 	out := make([]syscall.Signal, len(fwd))

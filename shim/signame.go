@@ -122,13 +122,13 @@ func parseRealtime(name string) (syscall.Signal, bool) {
 
 // StopSignalSet describes, for error messages, the signals CheckStopSignal
 // accepts: exactly the ones Run catches and forwards (Forwardable).
-const StopSignalSet = "1 to 31 except SIGKILL, SIGSTOP, SIGCHLD, SIGURG and SIGPROF, " +
+const StopSignalSet = "1 to 31 except SIGKILL, SIGSTOP, SIGCHLD, SIGPIPE, SIGURG and SIGPROF, " +
 	"and the realtime signals 35 to 64 (SIGRTMIN+1 to SIGRTMAX); usually SIGTERM, SIGINT or SIGQUIT"
 
 // CheckStopSignal refuses a stop signal that Run could not both receive
 // and forward: one it never sees (SIGKILL, SIGSTOP, SIGPROF, 32-34) would
 // never start the stop budget, and one it keeps for itself (SIGCHLD,
-// SIGURG) would start the budget without reaching the command.
+// SIGPIPE, SIGURG) would start the budget without reaching the command.
 func CheckStopSignal(sig syscall.Signal) error {
 	for _, s := range Forwardable() {
 		if s == sig {

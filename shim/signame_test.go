@@ -72,7 +72,7 @@ func TestForwardableSet(t *testing.T) {
 	// Exactly every signal 1..64 except the ones Run cannot or must not
 	// forward.
 	notForwarded := map[syscall.Signal]bool{syscall.SIGKILL: true, syscall.SIGSTOP: true, syscall.SIGCHLD: true,
-		syscall.SIGURG: true, syscall.SIGPROF: true, 32: true, 33: true, 34: true}
+		syscall.SIGPIPE: true, syscall.SIGURG: true, syscall.SIGPROF: true, 32: true, 33: true, 34: true}
 	for n := syscall.Signal(1); n <= 64; n++ {
 		if got[n] == notForwarded[n] {
 			t.Errorf("%s: forwarded=%v, want %v", SignalName(n), got[n], !notForwarded[n])
@@ -81,7 +81,7 @@ func TestForwardableSet(t *testing.T) {
 	if len(got) != 64-len(notForwarded) {
 		t.Errorf("%d signals forwarded, want %d", len(got), 64-len(notForwarded))
 	}
-	for _, s := range []syscall.Signal{syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, syscall.SIGKILL, syscall.SIGSTOP, 32, 33, 34} {
+	for _, s := range []syscall.Signal{syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGURG, syscall.SIGPROF, syscall.SIGKILL, syscall.SIGSTOP, 32, 33, 34} {
 		if got[s] {
 			t.Errorf("%s must not be forwarded", SignalName(s))
 		}
@@ -99,7 +99,7 @@ func TestForwardableSet(t *testing.T) {
 // accepted as a stop signal; the refusal names the allowed set.
 func TestCheckStopSignal(t *testing.T) {
 	refused := map[syscall.Signal]bool{
-		syscall.SIGKILL: true, syscall.SIGSTOP: true, syscall.SIGCHLD: true,
+		syscall.SIGKILL: true, syscall.SIGSTOP: true, syscall.SIGCHLD: true, syscall.SIGPIPE: true,
 		syscall.SIGURG: true, syscall.SIGPROF: true, 32: true, 33: true, 34: true,
 		0: true, 65: true,
 	}

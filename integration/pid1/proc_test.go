@@ -59,6 +59,9 @@ type startOpts struct {
 	env   []string // added to the test's environment
 	dir   string
 	stdin io.Reader
+	// brokenStderr: stderr is a pipe whose read end is closed at once, so
+	// every write to it fails with EPIPE (and raises SIGPIPE).
+	brokenStderr bool
 }
 
 // start runs bin args... in mode m. stdout is a pipe of our own, so that a
@@ -102,7 +105,9 @@ func start(t *testing.T, m mode, bin string, args []string, o startOpts) *proc {
 		close(p.outEOF)
 	}()
 	go func() {
-		_, _ = io.Copy(p.stderr, rErr)
+		if !o.brokenStderr {
+			_, _ = io.Copy(p.stderr, rErr)
+		}
 		rErr.Close()
 		close(p.errEOF)
 	}()

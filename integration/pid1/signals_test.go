@@ -44,8 +44,8 @@ func TestForwardsEverySignal(t *testing.T) {
 }
 
 // TestForwardedSignalsCoverTheContract pins the forwarded set: every
-// catchable signal but SIGCHLD and SIGURG, and SIGPROF, which the Go runtime
-// consumes (docs/shim.md).
+// catchable signal but SIGCHLD, SIGPIPE and SIGURG, and SIGPROF, which the
+// Go runtime consumes (docs/shim.md).
 func TestForwardedSignalsCoverTheContract(t *testing.T) {
 	harness.Integration(t)
 	got := map[syscall.Signal]bool{}
@@ -53,7 +53,8 @@ func TestForwardedSignalsCoverTheContract(t *testing.T) {
 		got[s] = true
 	}
 	for n := syscall.Signal(1); n <= 64; n++ {
-		want := n != syscall.SIGKILL && n != syscall.SIGSTOP && n != syscall.SIGCHLD && n != syscall.SIGURG && n != syscall.SIGPROF && n != 32 && n != 33 && n != 34
+		want := n != syscall.SIGKILL && n != syscall.SIGSTOP && n != syscall.SIGCHLD && n != syscall.SIGPIPE &&
+			n != syscall.SIGURG && n != syscall.SIGPROF && n != 32 && n != 33 && n != 34
 		if got[n] != want {
 			t.Errorf("signal %d (%s): forwarded=%v, want %v", n, shim.SignalName(n), got[n], want)
 		}
@@ -201,8 +202,9 @@ func waitFile(t *testing.T, path string) {
 
 // TestSurvivesSignalsItCannotForward: the signals a Go program cannot catch
 // (32 and 34, C library internals; 33, the Go runtime's own; SIGPROF and
-// SIGURG, consumed by the runtime) are not forwarded, but they do not kill
-// meshinit either: forwarding goes on afterwards. This matters when
+// SIGURG, consumed by the runtime) and SIGPIPE (kept for meshinit's own
+// writes) are not forwarded, but they do not kill meshinit either:
+// forwarding goes on afterwards. This matters when
 // meshinit is not PID 1, where a default action would kill it and orphan
 // the child.
 func TestSurvivesSignalsItCannotForward(t *testing.T) {
@@ -210,13 +212,40 @@ func TestSurvivesSignalsItCannotForward(t *testing.T) {
 	bothModes(t, func(t *testing.T, m mode) {
 		p := start(t, m, bin, []string{"--", child, "-exit-on", "15"}, startOpts{})
 		pid := p.readyPid()
-		for _, sig := range []syscall.Signal{32, 33, 34, syscall.SIGPROF, syscall.SIGURG} {
+		for _, sig := range []syscall.Signal{32, 33, 34, syscall.SIGPROF, syscall.SIGURG, syscall.SIGPIPE} {
 			p.signal(sig)
 		}
 		p.signal(syscall.SIGUSR1)
 		p.waitOutput(fmt.Sprintf("pid=%d got=10\n", pid))
 		p.signal(syscall.SIGTERM)
 		p.waitCode(143)
+		if got := fmt.Sprintf("pid=%d got=%d\n", pid, syscall.SIGPIPE); strings.Contains(p.stdout.String(), got) {
+			t.Fatalf("SIGPIPE was forwarded:\n%s", p.stdout.String())
+		}
+	})
+}
+
+// TestOwnBrokenPipeNeverReachesTheApp: a write of meshinit's own to a pipe
+// or socket whose reader is gone (a relay or coordinator connection that
+// breaks mid-write, a proxied client that hangs up, a log on a closed
+// stderr) raises SIGPIPE in meshinit. It must neither reach the app, which
+// would die of it (exit 141), nor end meshinit. Here meshinit logs each
+// forwarded signal into a stderr pipe whose reader is gone.
+func TestOwnBrokenPipeNeverReachesTheApp(t *testing.T) {
+	bin, child := setup(t)
+	bothModes(t, func(t *testing.T, m mode) {
+		p := start(t, m, bin, []string{"--", child, "-exit-on", "15"},
+			startOpts{env: []string{"MESH_LOG_LEVEL=debug"}, brokenStderr: true})
+		pid := p.readyPid()
+		for i := 1; i <= 3; i++ {
+			p.signal(syscall.SIGUSR1) // forwarded, then logged into the broken pipe
+			p.countOutput(fmt.Sprintf("pid=%d got=10\n", pid), i)
+		}
+		p.signal(syscall.SIGTERM) // after SIGPIPE (13) had it been forwarded: 15 > 13
+		p.waitCode(143)
+		if got := fmt.Sprintf("pid=%d got=%d\n", pid, syscall.SIGPIPE); strings.Contains(p.stdout.String(), got) {
+			t.Fatalf("meshinit's own SIGPIPE reached the app:\n%s", p.stdout.String())
+		}
 	})
 }
 

@@ -52,8 +52,17 @@ func Wait() *Inbox {
 	return inbox
 }
 
+// ownPipe receives SIGPIPE, and nobody reads it. With a handler installed,
+// the Go runtime turns a SIGPIPE raised by a write of meshinit's own (a
+// relay or coordinator connection, a proxied client, a log line on a
+// broken stderr) into an EPIPE error of that write, so meshinit neither
+// dies of it nor passes it on (Forwardable says why it must not). os/signal
+// drops what does not fit in the channel.
+var ownPipe chan os.Signal
+
 func prepare() {
 	inbox = &Inbox{Chld: make(chan os.Signal, 1), Forward: make(chan os.Signal, 256)}
+	ownPipe = make(chan os.Signal, 1)
 	installed = make(chan struct{})
 }
 
@@ -71,6 +80,7 @@ func prepare() {
 // PID 1 with every signal at its default.
 func install() {
 	signal.Notify(inbox.Forward, notIgnored(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT)...)
+	signal.Notify(ownPipe, syscall.SIGPIPE)
 	signal.Notify(inbox.Forward, notIgnored(Forwardable()...)...)
 	signal.Notify(inbox.Chld, syscall.SIGCHLD)
 	close(installed)
@@ -89,7 +99,13 @@ func notIgnored(sigs ...os.Signal) []os.Signal {
 
 // Forwardable lists every signal shim.Run catches and passes on to the
 // child: all catchable signals except SIGCHLD (Run's own business: it
-// reaps), SIGURG (the Go runtime preempts goroutines with it; a forwarded
+// reaps), SIGPIPE (the kernel raises it in meshinit for a write of its own
+// to a connection the other end closed: a relay or coordinator connection
+// that breaks mid-write, a proxied client that hangs up. Passed on, it
+// would kill the app for meshinit's network weather, and a SIGPIPE sent
+// by kill(2) cannot be told apart from those through os/signal. Nobody
+// sends SIGPIPE to a container; the app still gets its own from its own
+// writes), SIGURG (the Go runtime preempts goroutines with it; a forwarded
 // SIGURG would be noise to the child) and SIGPROF (the Go runtime's signal
 // handler consumes every SIGPROF for its profiler before os/signal sees it,
 // so no Go program can forward it; it is the profiling timer, not a signal
@@ -111,7 +127,7 @@ func Forwardable() []os.Signal {
 	sigs := make([]os.Signal, 0, 64)
 	for n := syscall.Signal(1); n <= 31; n++ {
 		switch n {
-		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF:
+		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGURG, syscall.SIGPROF:
 			continue
 		}
 		sigs = append(sigs, n)

@@ -1,6 +1,7 @@
 package sigcatch
 
 import (
+	"errors"
 	"os"
 	"syscall"
 	"testing"
@@ -43,7 +44,7 @@ func TestForwardableExcludesOnlyWhatCannotOrMustNotBeForwarded(t *testing.T) {
 	}
 	for n := syscall.Signal(1); n <= 64; n++ {
 		switch n {
-		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGURG, syscall.SIGPROF, 32, 33, 34:
+		case syscall.SIGKILL, syscall.SIGSTOP, syscall.SIGCHLD, syscall.SIGPIPE, syscall.SIGURG, syscall.SIGPROF, 32, 33, 34:
 			if got[n] {
 				t.Errorf("signal %d must not be forwarded", n)
 			}
@@ -51,6 +52,55 @@ func TestForwardableExcludesOnlyWhatCannotOrMustNotBeForwarded(t *testing.T) {
 			if !got[n] {
 				t.Errorf("signal %d must be forwarded", n)
 			}
+		}
+	}
+}
+
+// A write of the process's own to a pipe whose reader is gone (fd 2 here,
+// where an uncaught SIGPIPE would kill a Go program) fails with EPIPE; the
+// SIGPIPE it raises, and one sent with kill(2), kill nothing and never
+// reach the forwarded channel.
+func TestOwnBrokenPipeIsNotForwarded(t *testing.T) {
+	in := Wait()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	defer w.Close()
+	saved, err := syscall.Dup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Dup2(int(w.Fd()), 2); err != nil {
+		t.Fatal(err)
+	}
+	_, werr := syscall.Write(2, []byte("into a pipe nobody reads\n"))
+	syscall.Dup2(saved, 2)
+	syscall.Close(saved)
+	if !errors.Is(werr, syscall.EPIPE) {
+		t.Fatalf("write to a broken pipe: %v, want EPIPE", werr)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGPIPE); err != nil {
+		t.Fatal(err)
+	}
+	// A signal sent after them is forwarded; os/signal delivers pending
+	// signals lowest number first, so SIGTERM (15) comes after any SIGPIPE
+	// (13) that had reached the forwarded channel.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case got := <-in.Forward:
+			if got == syscall.SIGPIPE {
+				t.Fatal("SIGPIPE reached the forwarded channel")
+			}
+			if got == syscall.SIGTERM {
+				return
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("SIGTERM never arrived")
 		}
 	}
 }
