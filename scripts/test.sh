@@ -83,8 +83,9 @@ gotest "integration suites" /tmp/meshinit-integration.log '^(--- |ok|FAIL|panic)
 
 # The lifecycle suites once more with every coordinator on PostgreSQL (a
 # fresh database each, on one private server): the coordinator suite whole,
-# and the mesh suite's lifecycle tests, not its data-plane ones (which do
-# not depend on the database and would only double the time).
+# the mesh suite's lifecycle tests, not its data-plane ones (which do not
+# depend on the database and would only double the time), and the relay
+# suite (its coordinators restart mid-transfer and run in namespaces).
 step "lifecycle suites with meshcoord on PostgreSQL"
 export MESHINIT_COORD_DB=postgres
 gotest "coordinator suite on PostgreSQL" /tmp/meshinit-coordinator-pg.log '^(--- |ok|FAIL|panic)' \
@@ -92,6 +93,8 @@ gotest "coordinator suite on PostgreSQL" /tmp/meshinit-coordinator-pg.log '^(---
 gotest "mesh lifecycle tests on PostgreSQL" /tmp/meshinit-mesh-pg.log '^(--- |ok|FAIL|panic)' \
 	-count=1 -timeout 20m -p 1 ./integration/mesh/ \
 	-run '^Test(StopSignalLogsOutAtOnce|KilledNodeIsCollectedAfterTimeout|SlowCommandStillLogsOutBeforeDeadline|CoordinatorGoneBeforeStop|LogoutVerbWhileCommandRuns|NodesSurviveCoordinatorRestart)$'
+gotest "relay suite on PostgreSQL" /tmp/meshinit-relay-pg.log '^(--- |ok|FAIL|panic)' \
+	-count=1 -timeout 20m -p 1 ./integration/relay/
 unset MESHINIT_COORD_DB
 
 step "demo (the README's main job, as a smoke test)"
