@@ -321,12 +321,9 @@ func (r *replicaCore) settle(cmd func(m *mesh.Mesh, now time.Time) mesh.Change) 
 }
 
 // catchUp applies what other replicas committed so far (a node that
-// registered elsewhere a moment ago is known here after it).
-func (r *replicaCore) catchUp(ctx context.Context) {
-	if err := r.follower.CatchUp(ctx, r.pg); err != nil {
-		r.s.log.Warn("reading the change log failed", "err", err)
-	}
-}
+// registered elsewhere a moment ago is known here after it), sharing the
+// database read with every request that asks at the same time.
+func (r *replicaCore) catchUp(ctx context.Context) { r.follower.Refresh(ctx) }
 
 // takeOver marks the nodes still homed on dead replicas offline, last
 // seen at the replica's last heartbeat and with their GC clocks from then

@@ -48,6 +48,16 @@ type Follower struct {
 	// commands ran and its commit failed, or a change did not apply), so
 	// it must be reloaded before anything else.
 	dirty bool
+
+	refresh refreshRounds // Refresh's coalescing
+}
+
+// refreshRounds coalesces Refresh calls: at most one read runs, and the
+// callers that came meanwhile share the one after it.
+type refreshRounds struct {
+	mu      sync.Mutex
+	running bool
+	next    chan struct{} // closed when the read after the running one ends
 }
 
 // readBatch is how many changes one read takes.
@@ -183,6 +193,55 @@ func (f *Follower) Dirty() bool {
 func (f *Follower) setCursor(v uint64) {
 	f.cursor = v
 	f.held.Store(v)
+}
+
+// Refresh applies what the log holds now, for a request that needs a
+// change committed elsewhere a moment ago (a secret this replica does not
+// know yet, a stream resumed from a replica ahead of it). It returns once
+// a read that began after the call has ended, or when ctx ends. Calls are
+// coalesced: however many requests come at once (a node's retries, or
+// someone trying made-up secrets), at most one read runs and one waits,
+// so the database's load does not grow with them.
+func (f *Follower) Refresh(ctx context.Context) {
+	rr := &f.refresh
+	rr.mu.Lock()
+	if rr.next == nil {
+		rr.next = make(chan struct{})
+	}
+	done := rr.next
+	if !rr.running {
+		rr.running = true
+		go f.refreshLoop()
+	}
+	rr.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// refreshLoop runs the reads Refresh asked for, one after the other, until
+// nobody waits. Each is bounded by followReadTimeout, not by a caller's
+// context: the callers that share it may have others.
+func (f *Follower) refreshLoop() {
+	rr := &f.refresh
+	for {
+		rr.mu.Lock()
+		done := rr.next
+		if done == nil {
+			rr.running = false
+			rr.mu.Unlock()
+			return
+		}
+		rr.next = nil
+		rr.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), followReadTimeout)
+		if err := f.CatchUp(ctx, f.log); err != nil {
+			f.logger.Warn("reading the change log failed", "err", err)
+		}
+		cancel()
+		close(done)
+	}
 }
 
 // followReadTimeout bounds one catch-up of Run's loop. A read stuck on a

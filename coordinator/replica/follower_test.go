@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -64,5 +65,91 @@ func TestFollowerLoopReadIsBounded(t *testing.T) {
 		}
 		cancel()
 		<-done
+	})
+}
+
+// gatedLog is a change log whose every read waits for the test to let it
+// finish, and counts the reads that began.
+type gatedLog struct {
+	started atomic.Int32
+	release chan struct{}
+}
+
+func (g *gatedLog) ChangesAfter(ctx context.Context, _ uint64, _ int) ([]store.Change, error) {
+	g.started.Add(1)
+	select {
+	case <-g.release:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (g *gatedLog) WatchChanges(ctx context.Context, _ time.Duration, _ func(uint64)) { <-ctx.Done() }
+
+// Refresh calls share reads: however many come while one read runs, they
+// wait for one more, which begins after all of them were made; each caller
+// returns only once a read that began after its call has ended.
+func TestRefreshCoalescesReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gatedLog{release: make(chan struct{})}
+		f := NewFollower(g, 0, func(store.Change) error { return nil },
+			func(context.Context) (uint64, error) { return 0, nil }, nil)
+		var first atomic.Bool
+		go func() { f.Refresh(t.Context()); first.Store(true) }()
+		synctest.Wait()
+		if n := g.started.Load(); n != 1 {
+			t.Fatalf("%d reads after the first Refresh, want 1", n)
+		}
+
+		const later = 50
+		var returned atomic.Int32
+		for range later {
+			go func() { f.Refresh(t.Context()); returned.Add(1) }()
+		}
+		synctest.Wait()
+		if n := g.started.Load(); n != 1 {
+			t.Fatalf("%d reads while one ran and %d callers came, want still 1", n, later)
+		}
+
+		g.release <- struct{}{} // the first read ends
+		synctest.Wait()
+		if !first.Load() {
+			t.Fatal("the first caller did not return when its read ended")
+		}
+		if n := returned.Load(); n != 0 {
+			t.Fatalf("%d later callers returned on a read that began before they called", n)
+		}
+		if n := g.started.Load(); n != 2 {
+			t.Fatalf("%d reads, want 2: one more for the %d that came meanwhile", n, later)
+		}
+
+		g.release <- struct{}{} // their shared read ends
+		synctest.Wait()
+		if n := returned.Load(); n != later {
+			t.Fatalf("%d of %d later callers returned after their read ended", n, later)
+		}
+		if n := g.started.Load(); n != 2 {
+			t.Fatalf("%d reads in all, want 2", n)
+		}
+	})
+}
+
+// A caller whose context ends stops waiting; the read it asked for still
+// serves the others.
+func TestRefreshReturnsWhenTheCallerGivesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := &gatedLog{release: make(chan struct{})}
+		f := NewFollower(g, 0, func(store.Change) error { return nil },
+			func(context.Context) (uint64, error) { return 0, nil }, nil)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		start := time.Now()
+		f.Refresh(ctx)
+		if waited := time.Since(start); waited != time.Second {
+			t.Fatalf("Refresh returned after %v, want at its context's end (1s)", waited)
+		}
+		g.release <- struct{}{} // the read it started ends; its loop stops
+		synctest.Wait()
 	})
 }
