@@ -274,13 +274,20 @@ func TestChildStartsWithCleanDispositions(t *testing.T) {
 	}
 	// The test process is the parent of both: give it default dispositions
 	// first, then the ignored ones, and put them back afterwards.
-	setKernelDisposition(t, 32, 0)
-	signal.Reset(syscall.SIGHUP)
+	// (signal.Reset does not undo signal.Ignore in the kernel: SIGHUP would
+	// stay ignored for every later test of the process, and meshinit would
+	// start with it ignored, as under nohup. So SIG_DFL is set directly.)
+	defaults := func() {
+		signal.Reset(syscall.SIGHUP)
+		setKernelDisposition(t, int(syscall.SIGHUP), 0)
+		setKernelDisposition(t, 32, 0)
+	}
+	defaults()
 	t.Run("parent ignores nothing", compare)
 
 	signal.Ignore(syscall.SIGHUP)
 	setKernelDisposition(t, 32, 1)
-	t.Cleanup(func() { signal.Reset(syscall.SIGHUP); setKernelDisposition(t, 32, 0) })
+	t.Cleanup(defaults)
 	t.Run("parent ignores SIGHUP and 32", func(t *testing.T) {
 		direct, _ := exec.Command(show[0], show[1:]...).Output()
 		// SigIgn bit N-1 is signal N: HUP (1) and 32.
