@@ -26,11 +26,7 @@ func TestTUNModeWithoutIPv6ComesUpIPv4Only(t *testing.T) {
 
 	nsA, _ := l.addHost()
 	disableIPv6(t, nsA)
-	a := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tuna", netns: nsA,
-		env:     []string{"MESH_NET=tun"},
-		command: []string{demo(t), "serve", "-listen", "0.0.0.0:8080"}})
-	stA := a.waitUp()
-	a.waitOutput("serving on")
+	a, stA := startTUNWeb(t, coordURL, key, "tuna", nsA, "0.0.0.0:8080")
 	if n := strings.Count(a.stderr.String(), ipv4OnlyLog); n != 1 {
 		t.Errorf("%q logged %d times, want once:\n%s", ipv4OnlyLog, n, a.stderr)
 	}
@@ -118,21 +114,13 @@ func TestIPv4OnlyTUNNodeAsItsPeersSeeIt(t *testing.T) {
 
 	nsA, _ := l.addHost()
 	disableIPv6(t, nsA)
-	a := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tuna", netns: nsA,
-		env:     []string{"MESH_NET=tun"},
-		command: []string{demo(t), "serve", "-listen", "0.0.0.0:8080"}})
-	stA := a.waitUp()
-	a.waitOutput("serving on")
+	_, stA := startTUNWeb(t, coordURL, key, "tuna", nsA, "0.0.0.0:8080")
 	if !stA.IPv4.IsValid() || stA.IPv6.IsValid() {
 		t.Errorf("the IPv4-only node's own status: ipv4 %v, ipv6 %v; want an IPv4 address only", stA.IPv4, stA.IPv6)
 	}
 
 	nsF, _ := l.addHost()
-	f := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "full", netns: nsF,
-		env:     []string{"MESH_NET=tun"},
-		command: []string{demo(t), "serve", "-listen", "[::]:8080"}})
-	stF := f.waitUp()
-	f.waitOutput("serving on")
+	_, stF := startTUNWeb(t, coordURL, key, "full", nsF, "[::]:8080")
 	if !stF.IPv4.IsValid() || !stF.IPv6.IsValid() {
 		t.Fatalf("a normal TUN node's own status: ipv4 %v, ipv6 %v; want both", stF.IPv4, stF.IPv6)
 	}

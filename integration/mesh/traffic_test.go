@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshinit/meshinit/integration/internal/coordtest"
 	"github.com/meshinit/meshinit/integration/internal/harness"
+	"github.com/meshinit/meshinit/node/ctlsock"
 )
 
 // Two hosts that share no loopback (network namespaces on a private LAN):
@@ -79,11 +80,7 @@ func TestTUNModeNeedsNoProxy(t *testing.T) {
 	coordURL := "http://" + l.relayIntoHub(c.Addr)
 
 	nsA, _ := l.addHost()
-	a := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: "tuna", netns: nsA,
-		env:     []string{"MESH_NET=tun"},
-		command: []string{demo(t), "serve", "-listen", "0.0.0.0:8080"}})
-	stA := a.waitUp()
-	a.waitOutput("serving on")
+	_, stA := startTUNWeb(t, coordURL, key, "tuna", nsA, "0.0.0.0:8080")
 	if stA.Net != "tun" || stA.Proxy != "" {
 		t.Fatalf("status in TUN mode: net=%q proxy=%q", stA.Net, stA.Proxy)
 	}
@@ -138,4 +135,17 @@ func TestTUNModeNeedsNoProxy(t *testing.T) {
 	if out, err := get(t, nsB, "none", "http://"+stA.IPv4.String()+":8080/", time.Second); err == nil {
 		t.Fatalf("after logout tuna still answered: %q", out)
 	}
+}
+
+// startTUNWeb starts a TUN-mode node on the host ns whose command is an
+// HTTP server listening on listen, and returns once the node is up and the
+// server serves, with the node's status.
+func startTUNWeb(t *testing.T, coordURL, key, hostname, ns, listen string) (*meshinit, ctlsock.Status) {
+	t.Helper()
+	m := startMeshinit(t, nodeSpec{coord: coordURL, key: key, hostname: hostname, netns: ns,
+		env:     []string{"MESH_NET=tun"},
+		command: []string{demo(t), "serve", "-listen", listen}})
+	st := m.waitUp()
+	m.waitOutput("serving on")
+	return m, st
 }
