@@ -135,11 +135,7 @@ func TestFailoverAcrossReplicasStickyAndResumed(t *testing.T) {
 // A 5xx moves to the next replica; the coordinator's own refusal (a 4xx
 // with its error body) does not: every replica would say the same.
 func TestFailoverOn5xxNotOnRefusal(t *testing.T) {
-	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprint(w, `{"error":{"code":"internal","message":"store behind"}}`)
-	}))
-	defer failing.Close()
+	failing := unavailableReplica(t)
 	co := coordinatortest.NewServer(t, coordinator.Config{})
 	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
 	a := newTestClient(t, failing.URL+","+co.URL, Options{})
@@ -223,11 +219,7 @@ func closed(ch <-chan struct{}) bool {
 // the new replica with a fresh, open channel. A refusal, which does not
 // move the client, closes nothing, nor does a failure with one coordinator.
 func TestWatchURLSignalsTheMove(t *testing.T) {
-	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprint(w, `{"error":{"code":"internal","message":"store behind"}}`)
-	}))
-	defer failing.Close()
+	failing := unavailableReplica(t)
 	co := coordinatortest.NewServer(t, coordinator.Config{})
 	k := co.CreateKey(meshapi.KeyCreateRequest{Ephemeral: true, Reusable: true})
 	a := newTestClient(t, failing.URL+","+co.URL, Options{})
@@ -297,4 +289,16 @@ func TestWatchConcurrentFailuresMoveOnce(t *testing.T) {
 	if closed(ch2) || cs.current().String() != "http://b:2" {
 		t.Fatalf("a late failure of a moved the client to %s", cs.current())
 	}
+}
+
+// unavailableReplica is a replica that answers every request with the
+// coordinator's own retryable 503.
+func unavailableReplica(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"error":{"code":"internal","message":"store behind"}}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }

@@ -173,15 +173,7 @@ func fmtErr(err error) string {
 // without IPv6 (no ipv6 directory) from one where /proc/sys is missing.
 func TestIPv6OffReadsTheInterfaceSetting(t *testing.T) {
 	root := t.TempDir()
-	write := func(name, value string) {
-		dir := filepath.Join(root, "ipv6", "conf", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "disable_ipv6"), []byte(value+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, value string) { writeDisableIPv6(t, root, name, value) }
 	write("mesh0", "1")
 	write("mesh1", "0")
 	if got := ipv6Off(root, "mesh0"); got != "net.ipv6.conf.mesh0.disable_ipv6=1" {
@@ -211,15 +203,7 @@ func TestIPv6OffReadsTheInterfaceSetting(t *testing.T) {
 // interface's own for one that exists, and "no IPv6" for a kernel without.
 func TestTUNIPv6OffPredictsFromTheDefault(t *testing.T) {
 	root := t.TempDir()
-	write := func(name, value string) {
-		dir := filepath.Join(root, "ipv6", "conf", name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "disable_ipv6"), []byte(value+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, value string) { writeDisableIPv6(t, root, name, value) }
 	write("default", "1")
 	if got := tunIPv6Off(root, ""); got != "net.ipv6.conf.default.disable_ipv6=1" {
 		t.Errorf("a new %s where the default is off: %q", DefaultTUNName, got)
@@ -234,5 +218,18 @@ func TestTUNIPv6OffPredictsFromTheDefault(t *testing.T) {
 	}
 	if got := tunIPv6Off(t.TempDir(), ""); !strings.Contains(got, "no IPv6") {
 		t.Errorf("kernel without IPv6: %q", got)
+	}
+}
+
+// writeDisableIPv6 writes value as interface name's disable_ipv6 in a fake
+// /proc/sys/net rooted at root.
+func writeDisableIPv6(t *testing.T, root, name, value string) {
+	t.Helper()
+	dir := filepath.Join(root, "ipv6", "conf", name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "disable_ipv6"), []byte(value+"\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
