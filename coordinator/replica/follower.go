@@ -49,15 +49,13 @@ type Follower struct {
 	// it must be reloaded before anything else.
 	dirty bool
 
-	refresh refreshRounds // Refresh's coalescing
-}
-
-// refreshRounds coalesces Refresh calls: at most one read runs, and the
-// callers that came meanwhile share the one after it.
-type refreshRounds struct {
-	mu      sync.Mutex
-	running bool
-	next    chan struct{} // closed when the read after the running one ends
+	// wake asks Run's loop for a read (buffered: asks while one is queued
+	// coalesce).
+	wake chan struct{}
+	// askMu guards asked: closed when the next read of Run's loop, which
+	// begins after every Refresh that joined it, ends.
+	askMu sync.Mutex
+	asked chan struct{}
 }
 
 // readBatch is how many changes one read takes.
@@ -73,7 +71,7 @@ func NewFollower(log Log, from uint64, apply func(store.Change) error, reload fu
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Follower{log: log, apply: apply, reload: reload, logger: logger}
+	f := &Follower{log: log, apply: apply, reload: reload, logger: logger, wake: make(chan struct{}, 1)}
 	f.setCursor(from)
 	return f
 }
@@ -197,51 +195,42 @@ func (f *Follower) setCursor(v uint64) {
 
 // Refresh applies what the log holds now, for a request that needs a
 // change committed elsewhere a moment ago (a secret this replica does not
-// know yet, a stream resumed from a replica ahead of it). It returns once
-// a read that began after the call has ended, or when ctx ends. Calls are
-// coalesced: however many requests come at once (a node's retries, or
+// know yet, a stream resumed from a replica ahead of it). It asks Run's
+// loop for a read and returns once a read that began after the call has
+// ended, or when ctx ends (also when Run is not running). Calls coalesce
+// in that loop: however many requests come at once (a node's retries, or
 // someone trying made-up secrets), at most one read runs and one waits,
 // so the database's load does not grow with them.
 func (f *Follower) Refresh(ctx context.Context) {
-	rr := &f.refresh
-	rr.mu.Lock()
-	if rr.next == nil {
-		rr.next = make(chan struct{})
+	f.askMu.Lock()
+	if f.asked == nil {
+		f.asked = make(chan struct{})
 	}
-	done := rr.next
-	if !rr.running {
-		rr.running = true
-		go f.refreshLoop()
-	}
-	rr.mu.Unlock()
+	done := f.asked
+	f.askMu.Unlock()
+	f.poke()
 	select {
 	case <-done:
 	case <-ctx.Done():
 	}
 }
 
-// refreshLoop runs the reads Refresh asked for, one after the other, until
-// nobody waits. Each is bounded by followReadTimeout, not by a caller's
-// context: the callers that share it may have others.
-func (f *Follower) refreshLoop() {
-	rr := &f.refresh
-	for {
-		rr.mu.Lock()
-		done := rr.next
-		if done == nil {
-			rr.running = false
-			rr.mu.Unlock()
-			return
-		}
-		rr.next = nil
-		rr.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), followReadTimeout)
-		if err := f.CatchUp(ctx, f.log); err != nil {
-			f.logger.Warn("reading the change log failed", "err", err)
-		}
-		cancel()
-		close(done)
+// poke asks Run's loop for a read; a request already queued covers it.
+func (f *Follower) poke() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
 	}
+}
+
+// takeAsked returns the Refresh callers the read about to begin serves
+// (nil: none); later callers wait for the next read.
+func (f *Follower) takeAsked() chan struct{} {
+	f.askMu.Lock()
+	defer f.askMu.Unlock()
+	done := f.asked
+	f.asked = nil
+	return done
 }
 
 // followReadTimeout bounds one catch-up of Run's loop. A read stuck on a
@@ -251,29 +240,29 @@ func (f *Follower) refreshLoop() {
 const followReadTimeout = 15 * time.Second
 
 // Run follows the log until ctx ends: on every notification, after every
-// reconnect of the listener, and every poll interval. A failed read (the
+// reconnect of the listener, every poll interval, and when Refresh asks. A failed read (the
 // database restarting) waits for the next wake-up.
 func (f *Follower) Run(ctx context.Context, poll time.Duration) {
-	wake := make(chan struct{}, 1)
 	go f.log.WatchChanges(ctx, poll, func(last uint64) {
 		if last != 0 && last <= f.held.Load() {
 			return // applied already (a change of this replica)
 		}
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
+		f.poke()
 	})
 	failing := "" // the last failure, logged once until the log reads again
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-f.wake:
 		}
+		asked := f.takeAsked()
 		rctx, cancel := context.WithTimeout(ctx, followReadTimeout)
 		err := f.CatchUp(rctx, f.log)
 		cancel()
+		if asked != nil {
+			close(asked)
+		}
 		switch {
 		case ctx.Err() != nil:
 		case err != nil && err.Error() != failing:

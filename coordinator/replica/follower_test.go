@@ -43,12 +43,7 @@ func TestFollowerLoopReadIsBounded(t *testing.T) {
 		apply := func(store.Change) error { return nil }
 		reload := func(context.Context) (uint64, error) { return 0, nil }
 		f := NewFollower(stalledLog{}, 0, apply, reload, nil)
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan struct{})
-		go func() {
-			f.Run(ctx, time.Second)
-			close(done)
-		}()
+		stop := runFollower(f)
 		synctest.Wait() // the loop's read is stuck, holding the lock
 		if f.mu.TryLock() {
 			t.Fatal("the loop's read did not hold the follower's lock: the test stalled nothing")
@@ -60,11 +55,10 @@ func TestFollowerLoopReadIsBounded(t *testing.T) {
 			t.Fatalf("the follower's lock is still held %v after the read stuck", followReadTimeout)
 		}
 		f.mu.Unlock()
-		if err := f.CatchUp(ctx, emptyReader{}); err != nil {
+		if err := f.CatchUp(t.Context(), emptyReader{}); err != nil {
 			t.Fatalf("a write's catch-up after the stuck read: %v", err)
 		}
-		cancel()
-		<-done
+		stop()
 	})
 }
 
@@ -95,6 +89,7 @@ func TestRefreshCoalescesReads(t *testing.T) {
 		g := &gatedLog{release: make(chan struct{})}
 		f := NewFollower(g, 0, func(store.Change) error { return nil },
 			func(context.Context) (uint64, error) { return 0, nil }, nil)
+		defer runFollower(f)()
 		var first atomic.Bool
 		go func() { f.Refresh(t.Context()); first.Store(true) }()
 		synctest.Wait()
@@ -142,6 +137,7 @@ func TestRefreshReturnsWhenTheCallerGivesUp(t *testing.T) {
 		g := &gatedLog{release: make(chan struct{})}
 		f := NewFollower(g, 0, func(store.Change) error { return nil },
 			func(context.Context) (uint64, error) { return 0, nil }, nil)
+		defer runFollower(f)()
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		start := time.Now()
@@ -149,7 +145,22 @@ func TestRefreshReturnsWhenTheCallerGivesUp(t *testing.T) {
 		if waited := time.Since(start); waited != time.Second {
 			t.Fatalf("Refresh returned after %v, want at its context's end (1s)", waited)
 		}
-		g.release <- struct{}{} // the read it started ends; its loop stops
+		g.release <- struct{}{} // the read it asked for ends all the same
 		synctest.Wait()
 	})
+}
+
+// runFollower runs f's loop until the function it returns is called, which
+// waits for the loop to end.
+func runFollower(f *Follower) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		f.Run(ctx, time.Second)
+		close(done)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
